@@ -1,0 +1,134 @@
+"""Typed settings and business configuration.
+
+Importing this module has no side effects: no directories are created and no
+connections are opened. Call :func:`get_settings` for paths and
+:func:`load_business_config` for the versioned YAML parameters.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from functools import cached_property
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+class Settings(BaseSettings):
+    """Where Loopline keeps its state. Read from ``LOOPLINE_*`` environment variables."""
+
+    model_config = SettingsConfigDict(env_prefix="LOOPLINE_", frozen=True)
+
+    home: Path = Field(default=Path(".loopline"), description="Root of all state.")
+    config_file: Path = Field(default=REPO_ROOT / "config" / "loopline.yml")
+    dbt_project_dir: Path = Field(default=REPO_ROOT / "dbt_project")
+    dags_dir: Path = Field(default=REPO_ROOT / "dags")
+
+    @cached_property
+    def root(self) -> Path:
+        """Absolute path of ``home`` (relative paths resolve against the cwd)."""
+        return self.home.expanduser().resolve()
+
+    @property
+    def landing_dir(self) -> Path:
+        return self.root / "landing"
+
+    @property
+    def warehouse_path(self) -> Path:
+        return self.root / "warehouse.duckdb"
+
+    @property
+    def exports_dir(self) -> Path:
+        return self.root / "exports"
+
+    @property
+    def mlflow_db(self) -> Path:
+        return self.root / "mlflow.db"
+
+    @property
+    def mlflow_tracking_uri(self) -> str:
+        return f"sqlite:///{self.mlflow_db}"
+
+    @property
+    def mlartifacts_dir(self) -> Path:
+        return self.root / "mlartifacts"
+
+    @property
+    def airflow_home(self) -> Path:
+        return self.root / "airflow"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.root / "reports"
+
+    @property
+    def truth_dir(self) -> Path:
+        """The simulator's ground truth. The pipeline never reads it."""
+        return self.root / "truth"
+
+    @property
+    def gx_dir(self) -> Path:
+        """Great Expectations project dir (Data Docs are built under it)."""
+        return self.root / "gx"
+
+    @property
+    def dbt_target_dir(self) -> Path:
+        return self.root / "dbt" / "target"
+
+    @property
+    def dbt_log_dir(self) -> Path:
+        return self.root / "dbt" / "logs"
+
+    def ensure_dirs(self) -> None:
+        """Create the state directories (called by ``loopline init``)."""
+        for path in (
+            self.root,
+            self.landing_dir,
+            self.exports_dir,
+            self.mlartifacts_dir,
+            self.airflow_home,
+            self.reports_dir,
+            self.truth_dir,
+            self.gx_dir,
+            self.dbt_target_dir,
+            self.dbt_log_dir,
+        ):
+            path.mkdir(parents=True, exist_ok=True)
+
+
+class FeatureConfig(BaseModel):
+    windows: list[int] = Field(default_factory=lambda: [7, 30, 90, 180])
+
+
+class ValidationConfig(BaseModel):
+    max_bad_row_fraction: float = 0.05
+    required_tables: list[str] = Field(default_factory=lambda: ["transactions"])
+    example_values: int = 5
+
+
+class BusinessConfig(BaseModel):
+    """The versioned business parameters in ``config/loopline.yml``."""
+
+    horizon_days: int = 30
+    active_window_days: int = 180
+    features: FeatureConfig = Field(default_factory=FeatureConfig)
+    validation: ValidationConfig = Field(default_factory=ValidationConfig)
+    config_hash: str = ""
+
+
+def get_settings() -> Settings:
+    """Build settings from the environment (cheap; no side effects)."""
+    return Settings()
+
+
+def load_business_config(path: Path | None = None) -> BusinessConfig:
+    """Load the business YAML and stamp it with the sha256 of its content."""
+    path = path or get_settings().config_file
+    raw = path.read_bytes()
+    data = yaml.safe_load(raw) or {}
+    data["config_hash"] = hashlib.sha256(raw).hexdigest()[:16]
+    return BusinessConfig.model_validate(data)

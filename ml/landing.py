@@ -1,0 +1,77 @@
+"""Reading and writing landing partitions (``landing/<table>/dt=YYYY-MM-DD/``)."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import date
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from ml.contract import TABLES
+
+
+def partition_dir(landing_dir: Path, table: str, day: date) -> Path:
+    """The folder of one table's partition for one day."""
+    return landing_dir / table / f"dt={day.isoformat()}"
+
+
+def partition_files(landing_dir: Path, table: str, day: date) -> list[Path]:
+    """Data files of a partition (parquet and csv), sorted for determinism."""
+    folder = partition_dir(landing_dir, table, day)
+    if not folder.is_dir():
+        return []
+    return sorted(
+        p for p in folder.iterdir() if p.suffix in (".parquet", ".csv") and p.is_file()
+    )
+
+
+def list_partition_dates(landing_dir: Path, table: str) -> list[date]:
+    """All days that have a partition folder for ``table``."""
+    root = landing_dir / table
+    if not root.is_dir():
+        return []
+    days = []
+    for p in root.iterdir():
+        if p.is_dir() and p.name.startswith("dt="):
+            days.append(date.fromisoformat(p.name[3:]))
+    return sorted(days)
+
+
+def write_partition(
+    landing_dir: Path, table: str, day: date, data: pa.Table, part: int = 0
+) -> Path:
+    """Replace one table's partition for ``day`` with ``data`` (atomic per file).
+
+    The data is cast to the contract schema when its columns match the contract, so
+    writers cannot drift from it by accident; fault injection writes raw tables with
+    ``write_raw_partition`` instead.
+    """
+    contract = TABLES[table]
+    if data.schema.names == contract.schema.names:
+        data = data.cast(contract.schema)
+    return write_raw_partition(landing_dir, table, day, data, part=part)
+
+
+def write_raw_partition(
+    landing_dir: Path, table: str, day: date, data: pa.Table, part: int = 0
+) -> Path:
+    """Write ``data`` as-is (no schema cast) as the partition's only file."""
+    folder = partition_dir(landing_dir, table, day)
+    if folder.exists() and part == 0:
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"part-{part:04d}.parquet"
+    tmp = folder / f".part-{part:04d}.parquet.tmp"
+    pq.write_table(data, tmp)
+    tmp.replace(target)
+    return target
+
+
+def read_file(path: Path) -> pa.Table:
+    """Read one landing file (parquet or csv) without coercing it to the contract."""
+    if path.suffix == ".csv":
+        return pacsv.read_csv(path)
+    return pq.read_table(path)

@@ -1,0 +1,127 @@
+"""The DuckDB warehouse: connections, the ``raw`` and ``ops`` schemas, raw loading.
+
+Only one process may write the warehouse at a time (DuckDB's rule); the Airflow DAGs
+put every writer in the one-slot ``warehouse`` pool. Landing rows that pass the gates
+are loaded into ``raw.<table>`` one partition at a time, replacing that partition, so
+a rerun loads the same rows and no other partition is touched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import date
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from ml.contract import TABLES, TableContract
+
+_ARROW_TO_DUCKDB = {
+    pa.string(): "varchar",
+    pa.date32(): "date",
+    pa.timestamp("us"): "timestamp",
+    pa.float64(): "double",
+    pa.bool_(): "boolean",
+    pa.int64(): "bigint",
+}
+
+OPS_DDL = """
+create schema if not exists ops;
+create table if not exists ops.quarantine (
+    run_date date not null,
+    table_name varchar not null,
+    partition_date date not null,
+    source_file varchar,
+    reason varchar not null,
+    record_key varchar,
+    record_json varchar
+);
+create table if not exists ops.validation_results (
+    run_date date not null,
+    suite_name varchar not null,
+    table_name varchar not null,
+    partition_date date not null,
+    expectation_type varchar not null,
+    column_name varchar,
+    severity varchar not null,
+    success boolean not null,
+    element_count bigint,
+    unexpected_count bigint,
+    unexpected_percent double,
+    example_values varchar
+);
+create table if not exists ops.runs (
+    run_date date not null,
+    step varchar not null,
+    status varchar not null,
+    config_hash varchar,
+    detail varchar
+);
+"""
+
+
+def duckdb_type(arrow_type: pa.DataType) -> str:
+    """The DuckDB column type for a contract column."""
+    return _ARROW_TO_DUCKDB[arrow_type]
+
+
+def raw_table_ddl(contract: TableContract) -> str:
+    """``create table if not exists raw.<table>`` for a landing table."""
+    cols = [f"{f.name} {duckdb_type(f.type)}" for f in contract.schema]
+    cols += ["partition_date date not null", "source_file varchar"]
+    return f"create table if not exists raw.{contract.name} ({', '.join(cols)})"
+
+
+@contextmanager
+def connect(path: Path, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Open the warehouse and close it on exit, whatever happens."""
+    con = duckdb.connect(str(path), read_only=read_only)
+    try:
+        yield con
+    finally:
+        con.close()
+
+
+def ensure_schemas(con: duckdb.DuckDBPyConnection) -> None:
+    """Create the ``raw`` and ``ops`` schemas and tables if they are missing."""
+    con.execute("create schema if not exists raw")
+    for contract in TABLES.values():
+        con.execute(raw_table_ddl(contract))
+    con.execute(OPS_DDL)
+
+
+def replace_raw_partition(
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    day: date,
+    rows: pa.Table,
+    source_file: pa.Array | str | None = None,
+) -> int:
+    """Replace ``raw.<table>`` rows of partition ``day`` with ``rows``.
+
+    ``rows`` must carry exactly the contract columns (already cast). Returns the
+    number of rows loaded. Runs in one transaction: a failure leaves the previous
+    partition in place.
+    """
+    contract = TABLES[table]
+    rows = rows.select(contract.columns).cast(contract.schema)
+    n = rows.num_rows
+    if source_file is None or isinstance(source_file, str):
+        files = pa.array([source_file] * n, pa.string())
+    else:
+        files = source_file
+    staged = rows.append_column("partition_date", pa.array([day] * n, pa.date32()))
+    staged = staged.append_column("source_file", files)
+    con.execute("begin transaction")
+    try:
+        con.execute(f"delete from raw.{table} where partition_date = ?", [day])
+        con.register("_staged_rows", staged)
+        con.execute(f"insert into raw.{table} by name select * from _staged_rows")
+        con.unregister("_staged_rows")
+        con.execute("commit")
+    except Exception:
+        con.execute("rollback")
+        raise
+    return n
