@@ -19,7 +19,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 class Settings(BaseSettings):
-    """Where Loopline keeps its state. Read from ``LOOPLINE_*`` environment variables."""
+    """Where Loopline keeps its state, read from ``LOOPLINE_*`` env variables."""
 
     model_config = SettingsConfigDict(env_prefix="LOOPLINE_", frozen=True)
 

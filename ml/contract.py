@@ -36,10 +36,17 @@ class TableContract:
         return list(self.schema.names)
 
 
-PLANS = ("basic", "plus", "premium")
-REGIONS = ("north", "south", "east", "west", "central")
-ACQUISITION_CHANNELS = ("organic", "paid_search", "social", "referral", "partner")
-CATEGORIES = ("grocery", "home", "fashion", "electronics", "beauty", "sports")
+PLANS = ("basic", "plus", "premium", "unknown")
+REGIONS = ("north", "south", "east", "west", "central", "unknown")
+ACQUISITION_CHANNELS = (
+    "organic",
+    "paid_search",
+    "social",
+    "referral",
+    "partner",
+    "unknown",
+)
+CATEGORIES = ("grocery", "home", "fashion", "electronics", "beauty", "sports", "other")
 TICKET_TOPICS = ("billing", "delivery", "product", "account", "complaint")
 TICKET_SEVERITIES = ("low", "medium", "high")
 ACTIONS = ("call", "voucher", "email")
@@ -157,7 +164,9 @@ TABLES: dict[str, TableContract] = {
     )
 }
 
-# The columns every exported action-queue file carries (exports/dt=YYYY-MM-DD/<channel>.csv).
+# "unknown"/"other" exist for imported data that lacks the attribute.
+# The columns of every exported action-queue file
+# (exports/dt=YYYY-MM-DD/<channel>.csv).
 EXPORT_COLUMNS = (
     "decision_id",
     "customer_id",
