@@ -1,0 +1,66 @@
+"""
+### loopline_nightly
+
+The nightly run for one logical date *d*:
+
+1. `check_landing`: the partitions due for *d* have landed.
+2. `validate_landing`: Great Expectations gates on the landing partitions of *d*; bad
+   rows go to `ops.quarantine`, schema faults stop the run; good rows replace
+   partition *d* of `raw.*`.
+3. `dbt_build`: one `dbt build` for *d* (staging → intermediate → marts, with tests).
+4. `validate_marts`: gates on the feature snapshot of *d*.
+
+Every task works on the partition of its logical date, so reruns and backfills are
+idempotent. Warehouse writers share the one-slot `warehouse` pool. The logic lives in
+`ml.pipeline`.
+"""
+
+from __future__ import annotations
+
+import pendulum
+from airflow.sdk import Asset, dag, task
+
+WAREHOUSE_POOL = "warehouse"
+LANDING_RAW = Asset("duckdb://loopline/raw")
+FEATURE_MARTS = Asset("duckdb://loopline/marts/customer_features")
+
+
+@dag(
+    dag_id="loopline_nightly",
+    schedule="@daily",
+    start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    tags=["loopline", "nightly"],
+    doc_md=__doc__,
+    default_args={"retries": 0},
+)
+def loopline_nightly() -> None:
+    @task
+    def check_landing(ds: str | None = None) -> dict:
+        from ml.pipeline import check_landing, parse_ds
+
+        return check_landing(parse_ds(ds)).as_dict()
+
+    @task(pool=WAREHOUSE_POOL, outlets=[LANDING_RAW])
+    def validate_landing(ds: str | None = None) -> dict:
+        from ml.pipeline import parse_ds, validate_landing
+
+        return validate_landing(parse_ds(ds)).as_dict()
+
+    @task(pool=WAREHOUSE_POOL)
+    def dbt_build(ds: str | None = None) -> dict:
+        from ml.pipeline import build_marts, parse_ds
+
+        return build_marts(parse_ds(ds)).as_dict()
+
+    @task(pool=WAREHOUSE_POOL, outlets=[FEATURE_MARTS])
+    def validate_marts(ds: str | None = None) -> dict:
+        from ml.pipeline import parse_ds, validate_marts
+
+        return validate_marts(parse_ds(ds)).as_dict()
+
+    check_landing() >> validate_landing() >> dbt_build() >> validate_marts()
+
+
+loopline_nightly()

@@ -1,0 +1,304 @@
+"""The ``loopline`` command line. Every command calls the same functions as the DAGs."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+
+from ml.config import Settings, get_settings
+
+app = typer.Typer(
+    help="Loopline: nightly retention decisions from a transaction log.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+import_app = typer.Typer(help="Turn external data into landing partitions.")
+app.add_typer(import_app, name="import")
+console = Console()
+
+DateOpt = Annotated[str, typer.Option(help="A date, YYYY-MM-DD.")]
+STATE_ENTRIES = (
+    "landing",
+    "warehouse.duckdb",
+    "warehouse.duckdb.wal",
+    "exports",
+    "mlflow.db",
+    "mlartifacts",
+    "airflow",
+    "reports",
+    "truth",
+    "gx",
+    "dbt",
+)
+
+
+def _date(value: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError as exc:
+        raise typer.BadParameter(f"{value!r} is not a date (YYYY-MM-DD)") from exc
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    )
+
+
+def _init(settings: Settings) -> None:
+    from ml.warehouse import connect, ensure_schemas
+
+    settings.ensure_dirs()
+    with connect(settings.warehouse_path) as con:
+        ensure_schemas(con)
+
+
+def _reset(settings: Settings) -> None:
+    """Remove Loopline's own state entries under LOOPLINE_HOME (nothing else)."""
+    for name in STATE_ENTRIES:
+        path = settings.root / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+
+
+@app.command()
+def init(
+    reset: Annotated[
+        bool, typer.Option(help="Delete existing Loopline state first.")
+    ] = False,
+) -> None:
+    """Create LOOPLINE_HOME, the warehouse and its raw/ops schemas."""
+    settings = get_settings()
+    if reset:
+        _reset(settings)
+    _init(settings)
+    console.print(f"initialised [bold]{settings.root}[/bold]")
+
+
+@app.command()
+def simulate(
+    customers: Annotated[int, typer.Option(help="Customers in the world.")] = 5000,
+    start: DateOpt = "2025-01-01",
+    days: Annotated[int, typer.Option(help="Days to simulate.")] = 180,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 7,
+    reset: Annotated[bool, typer.Option(help="Replace an existing world.")] = False,
+) -> None:
+    """Simulate a world of customers and write daily landing partitions."""
+    from ml.sim import load_sim_config
+    from ml.sim import simulate as run_simulation
+
+    settings = get_settings()
+    _init(settings)
+    config = load_sim_config().model_copy(
+        update={"n_customers": customers, "seed": seed}
+    )
+    summary = run_simulation(
+        settings, config, start=_date(start), days=days, progress=True, reset=reset
+    )
+    console.print(summary)
+
+
+@import_app.command("transactions")
+def import_transactions(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False)],
+    customer_col: Annotated[str, typer.Option(help="Customer id column.")],
+    date_col: Annotated[str, typer.Option(help="Purchase timestamp column.")],
+    amount_col: Annotated[str, typer.Option(help="Purchase amount column.")],
+    date_format: Annotated[
+        str | None, typer.Option(help="strptime format, e.g. %d/%m/%Y.")
+    ] = None,
+    id_col: Annotated[str | None, typer.Option(help="Transaction id column.")] = None,
+    category_col: Annotated[str | None, typer.Option(help="Category column.")] = None,
+) -> None:
+    """Turn an external transaction log (CSV or Parquet) into landing partitions."""
+    from ml.importer import import_transactions as run_import
+
+    settings = get_settings()
+    _init(settings)
+    summary = run_import(
+        settings,
+        file,
+        customer_col=customer_col,
+        date_col=date_col,
+        amount_col=amount_col,
+        date_format=date_format,
+        id_col=id_col,
+        category_col=category_col,
+    )
+    console.print(summary)
+
+
+@app.command()
+def rebuild(
+    start: DateOpt,
+    end: DateOpt,
+    every: Annotated[int, typer.Option(help="A feature snapshot every N days.")] = 1,
+) -> None:
+    """Validate, load and build the marts for a whole date range in one pass."""
+    from ml.pipeline import rebuild as run_rebuild
+
+    settings = get_settings()
+    _init(settings)
+    with console.status(f"rebuilding marts {start} → {end} (every {every} days)"):
+        detail = run_rebuild(_date(start), _date(end), every=every, settings=settings)
+    console.print(detail)
+
+
+def _run_nightly(settings: Settings, days: list[date]) -> list[Any]:
+    from loopline_airflow.runner import configure, run_dag
+
+    configure(settings)
+    outcomes = []
+    with _progress() as progress:
+        task = progress.add_task("loopline_nightly", total=len(days))
+        for day in days:
+            outcome = run_dag(settings, "loopline_nightly", day)
+            outcomes.append(outcome)
+            status = "[green]ok" if outcome.ok else "[red]FAILED"
+            progress.console.print(
+                f"{day}  {status}[/]  {outcome.seconds:5.1f}s  "
+                + (
+                    f"failed: {', '.join(outcome.failed_tasks)}"
+                    if not outcome.ok
+                    else ""
+                )
+            )
+            progress.advance(task)
+            if not outcome.ok:
+                break
+    return outcomes
+
+
+@app.command()
+def run(date_: Annotated[str, typer.Option("--date", help="Logical date.")]) -> None:
+    """Run the real nightly DAG in-process (dag.test) for one logical date."""
+    settings = get_settings()
+    _init(settings)
+    outcomes = _run_nightly(settings, [_date(date_)])
+    if not outcomes[-1].ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+def backfill(start: DateOpt, end: DateOpt) -> None:
+    """Run the nightly DAG for each logical date from START to END, in order."""
+    from ml.pipeline import date_range
+
+    settings = get_settings()
+    _init(settings)
+    outcomes = _run_nightly(settings, date_range(_date(start), _date(end)))
+    if not outcomes or not outcomes[-1].ok:
+        raise typer.Exit(1)
+
+
+def print_query(query: str, settings: Settings, title: str | None = None) -> None:
+    """Run a read-only query on the warehouse and print it as a table."""
+    from ml.warehouse import connect
+
+    with connect(settings.warehouse_path, read_only=True) as con:
+        result = con.execute(query)
+        columns = [d[0] for d in result.description or []]
+        rows = result.fetchall()
+    table = Table(*columns, title=title)
+    for row in rows:
+        table.add_row(*("" if v is None else str(v) for v in row))
+    console.print(table)
+
+
+@app.command()
+def sql(query: Annotated[str, typer.Argument(help="A SQL query (read-only).")]) -> None:
+    """Run a read-only SQL query on the warehouse and print the result."""
+    print_query(query, get_settings())
+
+
+SUMMARY_QUERIES = {
+    "rows per mart": """
+        select table_schema || '.' || table_name as relation, estimated_size as rows
+        from duckdb_tables()
+        where table_schema in ('marts', 'raw', 'ops')
+        order by table_schema, table_name
+    """,
+    "quarantined rows": """
+        select table_name, reason, count(*) as rows,
+            min(partition_date) as first_day, max(partition_date) as last_day
+        from ops.quarantine group by all order by rows desc
+    """,
+    "validation results": """
+        select suite_name, severity,
+            count(*) as expectations,
+            count(*) filter (where success) as passed,
+            count(*) filter (where not success) as failed,
+            min(partition_date) as first_day, max(partition_date) as last_day
+        from ops.validation_results group by all order by suite_name, severity
+    """,
+    "nightly runs": """
+        select run_date, step, status from ops.runs
+        where step <> 'rebuild' order by run_date desc, step limit 8
+    """,
+}
+
+
+def print_summary(settings: Settings) -> None:
+    """Rows per mart, quarantined rows and validation results."""
+    for title, query in SUMMARY_QUERIES.items():
+        print_query(query, settings, title=title)
+
+
+@app.command()
+def demo(
+    customers: Annotated[int, typer.Option(help="Customers in the world.")] = 5000,
+    days: Annotated[int, typer.Option(help="Days of history to simulate.")] = 180,
+    nights: Annotated[int, typer.Option(help="Nightly DAG runs at the end.")] = 7,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 7,
+    start: DateOpt = "2025-01-01",
+) -> None:
+    """Fresh home → simulate → rebuild history → nightly DAG runs → summary."""
+    from ml.pipeline import date_range
+    from ml.pipeline import rebuild as run_rebuild
+    from ml.sim import load_sim_config
+    from ml.sim import simulate as run_simulation
+
+    settings = get_settings()
+    first = _date(start)
+    last = first + timedelta(days=days - 1)
+    history_end = last - timedelta(days=nights)
+    console.rule(f"Loopline demo in {settings.root}")
+    _reset(settings)
+    _init(settings)
+    config = load_sim_config().model_copy(
+        update={"n_customers": customers, "seed": seed}
+    )
+    console.print(f"1/4 simulating {customers} customers, {first} → {last}")
+    run_simulation(settings, config, start=first, days=days, progress=True)
+    console.print(f"2/4 rebuilding the history {first} → {history_end}")
+    with console.status("validating landing and running one dbt build"):
+        run_rebuild(first, history_end, every=1, settings=settings)
+    console.print(f"3/4 running loopline_nightly for the last {nights} days")
+    outcomes = _run_nightly(settings, date_range(history_end + timedelta(days=1), last))
+    console.print("4/4 summary")
+    print_summary(settings)
+    if not all(o.ok for o in outcomes):
+        raise typer.Exit(1)
+
+
+if __name__ == "__main__":
+    app()

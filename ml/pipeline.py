@@ -1,0 +1,158 @@
+"""The steps of the nightly run, one function per Airflow task.
+
+Each function takes the run's logical date, does its work on that date's partition
+only, records itself in ``ops.runs`` with the business-config hash, and returns a
+small JSON-able summary (it travels through XCom, so it stays small).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from datetime import date, timedelta
+from typing import Any
+
+from ml.config import Settings, get_settings, load_business_config
+from ml.contract import TABLES
+from ml.landing import partition_files
+from ml.warehouse import connect, ensure_schemas
+
+
+class LandingNotReadyError(RuntimeError):
+    """A partition that is due for the run date has not landed (or is empty)."""
+
+
+@dataclass
+class StepSummary:
+    """What one step did; stored in ``ops.runs.detail`` and returned to XCom."""
+
+    run_date: str
+    step: str
+    counts: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def record_run(
+    settings: Settings, run_date: date, step: str, status: str, detail: dict[str, Any]
+) -> None:
+    """Replace the ``ops.runs`` row of (run_date, step) with this outcome."""
+    config_hash = load_business_config(settings.config_file).config_hash
+    with connect(settings.warehouse_path) as con:
+        ensure_schemas(con)
+        con.execute(
+            "delete from ops.runs where run_date = ? and step = ?", [run_date, step]
+        )
+        con.execute(
+            "insert into ops.runs values (?, ?, ?, ?, ?)",
+            [run_date, step, status, config_hash, json.dumps(detail, default=str)],
+        )
+
+
+def check_landing(run_date: date, settings: Settings | None = None) -> StepSummary:
+    """Check that every required table has a non-empty partition for ``run_date``.
+
+    Optional tables (action results, review decisions, tickets...) may be absent on
+    a given day. A missing required partition is a late partition: the run stops
+    with a clear error and can be cleared and rerun once the data lands.
+    """
+    settings = settings or get_settings()
+    cfg = load_business_config(settings.config_file)
+    files = {
+        table: [p.name for p in partition_files(settings.landing_dir, table, run_date)]
+        for table in TABLES
+    }
+    missing = [t for t in cfg.validation.required_tables if not files[t]]
+    if missing:
+        where = ", ".join(
+            f"{settings.landing_dir / t / ('dt=' + run_date.isoformat())}"
+            for t in missing
+        )
+        raise LandingNotReadyError(
+            f"landing partition not ready for {run_date}: required table(s) "
+            f"{', '.join(missing)} have no file under {where}. The partition may be "
+            "late: rerun this date once it has landed."
+        )
+    summary = StepSummary(
+        run_date.isoformat(), "check_landing", {t: len(f) for t, f in files.items()}
+    )
+    record_run(settings, run_date, "check_landing", "success", summary.counts)
+    return summary
+
+
+def validate_landing(run_date: date, settings: Settings | None = None) -> StepSummary:
+    """Gate the day's landing partitions with GX; quarantine bad rows; load raw."""
+    from ml.validation import validate_landing as _validate
+
+    settings = settings or get_settings()
+    try:
+        report = _validate(settings, run_date)
+    except Exception as exc:
+        record_run(
+            settings, run_date, "validate_landing", "failed", {"error": str(exc)}
+        )
+        raise
+    counts = report.as_counts()
+    record_run(settings, run_date, "validate_landing", "success", counts)
+    return StepSummary(run_date.isoformat(), "validate_landing", counts)
+
+
+def build_marts(run_date: date, settings: Settings | None = None) -> StepSummary:
+    """One incremental ``dbt build`` for the run date (staging → marts + dbt tests)."""
+    from ml.transform import dbt_build
+
+    settings = settings or get_settings()
+    result = dbt_build(settings, start=run_date, end=run_date)
+    counts = result.as_counts()
+    record_run(settings, run_date, "dbt_build", "success", counts)
+    return StepSummary(run_date.isoformat(), "dbt_build", counts)
+
+
+def validate_marts(run_date: date, settings: Settings | None = None) -> StepSummary:
+    """Gate the feature snapshot of the run date (volume, nulls, ranges)."""
+    from ml.validation import validate_marts as _validate
+
+    settings = settings or get_settings()
+    try:
+        report = _validate(settings, run_date)
+    except Exception as exc:
+        record_run(settings, run_date, "validate_marts", "failed", {"error": str(exc)})
+        raise
+    counts = report.as_counts()
+    record_run(settings, run_date, "validate_marts", "success", counts)
+    return StepSummary(run_date.isoformat(), "validate_marts", counts)
+
+
+def rebuild(
+    start: date, end: date, every: int = 1, settings: Settings | None = None
+) -> dict[str, Any]:
+    """Validate and load every landing day in [start, end], then build the marts.
+
+    This is the bulk path used for warm-up history and imported data: one gate pass
+    over the range and one ``dbt build`` (full refresh), instead of one nightly run
+    per day. It gives the same rows as the nightly runs would.
+    """
+    from ml.transform import rebuild as dbt_rebuild
+    from ml.validation import validate_landing_range
+
+    settings = settings or get_settings()
+    with connect(settings.warehouse_path) as con:
+        ensure_schemas(con)
+    landing = validate_landing_range(settings, start, end)
+    result = dbt_rebuild(settings, start, end, every=every)
+    detail = {"landing": landing.as_counts(), "marts": result.as_counts()}
+    record_run(settings, end, "rebuild", "success", detail)
+    return detail
+
+
+def date_range(start: date, end: date) -> list[date]:
+    """Inclusive list of days from ``start`` to ``end``."""
+    return [start + timedelta(days=i) for i in range((end - start).days + 1)]
+
+
+def parse_ds(ds: str | None) -> date:
+    """The logical date Airflow passes as ``ds`` (YYYY-MM-DD)."""
+    if not ds:
+        raise ValueError("the task needs its logical date (ds)")
+    return date.fromisoformat(ds)

@@ -1,0 +1,1 @@
+"""Airflow-side wiring for Loopline (in-process runs, pools). Imports Airflow."""
