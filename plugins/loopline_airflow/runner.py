@@ -83,7 +83,7 @@ def _dagbag(dags_dir: str) -> Any:
 
 def get_dag(settings: Settings, dag_id: str) -> DAG:
     """Load one of Loopline's DAGs from the repo's ``dags/`` folder."""
-    dag = _dagbag(str(settings.dags_dir)).get_dag(dag_id)
+    dag = _dagbag(str(settings.dags_dir)).dags.get(dag_id)
     if dag is None:
         raise KeyError(f"no DAG named {dag_id!r} in {settings.dags_dir}")
     return dag

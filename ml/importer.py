@@ -1,0 +1,995 @@
+"""Import an external transaction log into landing partitions.
+
+A real shop rarely exports data in Loopline's shape. :func:`import_transactions`
+reads any transaction log with one row per purchase (CSV or Parquet), maps the named
+columns onto the landing contract (:data:`ml.contract.TRANSACTIONS`) and writes one
+partition per purchase day, ``landing/transactions/dt=YYYY-MM-DD/part-0000.parquet``.
+When no customers file is given, a customers table is derived from each customer's
+first purchase.
+
+The work is done by DuckDB in a few set-based queries, so millions of rows import in
+seconds. Rows whose customer, date or amount cannot be parsed are never dropped
+silently: they go to ``landing/_rejected/<file stem>.csv`` with a reason, and the
+summary counts them. Importing the same file again produces the same partitions and
+the same transaction ids, because every partition it writes is replaced and the ids
+are content hashes.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+
+from ml.config import Settings
+from ml.contract import (
+    ACQUISITION_CHANNELS,
+    CATEGORIES,
+    CUSTOMERS,
+    PLANS,
+    REGIONS,
+    TRANSACTIONS,
+)
+from ml.landing import list_partition_dates, partition_dir, partition_files, read_file
+from ml.landing import write_partition
+
+REJECTED_DIR = "_rejected"
+CSV_SUFFIXES = (".csv", ".tsv", ".txt")
+PARQUET_SUFFIXES = (".parquet", ".pq")
+COMPRESSION_SUFFIXES = (".gz", ".zst")
+TRANSACTION_ID_PREFIX = "tx_"
+# Values of a discount column that mean "discounted" (besides non-zero numbers).
+TRUE_WORDS = ("true", "t", "yes", "y")
+# Characters stripped from text amounts before they are read as numbers.
+CURRENCY_CHARS = r"[\s$€£¥]"
+
+_RECORD = "__loopline_record"
+_NUMERIC_TYPES = (
+    "TINYINT",
+    "SMALLINT",
+    "INTEGER",
+    "BIGINT",
+    "HUGEINT",
+    "UTINYINT",
+    "USMALLINT",
+    "UINTEGER",
+    "UBIGINT",
+    "UHUGEINT",
+    "FLOAT",
+    "DOUBLE",
+)
+
+
+class ImportInputError(ValueError):
+    """The input file cannot be imported as asked (a missing column, a bad format)."""
+
+
+@dataclass(frozen=True)
+class ImportSummary:
+    """What one import read, wrote and rejected."""
+
+    source: Path
+    rows_read: int
+    rows_written: int
+    rejected: int
+    days: int
+    customers: int
+    customer_rows_written: int
+    first_day: date | None
+    last_day: date | None
+    rejected_path: Path | None = None
+    customers_rejected: int = 0
+    customers_rejected_path: Path | None = None
+
+    def describe(self) -> str:
+        """A short human-readable report."""
+        span = (
+            f"{self.first_day} .. {self.last_day}"
+            if self.first_day is not None
+            else "no days"
+        )
+        lines = [
+            f"imported {self.source.name}",
+            f"  rows read          {self.rows_read:>12,}",
+            f"  rows written       {self.rows_written:>12,}",
+            f"  rows rejected      {self.rejected:>12,}",
+            f"  days               {self.days:>12,}  ({span})",
+            f"  customers          {self.customers:>12,}",
+            f"  customer rows      {self.customer_rows_written:>12,}",
+        ]
+        if self.rejected_path is not None:
+            lines.append(f"  rejected rows are in {self.rejected_path}")
+        if self.customers_rejected:
+            lines.append(
+                f"  customers file rows rejected: {self.customers_rejected:,}"
+                f" (see {self.customers_rejected_path})"
+            )
+        return "\n".join(lines)
+
+    def __rich__(self) -> str:
+        return self.describe()
+
+
+@dataclass(frozen=True)
+class _Source:
+    """A source file loaded into a DuckDB temp table with a record number."""
+
+    table: str
+    columns: dict[str, str]  # name -> DuckDB type
+    records: int
+    malformed: int  # CSV lines the reader could not split into the header's columns
+
+
+def import_transactions(
+    settings: Settings,
+    path: Path,
+    customer_col: str,
+    date_col: str,
+    amount_col: str,
+    date_format: str | None = None,
+    id_col: str | None = None,
+    category_col: str | None = None,
+    customers_path: Path | None = None,
+    progress: bool = True,
+    discount_col: str | None = None,
+) -> ImportSummary:
+    """Turn an external transaction log into landing partitions.
+
+    Args:
+        settings: where the landing folder is.
+        path: the log, CSV (``.csv``, ``.tsv``, ``.txt``, optionally ``.gz``) or
+            Parquet (``.parquet``, ``.pq``); one row per purchase, with a header.
+        customer_col: column with the customer id (kept as text).
+        date_col: column with the purchase time; ``dt`` is its UTC date.
+        amount_col: column with the purchase amount.
+        date_format: strptime format of ``date_col`` (e.g. ``%d/%m/%Y %H:%M``); when
+            omitted, ISO 8601 dates and timestamps (with or without offset) are read.
+        id_col: column with a unique transaction id; when omitted, the id is a hash of
+            (customer, timestamp, amount, occurrence among identical rows).
+        category_col: column mapped onto the contract categories (else ``other``).
+        customers_path: an optional customers file (CSV or Parquet) with
+            ``customer_id`` (or ``customer_col``) and any of ``signup_date``, ``plan``,
+            ``region``, ``acquisition_channel``, ``updated_at``. Customers it lacks
+            are derived from their first purchase.
+        progress: show a progress bar.
+        discount_col: optional column saying whether the purchase was discounted
+            (true/yes/1 or a non-zero discount amount); else ``is_discounted`` is
+            false.
+
+    Returns:
+        The counts of what was read, written and rejected.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ImportInputError: a named column is missing, the file type or date format is
+            not supported, or no row at all could be imported.
+    """
+    path = Path(path)
+    landing = settings.landing_dir
+    with _progress(progress) as bar, duckdb.connect() as con:
+        con.execute("set TimeZone = 'UTC'")
+        con.execute("set enable_progress_bar = false")
+
+        task = bar.add_task(f"reading {path.name}", total=1)
+        source = _load_source(con, path, "tx_src")
+        named = {
+            "customer_col": customer_col,
+            "date_col": date_col,
+            "amount_col": amount_col,
+            "id_col": id_col,
+            "category_col": category_col,
+            "discount_col": discount_col,
+        }
+        _require_columns(path, source.columns, named)
+        rows_read = source.records + source.malformed
+        if rows_read == 0:
+            raise ImportInputError(f"{path} has no data rows")
+        bar.advance(task)
+
+        task = bar.add_task("parsing", total=1)
+        _parse_transactions(
+            con,
+            source,
+            customer_col=customer_col,
+            date_col=date_col,
+            amount_col=amount_col,
+            date_format=date_format,
+            id_col=id_col,
+            category_col=category_col,
+            discount_col=discount_col,
+        )
+        _check_dates_parse(con, path, date_col, date_format)
+        _assign_transaction_ids(con)
+        bar.advance(task)
+
+        rejected_path = landing / REJECTED_DIR / f"{path.stem}.csv"
+        rejected = _write_rejected(con, source, "tx_parsed", rejected_path)
+        written = _count(con, "select count(*) from tx_good")
+        if written == 0:
+            raise ImportInputError(
+                f"none of the {rows_read:,} rows of {path} could be imported; "
+                f"the reasons are in {rejected_path}"
+            )
+
+        day_counts = _day_counts(con)
+        days = [day for day, _ in day_counts]
+        rows = con.sql(
+            f"""
+            select {", ".join(TRANSACTIONS.columns)}
+            from tx_good
+            order by transaction_at, customer_id, transaction_id
+            """
+        ).to_arrow_table()
+        task = bar.add_task("writing transactions", total=len(days))
+        offset = 0
+        for day, n in day_counts:
+            write_partition(landing, "transactions", day, rows.slice(offset, n))
+            offset += n
+            bar.advance(task)
+
+        customers_rejected = 0
+        customers_rejected_path: Path | None = None
+        customer_file_days: set[date] = set()
+        if customers_path is not None:
+            customers_rejected_path = _customers_rejected_path(
+                landing, path, Path(customers_path)
+            )
+            customers_rejected = _load_customers_file(
+                con, Path(customers_path), customer_col, customers_rejected_path
+            )
+            customer_file_days = {
+                row[0]
+                for row in con.execute(
+                    "select distinct cast(updated_at as date) from cust_file"
+                ).fetchall()
+            }
+        else:
+            con.execute(
+                f"""
+                create temp table cust_file as
+                select * from ({_empty_customers_sql()}) where false
+                """
+            )
+        owned_days = set(days) | customer_file_days
+        _register_known_customers(con, landing, owned_days)
+        customer_rows = _customer_rows(con)
+        task = bar.add_task("writing customers", total=len(owned_days))
+        customer_rows_written = _write_customer_partitions(
+            landing, customer_rows, owned_days, lambda: bar.advance(task)
+        )
+
+        customers = _count(con, "select count(distinct customer_id) from tx_good")
+
+    return ImportSummary(
+        source=path,
+        rows_read=rows_read,
+        rows_written=written,
+        rejected=rejected,
+        days=len(days),
+        customers=customers,
+        customer_rows_written=customer_rows_written,
+        first_day=days[0],
+        last_day=days[-1],
+        rejected_path=rejected_path if rejected else None,
+        customers_rejected=customers_rejected,
+        customers_rejected_path=(
+            customers_rejected_path if customers_rejected else None
+        ),
+    )
+
+
+# --- reading -------------------------------------------------------------------
+
+
+def _progress(enabled: bool) -> Progress:
+    """A rich progress display with one bar per stage (silent when disabled)."""
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description:<22}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        disable=not enabled,
+    )
+
+
+def _file_kind(path: Path) -> str:
+    """``csv`` or ``parquet``, from the file's suffix."""
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and suffixes[-1] in COMPRESSION_SUFFIXES:
+        suffixes = suffixes[:-1]
+    suffix = suffixes[-1] if suffixes else ""
+    if suffix in CSV_SUFFIXES:
+        return "csv"
+    if suffix in PARQUET_SUFFIXES:
+        return "parquet"
+    raise ImportInputError(
+        f"cannot tell the type of {path.name}: expected a suffix in "
+        f"{', '.join(CSV_SUFFIXES + PARQUET_SUFFIXES)}"
+    )
+
+
+def _load_source(con: duckdb.DuckDBPyConnection, path: Path, table: str) -> _Source:
+    """Load a CSV (every column as text) or Parquet file into a temp table.
+
+    Each row gets its 1-based record number. CSV lines that do not split into the
+    header's columns are skipped by the reader and kept in ``reject_errors``.
+    """
+    if not path.is_file():
+        raise FileNotFoundError(f"no such file: {path}")
+    kind = _file_kind(path)
+    if kind == "csv":
+        reader = (
+            f"read_csv({_lit(str(path))}, header = true, all_varchar = true, "
+            "ignore_errors = true, store_rejects = true, "
+            f"rejects_table = {_lit(table + '_rejects')}, "
+            f"rejects_scan = {_lit(table + '_scans')})"
+        )
+        describe = (
+            f"read_csv({_lit(str(path))}, header = true, all_varchar = true, "
+            "ignore_errors = true)"
+        )
+    else:
+        reader = describe = f"read_parquet({_lit(str(path))})"
+    try:
+        described = con.execute(f"describe select * from {describe}").fetchall()
+    except duckdb.Error as exc:
+        raise ImportInputError(f"cannot read {path}: {exc}") from exc
+    columns = {str(row[0]): str(row[1]) for row in described}
+    aliases = ", ".join([*(_ident(c) for c in columns), _RECORD])
+    con.execute(
+        f"""
+        create temp table {table} as
+        select * from {reader} with ordinality as src({aliases})
+        """
+    )
+    records = _count(con, f"select count(*) from {table}")
+    malformed = 0
+    if kind == "csv":
+        malformed = _count(con, f"select count(distinct line) from {table}_rejects")
+    return _Source(table=table, columns=columns, records=records, malformed=malformed)
+
+
+def _require_columns(
+    path: Path, columns: dict[str, str], named: dict[str, str | None]
+) -> None:
+    """Fail with the missing column's name and the columns the file has."""
+    missing = [
+        (option, name)
+        for option, name in named.items()
+        if name is not None and name not in columns
+    ]
+    if missing:
+        wanted = ", ".join(f"{name!r} ({option})" for option, name in missing)
+        found = ", ".join(repr(c) for c in columns)
+        raise ImportInputError(
+            f"{path.name} has no column {wanted}; the columns found are: {found}"
+        )
+
+
+# --- parsing -------------------------------------------------------------------
+
+
+def _parse_transactions(
+    con: duckdb.DuckDBPyConnection,
+    source: _Source,
+    *,
+    customer_col: str,
+    date_col: str,
+    amount_col: str,
+    date_format: str | None,
+    id_col: str | None,
+    category_col: str | None,
+    discount_col: str | None,
+) -> None:
+    """Create ``tx_parsed``: typed contract columns plus a rejection reason."""
+    cols = source.columns
+    customer = _ident(customer_col)
+    when = _ident(date_col)
+    amount = _ident(amount_col)
+    categories = ", ".join(_lit(c) for c in CATEGORIES)
+    category_sql = (
+        f"""
+        case
+            when lower(trim(cast({_ident(category_col)} as varchar))) in ({categories})
+                then lower(trim(cast({_ident(category_col)} as varchar)))
+            else 'other'
+        end"""
+        if category_col is not None
+        else "'other'"
+    )
+    discount_sql = (
+        _bool_expr(_ident(discount_col), cols[discount_col])
+        if discount_col is not None
+        else "false"
+    )
+    id_sql = _text_expr(_ident(id_col)) if id_col is not None else "null"
+    date_hint = (
+        f" does not match the date format {date_format}"
+        if date_format is not None and not _is_temporal(cols[date_col])
+        else " is not an ISO date or timestamp (pass a date format)"
+    )
+    id_missing = (
+        "case when source_id is null then 'transaction id is missing' end,"
+        if id_col is not None
+        else ""
+    )
+    con.execute(
+        f"""
+        create temp table tx_parsed as
+        with typed as (
+            select
+                {_RECORD},
+                {_customer_expr(customer, cols[customer_col])} as customer_id,
+                {_timestamp_expr(con, when, cols[date_col], date_format)}
+                    as transaction_at,
+                {_amount_expr(amount, cols[amount_col])} as amount,
+                {category_sql} as category,
+                {discount_sql} as is_discounted,
+                {id_sql} as source_id,
+                {_text_expr(when)} as raw_date,
+                {_text_expr(amount)} as raw_amount
+            from {source.table}
+        )
+        select
+            *,
+            nullif(concat_ws('; ',
+                case when customer_id is null then 'customer is missing' end,
+                case
+                    when raw_date is null then 'date is missing'
+                    when transaction_at is null
+                        then 'date ' || {_quoted("raw_date")} || {_lit(date_hint)}
+                end,
+                case
+                    when raw_amount is null then 'amount is missing'
+                    when amount is null
+                        then 'amount ' || {_quoted("raw_amount")} || ' is not a number'
+                    when not isfinite(amount)
+                        then 'amount ' || {_quoted("raw_amount")}
+                            || ' is not a finite number'
+                end,
+                {id_missing}
+            ), '') as reason
+        from typed
+        """
+    )
+    if id_col is not None:
+        con.execute(
+            f"""
+            update tx_parsed
+            set reason = 'duplicate transaction id ' || {_quoted("dup.source_id")}
+                || ' (first seen in record ' || dup.first_record || ')'
+            from (
+                select
+                    {_RECORD} as record,
+                    source_id,
+                    first_value({_RECORD}) over (
+                        partition by source_id order by {_RECORD}
+                    ) as first_record
+                from tx_parsed
+                where reason is null
+            ) as dup
+            where tx_parsed.{_RECORD} = dup.record
+                and dup.record <> dup.first_record
+            """
+        )
+
+
+def _check_dates_parse(
+    con: duckdb.DuckDBPyConnection, path: Path, date_col: str, date_format: str | None
+) -> None:
+    """Stop early when not a single date parses: the format is surely wrong."""
+    parsed, present = con.execute(
+        """
+        select
+            count(transaction_at),
+            count(raw_date)
+        from tx_parsed
+        """
+    ).fetchone() or (0, 0)
+    if present == 0 or parsed > 0:
+        return
+    examples = [
+        str(row[0])
+        for row in con.execute(
+            "select raw_date from tx_parsed where raw_date is not null limit 3"
+        ).fetchall()
+    ]
+    how = (
+        f"with the date format {date_format!r}"
+        if date_format is not None
+        else "as ISO dates; pass a date format such as '%d/%m/%Y %H:%M'"
+    )
+    raise ImportInputError(
+        f"none of the {present:,} values of column {date_col!r} in {path.name} "
+        f"could be read {how} (examples: {', '.join(map(repr, examples))})"
+    )
+
+
+def _assign_transaction_ids(con: duckdb.DuckDBPyConnection) -> None:
+    """Create ``tx_good`` with the contract columns and a stable transaction id.
+
+    Without an id column the id hashes the purchase and its occurrence number among
+    identical purchases, so two identical rows stay two purchases, and the same file
+    gets the same ids on every import.
+    """
+    con.execute(
+        f"""
+        create temp table tx_good as
+        with valid as (
+            select *, printf('%.6f', amount) as amount_key
+            from tx_parsed
+            where reason is null
+        ),
+        numbered as (
+            select
+                *,
+                row_number() over (
+                    partition by customer_id, transaction_at, amount_key
+                    order by category, is_discounted, {_RECORD}
+                ) as occurrence
+            from valid
+        )
+        select
+            coalesce(
+                source_id,
+                {_lit(TRANSACTION_ID_PREFIX)} || left(sha256(concat_ws('|',
+                    customer_id,
+                    strftime(transaction_at, '%Y-%m-%dT%H:%M:%S.%f'),
+                    amount_key,
+                    cast(occurrence as varchar)
+                )), 24)
+            ) as transaction_id,
+            customer_id,
+            transaction_at,
+            amount,
+            category,
+            is_discounted
+        from numbered
+        """
+    )
+
+
+def _day_counts(con: duckdb.DuckDBPyConnection) -> list[tuple[date, int]]:
+    """Rows per purchase day, in day order."""
+    return [
+        (row[0], int(row[1]))
+        for row in con.execute(
+            """
+            select cast(transaction_at as date) as day, count(*)
+            from tx_good
+            group by day
+            order by day
+            """
+        ).fetchall()
+    ]
+
+
+# --- rejected rows -------------------------------------------------------------
+
+
+def _write_rejected(
+    con: duckdb.DuckDBPyConnection, source: _Source, parsed: str, target: Path
+) -> int:
+    """Write rejected rows with their reason to ``target``; return their count.
+
+    Columns: ``record`` (1-based among the rows read), ``line`` (file line, for
+    CSV lines that could not be split into columns), ``reason``, then the source
+    columns as text. A stale file from an earlier import is removed when nothing is
+    rejected.
+    """
+    source_cols = ", ".join(
+        f"cast(s.{_ident(c)} as varchar) as {_ident(c)}" for c in source.columns
+    )
+    null_cols = ", ".join(
+        f"cast(null as varchar) as {_ident(c)}" for c in source.columns
+    )
+    parts = [
+        f"""
+        select
+            s.{_RECORD} as record,
+            cast(null as bigint) as line,
+            p.reason,
+            {source_cols}
+        from {parsed} as p
+        inner join {source.table} as s using ({_RECORD})
+        where p.reason is not null
+        """
+    ]
+    if source.malformed:
+        parts.append(
+            f"""
+            select
+                cast(null as bigint) as record,
+                cast(line as bigint) as line,
+                'malformed CSV line (' || string_agg(distinct lower(
+                    cast(error_type as varchar)), ', ') || '): '
+                    || left(any_value(csv_line), 200) as reason,
+                {null_cols}
+            from {source.table}_rejects
+            group by line
+            """
+        )
+    query = " union all ".join(parts)
+    count = _count(con, f"select count(*) from ({query})")
+    if count == 0:
+        target.unlink(missing_ok=True)
+        return 0
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp")
+    con.execute(
+        f"""
+        copy (select * from ({query}) order by record nulls last, line)
+        to {_lit(str(tmp))} (format csv, header true)
+        """
+    )
+    tmp.replace(target)
+    return count
+
+
+# --- customers -----------------------------------------------------------------
+
+
+def _customers_rejected_path(landing: Path, path: Path, customers_path: Path) -> Path:
+    """Where rejected rows of the customers file go (never the log's own file)."""
+    stem = customers_path.stem
+    if stem == path.stem:
+        stem = f"{stem}-customers"
+    return landing / REJECTED_DIR / f"{stem}.csv"
+
+
+def _empty_customers_sql() -> str:
+    """A select with the customers contract columns and types (no rows)."""
+    return """
+        select
+            cast(null as varchar) as customer_id,
+            cast(null as date) as signup_date,
+            cast(null as varchar) as plan,
+            cast(null as varchar) as region,
+            cast(null as varchar) as acquisition_channel,
+            cast(null as timestamp) as updated_at
+    """
+
+
+def _load_customers_file(
+    con: duckdb.DuckDBPyConnection,
+    path: Path,
+    customer_col: str,
+    rejected_path: Path,
+) -> int:
+    """Create ``cust_file`` from a customers file; return the rejected row count.
+
+    Missing attributes become ``unknown``; an empty ``signup_date`` becomes the first
+    purchase date; ``updated_at`` defaults to the signup date. A row whose customer is
+    missing, whose dates do not parse, or that repeats (customer, updated_at) is
+    rejected.
+    """
+    source = _load_source(con, path, "cust_src")
+    cols = source.columns
+    id_name = "customer_id" if "customer_id" in cols else customer_col
+    _require_columns(path, cols, {"customer id": id_name})
+
+    def attribute(name: str, allowed: tuple[str, ...]) -> str:
+        if name not in cols:
+            return "'unknown'"
+        value = f"lower(trim(cast({_ident(name)} as varchar)))"
+        values = ", ".join(_lit(v) for v in allowed)
+        return f"case when {value} in ({values}) then {value} else 'unknown' end"
+
+    def stamp(name: str) -> tuple[str, str]:
+        if name not in cols:
+            return "cast(null as timestamp)", "cast(null as varchar)"
+        col = _ident(name)
+        return _timestamp_expr(con, col, cols[name], None), _text_expr(col)
+
+    signup, raw_signup = stamp("signup_date")
+    updated, raw_updated = stamp("updated_at")
+    con.execute(
+        f"""
+        create temp table cust_parsed as
+        with first_purchase as (
+            select customer_id, cast(min(transaction_at) as date) as first_day
+            from tx_good
+            group by customer_id
+        ),
+        typed as (
+            select
+                s.{_RECORD},
+                {_customer_expr(_ident(id_name), cols[id_name])} as customer_id,
+                cast({signup} as date) as parsed_signup,
+                {raw_signup} as raw_signup,
+                {updated} as parsed_updated,
+                {raw_updated} as raw_updated,
+                {attribute("plan", PLANS)} as plan,
+                {attribute("region", REGIONS)} as region,
+                {attribute("acquisition_channel", ACQUISITION_CHANNELS)}
+                    as acquisition_channel
+            from cust_src as s
+        ),
+        filled as (
+            select
+                t.*,
+                coalesce(t.parsed_signup, f.first_day) as signup_date
+            from typed as t
+            left join first_purchase as f using (customer_id)
+        ),
+        stamped as (
+            select
+                *,
+                coalesce(parsed_updated, cast(signup_date as timestamp))
+                    as updated_at
+            from filled
+        )
+        select
+            *,
+            nullif(concat_ws('; ',
+                case when customer_id is null then 'customer is missing' end,
+                case
+                    when raw_signup is not null and parsed_signup is null
+                        then 'signup_date ' || {_quoted("raw_signup")}
+                            || ' is not a date'
+                    when signup_date is null
+                        then 'signup_date is missing and the customer has no purchase'
+                end,
+                case
+                    when raw_updated is not null and parsed_updated is null
+                        then 'updated_at ' || {_quoted("raw_updated")}
+                            || ' is not a timestamp'
+                end
+            ), '') as reason
+        from stamped
+        """
+    )
+    con.execute(
+        f"""
+        update cust_parsed
+        set reason = 'duplicate customer row (first seen in record '
+            || dup.first_record || ')'
+        from (
+            select
+                {_RECORD} as record,
+                first_value({_RECORD}) over (
+                    partition by customer_id, updated_at order by {_RECORD}
+                ) as first_record
+            from cust_parsed
+            where reason is null
+        ) as dup
+        where cust_parsed.{_RECORD} = dup.record and dup.record <> dup.first_record
+        """
+    )
+    con.execute(
+        f"""
+        create temp table cust_file as
+        select {", ".join(CUSTOMERS.columns)}
+        from cust_parsed
+        where reason is null
+        """
+    )
+    return _write_rejected(con, source, "cust_parsed", rejected_path)
+
+
+def _register_known_customers(
+    con: duckdb.DuckDBPyConnection, landing: Path, owned_days: set[date]
+) -> None:
+    """Create ``known_customers(customer_id, dt)`` from partitions this import keeps.
+
+    Partitions of the days this import writes are about to be replaced, so only the
+    others tell which customers the landing folder already knows (e.g. from an
+    earlier, older export).
+    """
+    ids: list[pa.Array] = []
+    days: list[pa.Array] = []
+    for day in list_partition_dates(landing, "customers"):
+        if day in owned_days:
+            continue
+        for file in partition_files(landing, "customers", day):
+            if file.suffix == ".parquet":
+                names = pq.read_schema(file).names
+                if "customer_id" not in names:
+                    continue
+                column = pq.read_table(file, columns=["customer_id"])["customer_id"]
+            else:
+                table = read_file(file)
+                if "customer_id" not in table.column_names:
+                    continue
+                column = table["customer_id"]
+            array = column.combine_chunks().cast(pa.string())
+            ids.append(array)
+            days.append(pa.array([day] * len(array), type=pa.date32()))
+    known = pa.table(
+        {
+            "customer_id": pa.concat_arrays(ids) if ids else pa.array([], pa.string()),
+            "dt": pa.concat_arrays(days) if days else pa.array([], pa.date32()),
+        }
+    )
+    con.register("known_customers_arrow", known)
+    con.execute(
+        "create temp table known_customers as select * from known_customers_arrow"
+    )
+    con.unregister("known_customers_arrow")
+
+
+def _customer_rows(con: duckdb.DuckDBPyConnection) -> pa.Table:
+    """Customer rows to write: the customers file plus derived first purchases.
+
+    A customer gets a derived row (signup on the first purchase day, attributes
+    ``unknown``) unless the customers file has them or an earlier partition that this
+    import does not replace already knows them.
+    """
+    return con.sql(
+        f"""
+        with first_purchase as (
+            select customer_id, min(transaction_at) as first_at
+            from tx_good
+            group by customer_id
+        ),
+        derived as (
+            select
+                f.customer_id,
+                cast(f.first_at as date) as signup_date,
+                'unknown' as plan,
+                'unknown' as region,
+                'unknown' as acquisition_channel,
+                f.first_at as updated_at
+            from first_purchase as f
+            where not exists (
+                select 1 from cust_file as c where c.customer_id = f.customer_id
+            )
+            and not exists (
+                select 1
+                from known_customers as k
+                where k.customer_id = f.customer_id
+                    and k.dt < cast(f.first_at as date)
+            )
+        ),
+        combined as (
+            select {", ".join(CUSTOMERS.columns)} from cust_file
+            union all
+            select {", ".join(CUSTOMERS.columns)} from derived
+        )
+        select * from combined
+        order by updated_at, customer_id
+        """
+    ).to_arrow_table()
+
+
+def _write_customer_partitions(
+    landing: Path,
+    rows: pa.Table,
+    owned_days: set[date],
+    advance: Callable[[], None],
+) -> int:
+    """Replace the customers partition of every owned day; return rows written.
+
+    An owned day without customer rows loses its old partition, so a re-import after
+    a customer's first purchase moved leaves no stale row behind.
+    """
+    day_of_row = rows["updated_at"].cast(pa.date32()).to_pylist()
+    bounds: dict[date, tuple[int, int]] = {}
+    for i, day in enumerate(day_of_row):
+        start, _ = bounds.get(day, (i, i))
+        bounds[day] = (start, i + 1)
+    for day in sorted(owned_days):
+        if day in bounds:
+            start, end = bounds[day]
+            write_partition(landing, "customers", day, rows.slice(start, end - start))
+        else:
+            folder = partition_dir(landing, "customers", day)
+            if folder.exists():
+                shutil.rmtree(folder)
+        advance()
+    return rows.num_rows
+
+
+# --- SQL helpers ---------------------------------------------------------------
+
+
+def _count(con: duckdb.DuckDBPyConnection, query: str) -> int:
+    row = con.execute(query).fetchone()
+    return int(row[0]) if row is not None and row[0] is not None else 0
+
+
+def _ident(name: str) -> str:
+    """A quoted SQL identifier."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _lit(value: str) -> str:
+    """A quoted SQL string literal."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _quoted(expr: str, width: int = 60) -> str:
+    """SQL that shows a text value in single quotes, shortened, for a reason."""
+    return f"'''' || left({expr}, {width}) || ''''"
+
+
+def _text_expr(col: str) -> str:
+    """The column as trimmed text, null when empty."""
+    return f"nullif(trim(cast({col} as varchar)), '')"
+
+
+def _is_temporal(duck_type: str) -> bool:
+    return duck_type == "DATE" or duck_type.startswith("TIMESTAMP")
+
+
+def _is_numeric(duck_type: str) -> bool:
+    return duck_type in _NUMERIC_TYPES or duck_type.startswith("DECIMAL")
+
+
+def _customer_expr(col: str, duck_type: str) -> str:
+    """Customer id as text; integral floats lose their ``.0``."""
+    if duck_type in ("FLOAT", "DOUBLE"):
+        return f"""
+            case
+                when isfinite({col}) and {col} = trunc({col}) and abs({col}) < 1e18
+                    then cast(cast({col} as bigint) as varchar)
+                else cast({col} as varchar)
+            end"""
+    return _text_expr(col)
+
+
+def _amount_expr(col: str, duck_type: str) -> str:
+    """Amount as a double; text may carry spaces and a currency symbol."""
+    if _is_numeric(duck_type):
+        return f"cast({col} as double)"
+    return (
+        f"try_cast(regexp_replace(cast({col} as varchar), "
+        f"{_lit(CURRENCY_CHARS)}, '', 'g') as double)"
+    )
+
+
+def _bool_expr(col: str, duck_type: str) -> str:
+    """A discount flag from a boolean, a number (non-zero) or a word."""
+    if duck_type == "BOOLEAN":
+        return f"coalesce({col}, false)"
+    if _is_numeric(duck_type):
+        return f"coalesce(cast({col} as double) <> 0, false)"
+    text = f"lower(trim(cast({col} as varchar)))"
+    words = ", ".join(_lit(w) for w in TRUE_WORDS)
+    return f"""
+        case
+            when {text} in ({words}) then true
+            else coalesce(try_cast({text} as double) <> 0, false)
+        end"""
+
+
+def _timestamp_expr(
+    con: duckdb.DuckDBPyConnection, col: str, duck_type: str, date_format: str | None
+) -> str:
+    """SQL for a UTC timestamp without zone from a date/time column, null if bad.
+
+    Text is read with ``date_format`` when given (strptime), else as ISO 8601; an
+    offset (``+02:00``, ``Z`` or ``%z``) is converted to UTC.
+    """
+    if duck_type == "TIMESTAMP WITH TIME ZONE":
+        return f"timezone('UTC', {col})"
+    if _is_temporal(duck_type):
+        return f"cast({col} as timestamp)"
+    text = _text_expr(col)
+    if date_format is None:
+        return f"timezone('UTC', try_cast({text} as timestamptz))"
+    try:
+        row = con.execute(
+            "select typeof(try_strptime('', ?))", [date_format]
+        ).fetchone()
+    except duckdb.Error as exc:
+        raise ImportInputError(f"invalid date format {date_format!r}: {exc}") from exc
+    parsed = f"try_strptime({text}, {_lit(date_format)})"
+    if row is not None and row[0] == "TIMESTAMP WITH TIME ZONE":
+        return f"timezone('UTC', {parsed})"
+    return parsed
