@@ -128,6 +128,13 @@ def import_transactions(
     ] = None,
     id_col: Annotated[str | None, typer.Option(help="Transaction id column.")] = None,
     category_col: Annotated[str | None, typer.Option(help="Category column.")] = None,
+    discount_col: Annotated[
+        str | None, typer.Option(help="Boolean 'was discounted' column.")
+    ] = None,
+    customers_file: Annotated[
+        Path | None,
+        typer.Option(help="A customers table; without it, derived from purchases."),
+    ] = None,
 ) -> None:
     """Turn an external transaction log (CSV or Parquet) into landing partitions."""
     from ml.importer import import_transactions as run_import
@@ -143,6 +150,8 @@ def import_transactions(
         date_format=date_format,
         id_col=id_col,
         category_col=category_col,
+        discount_col=discount_col,
+        customers_path=customers_file,
     )
     console.print(summary)
 

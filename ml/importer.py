@@ -9,7 +9,7 @@ first purchase.
 
 The work is done by DuckDB in a few set-based queries, so millions of rows import in
 seconds. Rows whose customer, date or amount cannot be parsed are never dropped
-silently: they go to ``landing/_rejected/<file stem>.csv`` with a reason, and the
+silently: they go to ``landing/_rejected/<file name>.csv`` with a reason, and the
 summary counts them. Importing the same file again produces the same partitions and
 the same transaction ids, because every partition it writes is replaced and the ids
 are content hashes.
@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
 import duckdb
 import pyarrow as pa
-import pyarrow.parquet as pq
+import pyarrow.compute as pc
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -44,10 +45,15 @@ from ml.contract import (
     REGIONS,
     TRANSACTIONS,
 )
-from ml.landing import list_partition_dates, partition_dir, partition_files, read_file
-from ml.landing import write_partition
+from ml.landing import (
+    list_partition_dates,
+    partition_dir,
+    partition_files,
+    write_partition,
+)
 
 REJECTED_DIR = "_rejected"
+WRITE_THREADS = 4
 CSV_SUFFIXES = (".csv", ".tsv", ".txt")
 PARQUET_SUFFIXES = (".parquet", ".pq")
 COMPRESSION_SUFFIXES = (".gz", ".zst")
@@ -80,7 +86,13 @@ class ImportInputError(ValueError):
 
 @dataclass(frozen=True)
 class ImportSummary:
-    """What one import read, wrote and rejected."""
+    """What one import read, wrote and rejected.
+
+    ``rows_read`` = ``rows_written`` + ``rejected`` (transaction rows); ``customers``
+    counts the distinct customers of the written rows and ``customer_rows_written``
+    the rows written to ``landing/customers`` (new customers and customers-file
+    rows).
+    """
 
     source: Path
     rows_read: int
@@ -216,7 +228,7 @@ def import_transactions(
         _assign_transaction_ids(con)
         bar.advance(task)
 
-        rejected_path = landing / REJECTED_DIR / f"{path.stem}.csv"
+        rejected_path = landing / REJECTED_DIR / f"{_import_name(path)}.csv"
         rejected = _write_rejected(con, source, "tx_parsed", rejected_path)
         written = _count(con, "select count(*) from tx_good")
         if written == 0:
@@ -225,25 +237,9 @@ def import_transactions(
                 f"the reasons are in {rejected_path}"
             )
 
-        day_counts = _day_counts(con)
-        days = [day for day, _ in day_counts]
-        rows = con.sql(
-            f"""
-            select {", ".join(TRANSACTIONS.columns)}
-            from tx_good
-            order by transaction_at, customer_id, transaction_id
-            """
-        ).to_arrow_table()
-        task = bar.add_task("writing transactions", total=len(days))
-        offset = 0
-        for day, n in day_counts:
-            write_partition(landing, "transactions", day, rows.slice(offset, n))
-            offset += n
-            bar.advance(task)
-
+        # Everything that can fail on the input is checked before the first write.
         customers_rejected = 0
         customers_rejected_path: Path | None = None
-        customer_file_days: set[date] = set()
         if customers_path is not None:
             customers_rejected_path = _customers_rejected_path(
                 landing, path, Path(customers_path)
@@ -251,28 +247,53 @@ def import_transactions(
             customers_rejected = _load_customers_file(
                 con, Path(customers_path), customer_col, customers_rejected_path
             )
-            customer_file_days = {
-                row[0]
-                for row in con.execute(
-                    "select distinct cast(updated_at as date) from cust_file"
-                ).fetchall()
-            }
         else:
             con.execute(
-                f"""
-                create temp table cust_file as
-                select * from ({_empty_customers_sql()}) where false
-                """
+                f"create temp table cust_file as {_empty_customers_sql()} limit 0"
             )
+        day_counts = _day_counts(con)
+        days = [day for day, _ in day_counts]
+        customer_file_days = {
+            row[0]
+            for row in con.execute(
+                "select distinct cast(updated_at as date) from cust_file"
+            ).fetchall()
+        }
         owned_days = set(days) | customer_file_days
         _register_known_customers(con, landing, owned_days)
         customer_rows = _customer_rows(con)
-        task = bar.add_task("writing customers", total=len(owned_days))
-        customer_rows_written = _write_customer_partitions(
-            landing, customer_rows, owned_days, lambda: bar.advance(task)
-        )
-
         customers = _count(con, "select count(distinct customer_id) from tx_good")
+        rows = con.sql(
+            f"""
+            select {", ".join(TRANSACTIONS.columns)}
+            from tx_good
+            order by transaction_at, customer_id, transaction_id
+            """
+        ).to_arrow_table()
+
+        task = bar.add_task("writing transactions", total=len(days))
+        offsets = [0]
+        for _, n in day_counts:
+            offsets.append(offsets[-1] + n)
+        # Parquet writing releases the GIL, so days are written in parallel.
+        with ThreadPoolExecutor(max_workers=WRITE_THREADS) as pool:
+            futures = [
+                pool.submit(
+                    write_partition,
+                    landing,
+                    "transactions",
+                    day,
+                    rows.slice(offsets[i], n),
+                )
+                for i, (day, n) in enumerate(day_counts)
+            ]
+            for future in as_completed(futures):
+                future.result()
+                bar.advance(task)
+        customers_task = bar.add_task("writing customers", total=len(owned_days))
+        customer_rows_written = _write_customer_partitions(
+            landing, customer_rows, owned_days, lambda: bar.advance(customers_task)
+        )
 
     return ImportSummary(
         source=path,
@@ -323,11 +344,23 @@ def _file_kind(path: Path) -> str:
     )
 
 
+def _import_name(path: Path) -> str:
+    """The file name without its type and compression suffixes (``a.csv.gz`` -> a)."""
+    name = path.name
+    for suffixes in (COMPRESSION_SUFFIXES, CSV_SUFFIXES + PARQUET_SUFFIXES):
+        for suffix in suffixes:
+            if name.lower().endswith(suffix) and len(name) > len(suffix):
+                name = name[: -len(suffix)]
+                break
+    return name
+
+
 def _load_source(con: duckdb.DuckDBPyConnection, path: Path, table: str) -> _Source:
     """Load a CSV (every column as text) or Parquet file into a temp table.
 
-    Each row gets its 1-based record number. CSV lines that do not split into the
-    header's columns are skipped by the reader and kept in ``reject_errors``.
+    Each row gets its 1-based record number (its position in the file). CSV lines
+    that do not split into the header's columns are skipped by the reader and kept
+    in the ``<table>_rejects`` table.
     """
     if not path.is_file():
         raise FileNotFoundError(f"no such file: {path}")
@@ -351,12 +384,15 @@ def _load_source(con: duckdb.DuckDBPyConnection, path: Path, table: str) -> _Sou
         raise ImportInputError(f"cannot read {path}: {exc}") from exc
     columns = {str(row[0]): str(row[1]) for row in described}
     aliases = ", ".join([*(_ident(c) for c in columns), _RECORD])
-    con.execute(
-        f"""
-        create temp table {table} as
-        select * from {reader} with ordinality as src({aliases})
-        """
-    )
+    try:
+        con.execute(
+            f"""
+            create temp table {table} as
+            select * from {reader} with ordinality as src({aliases})
+            """
+        )
+    except duckdb.Error as exc:
+        raise ImportInputError(f"cannot read {path}: {exc}") from exc
     records = _count(con, f"select count(*) from {table}")
     malformed = 0
     if kind == "csv":
@@ -461,6 +497,9 @@ def _parse_transactions(
                     when not isfinite(amount)
                         then 'amount ' || {_quoted("raw_amount")}
                             || ' is not a finite number'
+                    when amount < 0
+                        then 'amount ' || {_quoted("raw_amount")}
+                            || ' is negative (a refund is not a purchase)'
                 end,
                 {id_missing}
             ), '') as reason
@@ -493,14 +532,8 @@ def _check_dates_parse(
     con: duckdb.DuckDBPyConnection, path: Path, date_col: str, date_format: str | None
 ) -> None:
     """Stop early when not a single date parses: the format is surely wrong."""
-    parsed, present = con.execute(
-        """
-        select
-            count(transaction_at),
-            count(raw_date)
-        from tx_parsed
-        """
-    ).fetchone() or (0, 0)
+    parsed = _count(con, "select count(transaction_at) from tx_parsed")
+    present = _count(con, "select count(raw_date) from tx_parsed")
     if present == 0 or parsed > 0:
         return
     examples = [
@@ -547,7 +580,7 @@ def _assign_transaction_ids(con: duckdb.DuckDBPyConnection) -> None:
         select
             coalesce(
                 source_id,
-                {_lit(TRANSACTION_ID_PREFIX)} || left(sha256(concat_ws('|',
+                {_lit(TRANSACTION_ID_PREFIX)} || left(md5(concat_ws('|',
                     customer_id,
                     strftime(transaction_at, '%Y-%m-%dT%H:%M:%S.%f'),
                     amount_key,
@@ -646,10 +679,10 @@ def _write_rejected(
 
 def _customers_rejected_path(landing: Path, path: Path, customers_path: Path) -> Path:
     """Where rejected rows of the customers file go (never the log's own file)."""
-    stem = customers_path.stem
-    if stem == path.stem:
-        stem = f"{stem}-customers"
-    return landing / REJECTED_DIR / f"{stem}.csv"
+    name = _import_name(customers_path)
+    if name == _import_name(path):
+        name = f"{name}-customers"
+    return landing / REJECTED_DIR / f"{name}.csv"
 
 
 def _empty_customers_sql() -> str:
@@ -791,44 +824,47 @@ def _register_known_customers(
     others tell which customers the landing folder already knows (e.g. from an
     earlier, older export).
     """
-    ids: list[pa.Array] = []
-    days: list[pa.Array] = []
+    files: dict[str, list[str]] = {".parquet": [], ".csv": []}
     for day in list_partition_dates(landing, "customers"):
-        if day in owned_days:
-            continue
-        for file in partition_files(landing, "customers", day):
-            if file.suffix == ".parquet":
-                names = pq.read_schema(file).names
-                if "customer_id" not in names:
-                    continue
-                column = pq.read_table(file, columns=["customer_id"])["customer_id"]
-            else:
-                table = read_file(file)
-                if "customer_id" not in table.column_names:
-                    continue
-                column = table["customer_id"]
-            array = column.combine_chunks().cast(pa.string())
-            ids.append(array)
-            days.append(pa.array([day] * len(array), type=pa.date32()))
-    known = pa.table(
-        {
-            "customer_id": pa.concat_arrays(ids) if ids else pa.array([], pa.string()),
-            "dt": pa.concat_arrays(days) if days else pa.array([], pa.date32()),
-        }
-    )
-    con.register("known_customers_arrow", known)
-    con.execute(
-        "create temp table known_customers as select * from known_customers_arrow"
-    )
-    con.unregister("known_customers_arrow")
+        if day not in owned_days:
+            for file in partition_files(landing, "customers", day):
+                files[file.suffix].append(str(file))
+    parts = ["select cast(null as varchar) as customer_id, cast(null as date) as dt"]
+    for suffix, reader, options in (
+        (".parquet", "read_parquet", ""),
+        (".csv", "read_csv", ", header = true, all_varchar = true"),
+    ):
+        if files[suffix]:
+            listed = ", ".join(_lit(f) for f in files[suffix])
+            parts.append(
+                f"""
+                select cast(customer_id as varchar), cast(dt as date)
+                from {reader}([{listed}], hive_partitioning = true,
+                    union_by_name = true{options})
+                """
+            )
+    try:
+        con.execute(
+            f"""
+            create temp table known_customers as
+            select * from ({" union all ".join(parts)})
+            where customer_id is not null
+            """
+        )
+    except duckdb.Error as exc:
+        raise ImportInputError(
+            f"cannot read the existing customers partitions in {landing}: {exc}"
+        ) from exc
 
 
 def _customer_rows(con: duckdb.DuckDBPyConnection) -> pa.Table:
     """Customer rows to write: the customers file plus derived first purchases.
 
     A customer gets a derived row (signup on the first purchase day, attributes
-    ``unknown``) unless the customers file has them or an earlier partition that this
-    import does not replace already knows them.
+    ``unknown``) unless the customers file lands them by that day, or an earlier
+    partition that this import does not replace already knows them. The validation
+    gate quarantines a purchase whose customer has not landed by the purchase's
+    day, so every customer must be known by their first purchase.
     """
     return con.sql(
         f"""
@@ -847,7 +883,10 @@ def _customer_rows(con: duckdb.DuckDBPyConnection) -> pa.Table:
                 f.first_at as updated_at
             from first_purchase as f
             where not exists (
-                select 1 from cust_file as c where c.customer_id = f.customer_id
+                select 1
+                from cust_file as c
+                where c.customer_id = f.customer_id
+                    and cast(c.updated_at as date) <= cast(f.first_at as date)
             )
             and not exists (
                 select 1
@@ -878,15 +917,19 @@ def _write_customer_partitions(
     An owned day without customer rows loses its old partition, so a re-import after
     a customer's first purchase moved leaves no stale row behind.
     """
-    day_of_row = rows["updated_at"].cast(pa.date32()).to_pylist()
+    # Rows are sorted by updated_at, so each day is one contiguous slice.
+    runs = pc.value_counts(rows["updated_at"].cast(pa.date32()))
     bounds: dict[date, tuple[int, int]] = {}
-    for i, day in enumerate(day_of_row):
-        start, _ = bounds.get(day, (i, i))
-        bounds[day] = (start, i + 1)
+    start = 0
+    for day, n in zip(
+        runs.field("values").to_pylist(), runs.field("counts").to_pylist(), strict=True
+    ):
+        bounds[day] = (start, n)
+        start += n
     for day in sorted(owned_days):
         if day in bounds:
-            start, end = bounds[day]
-            write_partition(landing, "customers", day, rows.slice(start, end - start))
+            offset, n = bounds[day]
+            write_partition(landing, "customers", day, rows.slice(offset, n))
         else:
             folder = partition_dir(landing, "customers", day)
             if folder.exists():
@@ -899,8 +942,13 @@ def _write_customer_partitions(
 
 
 def _count(con: duckdb.DuckDBPyConnection, query: str) -> int:
-    row = con.execute(query).fetchone()
-    return int(row[0]) if row is not None and row[0] is not None else 0
+    """The single number a ``select count(...)`` returns.
+
+    ``fetchall`` (not ``fetchone``) so that no result is left open on the
+    connection, which DuckDB would refuse for the next query.
+    """
+    rows = con.execute(query).fetchall()
+    return int(rows[0][0]) if rows and rows[0][0] is not None else 0
 
 
 def _ident(name: str) -> str:
@@ -984,12 +1032,12 @@ def _timestamp_expr(
     if date_format is None:
         return f"timezone('UTC', try_cast({text} as timestamptz))"
     try:
-        row = con.execute(
+        rows = con.execute(
             "select typeof(try_strptime('', ?))", [date_format]
-        ).fetchone()
+        ).fetchall()
     except duckdb.Error as exc:
         raise ImportInputError(f"invalid date format {date_format!r}: {exc}") from exc
     parsed = f"try_strptime({text}, {_lit(date_format)})"
-    if row is not None and row[0] == "TIMESTAMP WITH TIME ZONE":
+    if rows and rows[0][0] == "TIMESTAMP WITH TIME ZONE":
         return f"timezone('UTC', {parsed})"
     return parsed

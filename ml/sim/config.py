@@ -39,9 +39,9 @@ class DriftConfig(_Strict):
     start: DayRef = 380
     column: Literal["region", "plan", "acquisition_channel"] = "region"
     value: str = "south"
-    hazard_multiplier: float = Field(2.0, gt=0)
-    spend_multiplier: float = Field(0.75, gt=0)
-    rate_multiplier: float = Field(0.8, gt=0)
+    hazard_multiplier: float = Field(default=2.0, gt=0)
+    spend_multiplier: float = Field(default=0.75, gt=0)
+    rate_multiplier: float = Field(default=0.8, gt=0)
 
     @model_validator(mode="after")
     def _known_segment(self) -> DriftConfig:
@@ -59,8 +59,8 @@ class FaultSpec(_Strict):
     """
 
     days: list[DayRef] = Field(default_factory=list)
-    daily_probability: float = Field(0.0, ge=0.0, le=1.0)
-    fraction: float = Field(0.02, gt=0.0, le=1.0)
+    daily_probability: float = Field(default=0.0, ge=0.0, le=1.0)
+    fraction: float = Field(default=0.02, gt=0.0, le=1.0)
     table: str = "transactions"
 
     @model_validator(mode="after")
@@ -83,7 +83,9 @@ class NullFaultSpec(FaultSpec):
     def _known_columns(self) -> NullFaultSpec:
         unknown = set(self.columns) - set(TABLES[self.table].columns)
         if unknown or not self.columns:
-            raise ValueError(f"null fault columns {sorted(unknown)} not in {self.table}")
+            raise ValueError(
+                f"null fault columns {sorted(unknown)} not in {self.table}"
+            )
         return self
 
 
@@ -124,39 +126,47 @@ class FaultConfig(_Strict):
 
 
 class RateConfig(_Strict):
-    """Behavioural rates of the population (per customer and day unless noted)."""
+    """Behavioural rates of the population (per customer and day unless noted).
 
-    history_days: int = Field(730, ge=1, description="signups of the initial base")
-    signup_rate: float = Field(0.003, ge=0, description="per day, x n_customers")
-    purchase_rate_median: float = Field(1 / 14, gt=0)
-    purchase_rate_sigma: float = Field(0.8, ge=0)
-    spend_median: float = Field(35.0, gt=0)
-    spend_sigma: float = Field(0.7, ge=0)
-    amount_noise_sigma: float = Field(0.4, ge=0)
-    discount_share: float = Field(0.12, ge=0, le=1)
-    base_hazard: float = Field(0.0011, gt=0, le=1)
-    sudden_churn_share: float = Field(0.2, ge=0, le=1)
-    disengage_days_min: int = Field(14, ge=1)
-    disengage_days_max: int = Field(45, ge=1)
-    ticket_rate: float = Field(0.0015, ge=0, le=1)
-    ticket_half_life_days: float = Field(14.0, gt=0)
-    plan_change_rate: float = Field(0.0008, ge=0, le=1)
-    region_move_rate: float = Field(0.0002, ge=0, le=1)
+    ``config/sim.yml`` documents each one.
+    """
+
+    history_days: int = Field(default=730, ge=1)
+    signup_rate: float = Field(default=0.003, ge=0)
+    purchase_interval_days: float = Field(default=14.0, gt=0)
+    purchase_rate_sigma: float = Field(default=0.9, ge=0)
+    spend_median: float = Field(default=35.0, gt=0)
+    spend_sigma: float = Field(default=0.7, ge=0)
+    amount_noise_sigma: float = Field(default=0.4, ge=0)
+    discount_share: float = Field(default=0.12, ge=0, le=1)
+    base_hazard: float = Field(default=0.0014, gt=0, le=1)
+    sudden_churn_share: float = Field(default=0.1, ge=0, le=1)
+    disengage_days_min: int = Field(default=21, ge=1)
+    disengage_days_max: int = Field(default=60, ge=1)
+    quiet_spell_rate: float = Field(default=0.003, ge=0, le=1)
+    quiet_spell_days_min: int = Field(default=20, ge=1)
+    quiet_spell_days_max: int = Field(default=75, ge=1)
+    ticket_rate: float = Field(default=0.0015, ge=0, le=1)
+    ticket_half_life_days: float = Field(default=14.0, gt=0)
+    plan_change_rate: float = Field(default=0.0008, ge=0, le=1)
+    region_move_rate: float = Field(default=0.0002, ge=0, le=1)
 
     @model_validator(mode="after")
     def _lag_range(self) -> RateConfig:
         if self.disengage_days_max < self.disengage_days_min:
             raise ValueError("disengage_days_max must be >= disengage_days_min")
+        if self.quiet_spell_days_max < self.quiet_spell_days_min:
+            raise ValueError("quiet_spell_days_max must be >= quiet_spell_days_min")
         return self
 
 
 class ActionConfig(_Strict):
     """How channels deliver and how strongly treatments work."""
 
-    call_answer_rate: float = Field(0.55, ge=0, le=1)
-    email_bounce_rate: float = Field(0.08, ge=0, le=1)
-    voucher_redeem_rate: float = Field(0.25, ge=0, le=1)
-    effect_days: int = Field(30, ge=1)
+    call_answer_rate: float = Field(default=0.55, ge=0, le=1)
+    email_bounce_rate: float = Field(default=0.08, ge=0, le=1)
+    voucher_redeem_rate: float = Field(default=0.25, ge=0, le=1)
+    effect_days: int = Field(default=30, ge=1)
     persuadable_share: dict[str, float] = Field(
         default_factory=lambda: {"call": 0.30, "voucher": 0.35, "email": 0.20}
     )
@@ -191,26 +201,25 @@ class ReviewConfig(_Strict):
         default_factory=lambda: ["a.moreau", "j.okafor", "l.svensson", "r.tanaka"],
         min_length=1,
     )
-    complaint_lookback_days: int = Field(7, ge=0)
-    reject_closed_account_rate: float = Field(0.7, ge=0, le=1)
-    reject_do_not_contact_rate: float = Field(0.5, ge=0, le=1)
-    cheaper_channel_rate: float = Field(0.5, ge=0, le=1)
-    random_reject_rate: float = Field(0.04, ge=0, le=1)
+    complaint_lookback_days: int = Field(default=7, ge=0)
+    reject_closed_account_rate: float = Field(default=0.7, ge=0, le=1)
+    reject_do_not_contact_rate: float = Field(default=0.5, ge=0, le=1)
+    cheaper_channel_rate: float = Field(default=0.5, ge=0, le=1)
+    random_reject_rate: float = Field(default=0.04, ge=0, le=1)
 
 
 class SimConfig(_Strict):
-    """Everything that defines a simulated world; a world is a pure function of it."""
+    """A world is a pure function of this, its start date and the exports it reads."""
 
-    n_customers: int = Field(10_000, ge=1, description="size of the initial base")
-    seed: int = Field(42, ge=0)
+    n_customers: int = Field(default=10_000, ge=1)
+    seed: int = Field(default=42, ge=0)
     drift: DriftConfig | None = None
     faults: FaultConfig = Field(default_factory=FaultConfig)
     rates: RateConfig = Field(default_factory=RateConfig)
     actions: ActionConfig = Field(default_factory=ActionConfig)
     review: ReviewConfig = Field(default_factory=ReviewConfig)
-    hazard_snapshot_every_days: int = Field(
-        7, ge=0, description="0 turns the weekly truth snapshots off"
-    )
+    # 0 turns the weekly truth snapshots off.
+    hazard_snapshot_every_days: int = Field(default=7, ge=0)
 
 
 def load_sim_config(path: Path | None = None) -> SimConfig:

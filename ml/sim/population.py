@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ml.contract import ACQUISITION_CHANNELS, ACTIONS, CATEGORIES, PLANS, REGIONS
+from ml.contract import ACQUISITION_CHANNELS, ACTIONS, PLANS, REGIONS
 from ml.sim.config import SimConfig
 
 NO_DAY = -1
@@ -25,6 +25,7 @@ SIM_CHANNELS = ACQUISITION_CHANNELS[:5]
 PLAN_WEIGHTS = np.array([0.55, 0.30, 0.15])
 REGION_WEIGHTS = np.array([0.22, 0.20, 0.20, 0.18, 0.20])
 CHANNEL_WEIGHTS = np.array([0.35, 0.25, 0.20, 0.12, 0.08])
+# One weight per entry of ml.contract.CATEGORIES.
 CATEGORY_WEIGHTS = np.array([0.30, 0.15, 0.18, 0.10, 0.12, 0.10, 0.05])
 
 # How plan and acquisition channel shape behaviour (index = code).
@@ -32,8 +33,6 @@ PLAN_RATE = np.array([0.85, 1.1, 1.35])
 PLAN_SPEND = np.array([0.9, 1.15, 1.4])
 PLAN_LOG_HAZARD = np.array([0.2, 0.0, -0.3])
 CHANNEL_HIDDEN_SHIFT = np.array([-0.1, 0.15, 0.3, -0.35, 0.05])
-
-assert len(CATEGORY_WEIGHTS) == len(CATEGORIES)
 
 
 @dataclass
@@ -60,6 +59,7 @@ class Population:
     last_complaint: np.ndarray  # int32 day of the last complaint ticket
     treat_mult: np.ndarray  # float64 hazard multiplier of the active treatment
     treat_until: np.ndarray  # int32 first day the treatment no longer works
+    dormant_until: np.ndarray  # int32 first day after a quiet spell
 
     @property
     def size(self) -> int:
@@ -119,7 +119,9 @@ def draw_response_types(
         u = rng.random(n)
         tilt = rng.random(n)
         strength = rng.uniform(0.6, 1.4, size=n)
-        p_dog = np.clip(acfg.sleeping_dog_share[action] * np.exp(aversion - 0.5), 0, 0.9)
+        p_dog = np.clip(
+            acfg.sleeping_dog_share[action] * np.exp(aversion - 0.5), 0, 0.9
+        )
         p_pers = acfg.persuadable_share[action] * (1 - p_dog)
         kind = np.where(tilt < p_lost, LOST_CAUSE, SURE_THING)
         kind = np.where(u < p_pers + p_dog, PERSUADABLE, kind)
@@ -155,7 +157,7 @@ def new_customers(
         * np.exp(rates.spend_sigma * rng.normal(size=n))
     )
     rate = (
-        rates.purchase_rate_median
+        (1.0 / rates.purchase_interval_days)
         * PLAN_RATE[plan]
         * np.exp(rates.purchase_rate_sigma * rng.normal(size=n))
     )
@@ -187,4 +189,5 @@ def new_customers(
         last_complaint=never.copy(),
         treat_mult=np.ones(n),
         treat_until=never.copy(),
+        dormant_until=never.copy(),
     )
