@@ -1,0 +1,129 @@
+{#
+    The run's dates. A build covers the as_of_dates start_date, start_date + every,
+    ... <= end_date; the nightly run is start_date = end_date = the run date. Date
+    bounds are rendered as literals so that DuckDB prunes row groups by zone maps.
+#}
+
+{% macro _run_var_date(name) -%}
+    {%- set value = var(name, none) -%}
+    {%- if value is none -%}
+        {%- if execute -%}
+            {{ exceptions.raise_compiler_error(
+                "var '" ~ name ~ "' is required, e.g. dbt build --vars "
+                ~ "'{start_date: 2024-01-01, end_date: 2024-01-01}'"
+            ) }}
+        {%- endif -%}
+        {#- parsing without vars (dbt parse, dbt ls) renders a placeholder -#}
+        {%- set value = '1970-01-01' -%}
+    {%- endif -%}
+    {{ return(modules.datetime.date.fromisoformat(value | string)) }}
+{%- endmacro %}
+
+
+{% macro run_start_date() -%}
+    {%- set start = _run_var_date('start_date') -%}
+    {%- set end = _run_var_date('end_date') -%}
+    {%- if start > end -%}
+        {{ exceptions.raise_compiler_error(
+            "start_date " ~ start ~ " lies after end_date " ~ end
+        ) }}
+    {%- endif -%}
+    {{ return(start) }}
+{%- endmacro %}
+
+
+{% macro run_end_date() -%}
+    {{ return(_run_var_date('end_date')) }}
+{%- endmacro %}
+
+
+{% macro run_every() -%}
+    {%- set every = var('every', 1) | int -%}
+    {%- if every < 1 -%}
+        {{ exceptions.raise_compiler_error("every must be >= 1, got " ~ every) }}
+    {%- endif -%}
+    {{ return(every) }}
+{%- endmacro %}
+
+
+{% macro shift_date(day, days) -%}
+    {{ return(day + modules.datetime.timedelta(days=days)) }}
+{%- endmacro %}
+
+
+{% macro date_literal(day) -%}
+    cast('{{ day.isoformat() }}' as date)
+{%- endmacro %}
+
+
+{% macro add_days(date_expression, days) -%}
+    cast({{ dbt.dateadd('day', days, date_expression) }} as date)
+{%- endmacro %}
+
+
+{% macro as_of_dates_spine() -%}
+    {#- one row per as_of_date of the run: start, start + every, ... <= end -#}
+    {%- set start = run_start_date() -%}
+    {%- set end = run_end_date() -%}
+    {%- set every = run_every() -%}
+    {%- set count = ((end - start).days // every) + 1 -%}
+    select cast(as_of_date as date) as as_of_date
+    from (
+        values
+        {%- for i in range(count) %}
+            ('{{ shift_date(start, i * every).isoformat() }}'){{ ',' if not loop.last }}
+        {%- endfor %}
+    ) as run_dates (as_of_date)
+{%- endmacro %}
+
+
+{% macro run_range_predicate(column, offset_days=0) -%}
+    {#-
+        The rows a build replaces: column between start_date and end_date, both
+        shifted by offset_days (labels of as_of_date d are built on d + horizon).
+    -#}
+    {%- set start = shift_date(run_start_date(), offset_days) -%}
+    {%- set end = shift_date(run_end_date(), offset_days) -%}
+    {{ return(
+        column ~ " between " ~ date_literal(start) ~ " and " ~ date_literal(end)
+    ) }}
+{%- endmacro %}
+
+
+{% macro feature_windows() -%}
+    {#- the required windows plus any extra ones from the business config -#}
+    {%- set windows = [7, 30, 90, 180] -%}
+    {%- for window in var('feature_windows', []) -%}
+        {%- if (window | int) not in windows -%}
+            {%- do windows.append(window | int) -%}
+        {%- endif -%}
+    {%- endfor -%}
+    {{ return(windows | sort) }}
+{%- endmacro %}
+
+
+{% macro feature_lookback_days() -%}
+    {#-
+        How far back any feature of as_of_date d looks: the active window, the
+        longest count window, 90 days (category, discount, ticket and contact
+        features) and 60 days (the 30-day trends). Nothing older is read.
+    -#}
+    {%- set windows = feature_windows() -%}
+    {{ return([var('active_window_days') | int, windows | max, 90, 60] | max) }}
+{%- endmacro %}
+
+
+{% macro run_partitions(column='partition_date') -%}
+    {#-
+        The landing partitions a partition-keyed model (int_*, fct_transactions)
+        builds: the run's range when it adds to an existing table, and every
+        partition up to end_date when it is built from scratch (first build or
+        full refresh), so the first as_of_date of a bulk build sees its history.
+    -#}
+    {%- if is_incremental() -%}
+        {{ column }} between {{ date_literal(run_start_date()) }}
+            and {{ date_literal(run_end_date()) }}
+    {%- else -%}
+        {{ column }} <= {{ date_literal(run_end_date()) }}
+    {%- endif -%}
+{%- endmacro %}
