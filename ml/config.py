@@ -108,6 +108,15 @@ class ValidationConfig(BaseModel):
     max_bad_row_fraction: float = 0.05
     required_tables: list[str] = Field(default_factory=lambda: ["transactions"])
     example_values: int = 5
+    # Today's feature snapshot may differ from yesterday's row count by this fraction.
+    mart_volume_tolerance: float = 0.5
+    # GX Data Docs keep the results of this many run dates (ops.validation_results
+    # keeps all of them); rendering cost grows with the number of stored results.
+    data_docs_days: int = 30
+    # Feature columns of marts.customer_features that may be null.
+    mart_nullable_features: list[str] = Field(
+        default_factory=lambda: ["days_since_last_contact"]
+    )
 
 
 class BusinessConfig(BaseModel):

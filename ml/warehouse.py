@@ -8,7 +8,7 @@ a rerun loads the same rows and no other partition is touched.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
@@ -52,6 +52,11 @@ create table if not exists ops.validation_results (
     unexpected_percent double,
     example_values varchar
 );
+-- columns added after the first release; "add column if not exists" upgrades old files
+alter table ops.quarantine add column if not exists column_name varchar;
+alter table ops.validation_results add column if not exists partition_end date;
+alter table ops.validation_results add column if not exists reason varchar;
+alter table ops.validation_results add column if not exists observed_value varchar;
 create table if not exists ops.runs (
     run_date date not null,
     step varchar not null,
@@ -125,3 +130,41 @@ def replace_raw_partition(
         con.execute("rollback")
         raise
     return n
+
+
+def replace_raw_range(
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    days: Sequence[date],
+    rows: pa.Table,
+    partition_date: pa.Array,
+    source_file: pa.Array,
+) -> int:
+    """Replace the ``raw.<table>`` partitions ``days`` with ``rows`` in one go.
+
+    The bulk form of :func:`replace_raw_partition`: ``partition_date`` and
+    ``source_file`` give each row's partition and file, and every partition in
+    ``days`` is deleted first (a day with no rows ends up empty). Partitions not in
+    ``days`` are untouched. One transaction; returns the number of rows loaded.
+    """
+    contract = TABLES[table]
+    staged = rows.select(contract.columns).cast(contract.schema)
+    staged = staged.append_column("partition_date", partition_date.cast(pa.date32()))
+    staged = staged.append_column("source_file", source_file.cast(pa.string()))
+    replaced = pa.table({"partition_date": pa.array(list(days), pa.date32())})
+    con.execute("begin transaction")
+    try:
+        con.register("_replaced_days", replaced)
+        con.execute(
+            f"delete from raw.{table} where partition_date in "
+            "(select partition_date from _replaced_days)"
+        )
+        con.register("_staged_rows", staged)
+        con.execute(f"insert into raw.{table} by name select * from _staged_rows")
+        con.unregister("_staged_rows")
+        con.unregister("_replaced_days")
+        con.execute("commit")
+    except Exception:
+        con.execute("rollback")
+        raise
+    return staged.num_rows

@@ -1,0 +1,34 @@
+"""GX suite guarding landing ``transactions`` (contract ``ml.contract.TRANSACTIONS``).
+
+One row per purchase. The key is transaction_id; category holds contract codes;
+transaction_at is the event time. Beyond the shared landing checks
+(:func:`expectations._common.landing_suite`) an amount is never negative.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import TYPE_CHECKING
+
+from expectations._common import NEGATIVE_AMOUNT, landing_suite, load_gx, row_meta
+from ml.contract import TRANSACTIONS
+
+if TYPE_CHECKING:
+    import great_expectations as gx
+
+
+def build_suite(
+    run_date: date | None = None, *, required: bool = False
+) -> gx.ExpectationSuite:
+    """The ``landing.transactions`` suite for the partition of ``run_date``.
+
+    Without ``run_date`` the event-time bound is the suite parameter
+    ``max_event_time``; ``required`` adds "the partition has rows".
+    """
+    gxe = load_gx().expectations
+    amount_not_negative = gxe.ExpectColumnValuesToBeBetween(
+        column="amount", min_value=0, meta=row_meta(NEGATIVE_AMOUNT)
+    )
+    return landing_suite(
+        TRANSACTIONS, run_date, required=required, extra=[amount_not_negative]
+    )
