@@ -21,7 +21,7 @@ import shutil
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import duckdb
@@ -49,6 +49,7 @@ from ml.landing import (
     list_partition_dates,
     partition_dir,
     partition_files,
+    write_empty_partition,
     write_partition,
 )
 
@@ -106,6 +107,7 @@ class ImportSummary:
     rejected_path: Path | None = None
     customers_rejected: int = 0
     customers_rejected_path: Path | None = None
+    empty_days: int = 0
 
     def describe(self) -> str:
         """A short human-readable report."""
@@ -122,6 +124,7 @@ class ImportSummary:
             f"  days               {self.days:>12,}  ({span})",
             f"  customers          {self.customers:>12,}",
             f"  customer rows      {self.customer_rows_written:>12,}",
+            f"  days without sales {self.empty_days:>12,}  (declared empty)",
         ]
         if self.rejected_path is not None:
             lines.append(f"  rejected rows are in {self.rejected_path}")
@@ -290,6 +293,18 @@ def import_transactions(
             for future in as_completed(futures):
                 future.result()
                 bar.advance(task)
+        # Inside the log's span, a day without purchases is a day the shop sold
+        # nothing, not a late partition: declare it empty so the gate accepts it.
+        written_days = set(days)
+        empty_days = [
+            day
+            for day in (
+                days[0] + timedelta(days=i) for i in range((days[-1] - days[0]).days)
+            )
+            if day not in written_days
+        ]
+        for day in empty_days:
+            write_empty_partition(landing, "transactions", day)
         customers_task = bar.add_task("writing customers", total=len(owned_days))
         customer_rows_written = _write_customer_partitions(
             landing, customer_rows, owned_days, lambda: bar.advance(customers_task)
@@ -310,6 +325,7 @@ def import_transactions(
         customers_rejected_path=(
             customers_rejected_path if customers_rejected else None
         ),
+        empty_days=len(empty_days),
     )
 
 

@@ -70,6 +70,23 @@ def write_raw_partition(
     return target
 
 
+# A source that has nothing for a day says so with this marker beside an empty file,
+# so that "no rows today" is told apart from "today's data has not landed".
+NO_ROWS_MARKER = "_NO_ROWS"
+
+
+def write_empty_partition(landing_dir: Path, table: str, day: date) -> Path:
+    """Declare that ``table`` has no rows on ``day``: an empty file plus a marker."""
+    path = write_partition(landing_dir, table, day, TABLES[table].schema.empty_table())
+    (path.parent / NO_ROWS_MARKER).touch()
+    return path
+
+
+def is_declared_empty(landing_dir: Path, table: str, day: date) -> bool:
+    """True when the source marked this partition as intentionally empty."""
+    return (partition_dir(landing_dir, table, day) / NO_ROWS_MARKER).is_file()
+
+
 def read_file(path: Path) -> pa.Table:
     """Read one landing file (parquet or csv) without coercing it to the contract."""
     if path.suffix == ".csv":

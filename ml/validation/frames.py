@@ -18,7 +18,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ml.contract import TABLES, TableContract
-from ml.landing import list_partition_dates, partition_files, read_file
+from ml.landing import (
+    is_declared_empty,
+    list_partition_dates,
+    partition_files,
+    read_file,
+)
 from ml.validation.errors import GateFailure
 
 COLUMN_SET = "expect_table_columns_to_match_set"
@@ -254,7 +259,7 @@ def _required_faults(
                     ),
                 )
             )
-        elif info.rows == 0:
+        elif info.rows == 0 and not is_declared_empty(landing_dir, table, day):
             faults.append(
                 GateFailure(
                     table=table,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import gzip
 import random
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import pyarrow as pa
@@ -16,7 +16,12 @@ import pytest
 from ml.config import Settings
 from ml.contract import CUSTOMERS, TRANSACTIONS
 from ml.importer import ImportInputError, ImportSummary, import_transactions
-from ml.landing import list_partition_dates, partition_dir, partition_files
+from ml.landing import (
+    is_declared_empty,
+    list_partition_dates,
+    partition_dir,
+    partition_files,
+)
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 LOG = FIXTURES / "transactions_custom.csv"
@@ -67,7 +72,7 @@ def _read_table(settings: Settings, table: str) -> pa.Table:
     for day in list_partition_dates(settings.landing_dir, table):
         for file in partition_files(settings.landing_dir, table, day):
             data = pq.read_table(file)
-            parts.append(data.append_column("dt", pa.array([day] * data.num_rows)))
+            parts.append(data.append_column("dt", pa.array([day] * data.num_rows, pa.date32())))
     return pa.concat_tables(parts)
 
 
@@ -81,12 +86,26 @@ def settings(tmp_path: Path) -> Settings:
     return _settings(tmp_path / "home")
 
 
+def _partition_rows(settings: Settings, day: date) -> int:
+    folder = partition_dir(settings.landing_dir, "transactions", day)
+    return pq.read_table(folder / "part-0000.parquet").num_rows
+
+
 def test_one_partition_per_purchase_day_with_contract_schema(
     settings: Settings,
 ) -> None:
     summary = _import(settings)
 
-    assert list_partition_dates(settings.landing_dir, "transactions") == GOOD_DAYS
+    span = [
+        GOOD_DAYS[0] + timedelta(days=i)
+        for i in range((GOOD_DAYS[-1] - GOOD_DAYS[0]).days + 1)
+    ]
+    # every day of the log's span has a partition; days without sales are empty
+    assert list_partition_dates(settings.landing_dir, "transactions") == span
+    for day in span:
+        if day not in GOOD_DAYS:
+            assert is_declared_empty(settings.landing_dir, "transactions", day)
+            assert _partition_rows(settings, day) == 0
     for day in GOOD_DAYS:
         folder = partition_dir(settings.landing_dir, "transactions", day)
         assert [p.name for p in folder.iterdir()] == ["part-0000.parquet"]
@@ -99,6 +118,7 @@ def test_one_partition_per_purchase_day_with_contract_schema(
     assert summary.rows_written == 17
     assert summary.rejected == 3
     assert summary.days == len(GOOD_DAYS)
+    assert summary.empty_days == len(span) - len(GOOD_DAYS)
     assert summary.customers == 5
     assert (summary.first_day, summary.last_day) == (GOOD_DAYS[0], GOOD_DAYS[-1])
     assert "rows written" in summary.describe()
@@ -509,3 +529,39 @@ def test_compressed_csv_with_offsets_in_the_date_format(tmp_path: Path) -> None:
         datetime(2024, 1, 6, 10, 0),
     ]
     assert data["dt"].to_pylist() == [date(2024, 1, 6)] * 2
+
+
+def test_days_without_sales_are_declared_empty_and_pass_the_gate(
+    tmp_path: Path,
+) -> None:
+    """Inside the log's span, a day with no purchases is closed, not late."""
+    from ml.landing import is_declared_empty, partition_files
+    from ml.validation import validate_landing_range
+    from ml.warehouse import connect, ensure_schemas
+
+    settings = Settings(home=tmp_path / "home")
+    settings.ensure_dirs()
+    csv = tmp_path / "gaps.csv"
+    csv.write_text(
+        "client,purchased,total\n"
+        "a,2024-01-01 10:00,5.0\n"
+        "b,2024-01-01 11:00,7.5\n"
+        "a,2024-01-04 09:30,3.0\n"
+    )
+    summary = import_transactions(
+        settings, csv, "client", "purchased", "total", progress=False
+    )
+    assert summary.empty_days == 2
+    for day in (date(2024, 1, 2), date(2024, 1, 3)):
+        assert is_declared_empty(settings.landing_dir, "transactions", day)
+        assert partition_files(settings.landing_dir, "transactions", day)
+    assert not is_declared_empty(settings.landing_dir, "transactions", date(2024, 1, 4))
+
+    with connect(settings.warehouse_path) as con:
+        ensure_schemas(con)
+    report = validate_landing_range(
+        settings, date(2024, 1, 1), date(2024, 1, 4), data_docs=False
+    )
+    assert report.passed
+    with connect(settings.warehouse_path, read_only=True) as con:
+        assert con.execute("select count(*) from raw.transactions").fetchone() == (3,)
