@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from datetime import date, timedelta
 from pathlib import Path
@@ -240,12 +241,6 @@ def sql(query: Annotated[str, typer.Argument(help="A SQL query (read-only).")]) 
 
 
 SUMMARY_QUERIES = {
-    "rows per mart": """
-        select table_schema || '.' || table_name as relation, estimated_size as rows
-        from duckdb_tables()
-        where table_schema in ('marts', 'raw', 'ops')
-        order by table_schema, table_name
-    """,
     "quarantined rows": """
         select table_name, reason, count(*) as rows,
             min(partition_date) as first_day, max(partition_date) as last_day
@@ -266,8 +261,29 @@ SUMMARY_QUERIES = {
 }
 
 
+def table_row_counts(settings: Settings) -> list[tuple[str, int]]:
+    """Exact row counts of every table in the raw, marts and ops schemas."""
+    from ml.warehouse import connect
+
+    with connect(settings.warehouse_path, read_only=True) as con:
+        names = con.execute(
+            "select schema_name || '.' || table_name from duckdb_tables() "
+            "where schema_name in ('raw', 'marts', 'ops') "
+            "order by schema_name = 'marts' desc, schema_name, table_name"
+        ).fetchall()
+        counts = []
+        for (name,) in names:
+            row = con.execute(f"select count(*) from {name}").fetchone()
+            counts.append((name, int(row[0]) if row else 0))
+        return counts
+
+
 def print_summary(settings: Settings) -> None:
-    """Rows per mart, quarantined rows and validation results."""
+    """Rows per table, quarantined rows, validation results and recent runs."""
+    table = Table("table", "rows", title="rows per table")
+    for name, rows in table_row_counts(settings):
+        table.add_row(name, f"{rows:,}")
+    console.print(table)
     for title, query in SUMMARY_QUERIES.items():
         print_query(query, settings, title=title)
 
@@ -283,9 +299,11 @@ def demo(
     """Fresh home → simulate → rebuild history → nightly DAG runs → summary."""
     from ml.pipeline import date_range
     from ml.pipeline import rebuild as run_rebuild
-    from ml.sim import load_sim_config
+    from ml.sim import load_sim_config, with_row_faults
     from ml.sim import simulate as run_simulation
 
+    # The demo prints one line per step; dbt's full log stays in dbt/logs.
+    os.environ.setdefault("LOOPLINE_DBT_LOG_LEVEL", "warn")
     settings = get_settings()
     first = _date(start)
     last = first + timedelta(days=days - 1)
@@ -296,6 +314,8 @@ def demo(
     config = load_sim_config().model_copy(
         update={"n_customers": customers, "seed": seed}
     )
+    # A few bad rows on some days, so the quarantine has something to show.
+    config = with_row_faults(config, daily_probability=0.1, fraction=0.004)
     console.print(f"1/4 simulating {customers} customers, {first} → {last}")
     run_simulation(settings, config, start=first, days=days, progress=True)
     console.print(f"2/4 rebuilding the history {first} → {history_end}")

@@ -27,6 +27,10 @@ class Settings(BaseSettings):
     config_file: Path = Field(default=REPO_ROOT / "config" / "loopline.yml")
     dbt_project_dir: Path = Field(default=REPO_ROOT / "dbt_project")
     dags_dir: Path = Field(default=REPO_ROOT / "dags")
+    dbt_log_level: str = Field(
+        default="info",
+        description="dbt's console log level; its log file under dbt/logs keeps info.",
+    )
 
     @cached_property
     def root(self) -> Path:

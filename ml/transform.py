@@ -140,6 +140,10 @@ def dbt_build_args(
         "--vars",
         json.dumps(dbt_vars(settings, start, end, every)),
         "--no-use-colors",
+        "--log-level",
+        settings.dbt_log_level,
+        "--log-level-file",
+        "info",
     ]
     if full_refresh:
         args.append("--full-refresh")

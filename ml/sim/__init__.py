@@ -11,6 +11,7 @@ from ml.sim.config import (
     FaultSpec,
     SimConfig,
     load_sim_config,
+    with_row_faults,
 )
 from ml.sim.world import (
     NoWorldError,
@@ -36,5 +37,6 @@ __all__ = [
     "simulate",
     "simulate_days",
     "simulate_next_day",
+    "with_row_faults",
     "world_exists",
 ]

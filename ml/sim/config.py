@@ -226,3 +226,26 @@ def load_sim_config(path: Path | None = None) -> SimConfig:
     """Read the simulator's YAML (``config/sim.yml`` unless ``path`` is given)."""
     data = yaml.safe_load((path or SIM_CONFIG_FILE).read_text()) or {}
     return SimConfig.model_validate(data)
+
+
+ROW_FAULTS = ("duplicates", "nulls", "negative_amounts", "future_timestamps")
+
+
+def with_row_faults(
+    config: SimConfig, daily_probability: float, fraction: float
+) -> SimConfig:
+    """``config`` with the row-level faults switched on at a low rate.
+
+    Row faults end in quarantine without stopping a run (as long as a day's bad rows
+    stay under the gate's threshold); schema faults and late partitions stay as
+    configured. The demo uses this to show the quarantine at work.
+    """
+    faults = config.faults.model_copy(
+        update={
+            name: getattr(config.faults, name).model_copy(
+                update={"daily_probability": daily_probability, "fraction": fraction}
+            )
+            for name in ROW_FAULTS
+        }
+    )
+    return config.model_copy(update={"faults": faults})

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from functools import lru_cache
@@ -54,6 +55,8 @@ def configure(settings: Settings, log_level: str = "WARNING") -> None:
         )
     settings.airflow_home.mkdir(parents=True, exist_ok=True)
     os.environ.update(env)
+    # Raised by a FastAPI module Airflow imports; nothing Loopline can act on.
+    warnings.filterwarnings("ignore", message="Using `httpx` with `starlette")
 
 
 def ensure_metadata(settings: Settings) -> None:
