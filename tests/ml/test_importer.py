@@ -72,7 +72,9 @@ def _read_table(settings: Settings, table: str) -> pa.Table:
     for day in list_partition_dates(settings.landing_dir, table):
         for file in partition_files(settings.landing_dir, table, day):
             data = pq.read_table(file)
-            parts.append(data.append_column("dt", pa.array([day] * data.num_rows, pa.date32())))
+            parts.append(
+                data.append_column("dt", pa.array([day] * data.num_rows, pa.date32()))
+            )
     return pa.concat_tables(parts)
 
 

@@ -1,0 +1,419 @@
+"""The model registry: ``loopline-churn`` with aliases ``champion`` and
+``challenger`` (no stages), the promotion gate, manual promotion and rollback.
+
+Every training run registers its model as ``challenger``. The gate re-scores the
+current champion on the challenger's own out-of-time test window and promotes the
+challenger only if, on that same window, it
+
+* beats the champion by ``gate.min_improvement`` on ``gate.primary_metric``,
+* has an expected calibration error of at most ``gate.max_ece``, and
+* beats the baseline candidate of its run on the primary metric.
+
+With no champion yet the first two conditions reduce to the calibration check and
+the baseline comparison. The decision and its evidence go to a ``gate`` run in the
+experiment and to tags on the challenger's model version.
+
+The champion history is a JSON list of versions in the registered model's tag
+``champion_history``; :func:`rollback` pops it and points ``champion`` back at the
+previous version. Promotions and rollbacks are logged as ``registry`` runs.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from ml.config import Settings
+from ml.train.config import GateConfig, ModelConfig, load_model_config
+from ml.train.data import Window
+from ml.train.metrics import evaluate
+
+if TYPE_CHECKING:
+    from mlflow.tracking import MlflowClient
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+HISTORY_TAG = "champion_history"
+
+
+class RegistryError(RuntimeError):
+    """A registry operation cannot be done (unknown version, nothing to roll back)."""
+
+
+class ModelLoadError(RuntimeError):
+    """A registered model exists but cannot be loaded."""
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    """The outcome of the promotion gate and the evidence behind it."""
+
+    promoted: bool
+    reasons: list[str]
+    challenger_version: str
+    champion_version: str | None
+    challenger_metrics: dict[str, float]
+    champion_metrics: dict[str, float] | None
+    baseline_metrics: dict[str, float]
+    gate_run_id: str = ""
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A registered model ready to predict."""
+
+    model: Any
+    version: str
+    alias: str | None
+    input_columns: list[str]
+    input_types: dict[str, str]
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    """One registered version, for listings."""
+
+    version: str
+    run_id: str
+    aliases: list[str]
+    created_at: datetime
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+def _client(settings: Settings, config: ModelConfig) -> MlflowClient:
+    from mlflow.tracking import MlflowClient
+
+    from ml.train.tracking import use_mlflow
+
+    use_mlflow(settings, config)
+    return MlflowClient(
+        tracking_uri=settings.mlflow_tracking_uri,
+        registry_uri=settings.mlflow_tracking_uri,
+    )
+
+
+def decide(
+    challenger: dict[str, float],
+    champion: dict[str, float] | None,
+    baseline: dict[str, float],
+    gate: GateConfig,
+) -> tuple[bool, list[str]]:
+    """The gate's rule on metrics measured on one test window. Returns whether to
+    promote and one reason per check (each starting with ``pass`` or ``fail``)."""
+    metric = gate.primary_metric
+    reasons: list[str] = []
+    ok = True
+    ece = challenger["ece"]
+    if ece <= gate.max_ece:
+        reasons.append(f"pass: ece {ece:.4f} <= {gate.max_ece}")
+    else:
+        ok = False
+        reasons.append(f"fail: ece {ece:.4f} > {gate.max_ece}")
+    if challenger[metric] > baseline[metric]:
+        reasons.append(
+            f"pass: {metric} {challenger[metric]:.4f} beats baseline "
+            f"{baseline[metric]:.4f}"
+        )
+    else:
+        ok = False
+        reasons.append(
+            f"fail: {metric} {challenger[metric]:.4f} does not beat baseline "
+            f"{baseline[metric]:.4f}"
+        )
+    if champion is None:
+        reasons.append("pass: no champion yet")
+    elif challenger[metric] >= champion[metric] + gate.min_improvement:
+        reasons.append(
+            f"pass: {metric} {challenger[metric]:.4f} >= champion "
+            f"{champion[metric]:.4f} + {gate.min_improvement}"
+        )
+    else:
+        ok = False
+        reasons.append(
+            f"fail: {metric} {challenger[metric]:.4f} < champion "
+            f"{champion[metric]:.4f} + {gate.min_improvement}"
+        )
+    return ok, reasons
+
+
+def register_challenger(
+    settings: Settings, model_uri: str, run_id: str, config: ModelConfig | None = None
+) -> str:
+    """Register a logged model as a new version and point ``challenger`` at it."""
+    import mlflow
+
+    config = config or load_model_config()
+    client = _client(settings, config)
+    version = mlflow.register_model(
+        model_uri, config.registered_model, tags={"run_id": run_id}
+    ).version
+    client.set_registered_model_alias(config.registered_model, CHALLENGER, version)
+    return str(version)
+
+
+def alias_version(
+    settings: Settings, alias: str = CHAMPION, config: ModelConfig | None = None
+) -> str | None:
+    """The version an alias points at, or None when it is not set."""
+    from mlflow.exceptions import MlflowException
+
+    config = config or load_model_config()
+    client = _client(settings, config)
+    try:
+        found = client.get_model_version_by_alias(config.registered_model, alias)
+    except MlflowException:
+        return None
+    return str(found.version)
+
+
+def load_model(
+    settings: Settings,
+    alias: str | None = CHAMPION,
+    version: str | None = None,
+    config: ModelConfig | None = None,
+) -> LoadedModel | None:
+    """Load a registered version (by ``version``, else by ``alias``).
+
+    Returns None when the alias is not set; raises :class:`ModelLoadError` when the
+    version exists but cannot be loaded or carries no input signature.
+    """
+    import mlflow
+
+    config = config or load_model_config()
+    if version is None:
+        if alias is None:
+            raise ValueError("give an alias or a version")
+        version = alias_version(settings, alias, config)
+        if version is None:
+            return None
+    uri = f"models:/{config.registered_model}/{version}"
+    try:
+        info = mlflow.models.get_model_info(uri)
+        model = mlflow.sklearn.load_model(uri)
+    except Exception as error:  # any failure to read or deserialise the model
+        raise ModelLoadError(
+            f"cannot load {config.registered_model} version {version}: {error}"
+        ) from error
+    signature = info.signature
+    if signature is None or signature.inputs is None:
+        raise ModelLoadError(
+            f"{config.registered_model} version {version} has no input signature"
+        )
+    spec = signature.inputs.to_dict()
+    return LoadedModel(
+        model=model,
+        version=str(version),
+        alias=alias,
+        input_columns=[item["name"] for item in spec],
+        input_types={item["name"]: item["type"] for item in spec},
+    )
+
+
+def _log_event(
+    settings: Settings, config: ModelConfig, name: str, tags: dict[str, str]
+) -> str:
+    import mlflow
+
+    from ml.train.tracking import use_mlflow
+
+    experiment_id = use_mlflow(settings, config)
+    with mlflow.start_run(experiment_id=experiment_id, run_name=name) as run:
+        mlflow.set_tags({"step": "registry", **tags})
+    return str(run.info.run_id)
+
+
+def _history(client: MlflowClient, name: str) -> list[str]:
+    tags = client.get_registered_model(name).tags or {}
+    return list(json.loads(tags.get(HISTORY_TAG, "[]")))
+
+
+def _set_champion(
+    settings: Settings,
+    config: ModelConfig,
+    version: str,
+    event: str,
+    reason: str,
+) -> None:
+    """Point ``champion`` at ``version``, record it in the history, log the event."""
+    client = _client(settings, config)
+    name = config.registered_model
+    previous = alias_version(settings, CHAMPION, config)
+    history = _history(client, name)
+    if event == "rollback":
+        history = history[:-1]
+    else:
+        history.append(version)
+    client.set_registered_model_alias(name, CHAMPION, version)
+    client.set_registered_model_tag(name, HISTORY_TAG, json.dumps(history))
+    stamp = datetime.now(UTC).isoformat(timespec="seconds")
+    client.set_model_version_tag(name, version, f"{event}_at", stamp)
+    client.set_model_version_tag(name, version, f"{event}_reason", reason)
+    _log_event(
+        settings,
+        config,
+        f"{event}-v{version}",
+        {
+            "event": event,
+            "reason": reason,
+            "from_version": previous or "",
+            "to_version": version,
+            "at": stamp,
+        },
+    )
+
+
+def run_gate(
+    settings: Settings,
+    version: str,
+    x_test: pd.DataFrame,
+    y_test: pd.Series,
+    value_test: pd.Series,
+    baseline_metrics: dict[str, float],
+    test_window: Window,
+    config: ModelConfig | None = None,
+) -> GateDecision:
+    """Decide whether challenger ``version`` replaces the champion, on the
+    challenger's test window; promote it if so. Logs a ``gate`` run either way."""
+    import mlflow
+
+    from ml.train.tracking import use_mlflow
+
+    config = config or load_model_config()
+    client = _client(settings, config)
+    challenger = load_model(settings, version=version, config=config)
+    assert challenger is not None
+    challenger_metrics = evaluate(
+        y_test,
+        challenger.model.predict_proba(x_test[challenger.input_columns])[:, 1],
+        value_test,
+        config.business,
+        config.gate.ece_bins,
+    )
+    champion = load_model(settings, alias=CHAMPION, config=config)
+    champion_metrics: dict[str, float] | None = None
+    if champion is not None:
+        missing = [c for c in champion.input_columns if c not in x_test.columns]
+        if missing:
+            raise ModelLoadError(
+                f"champion version {champion.version} needs columns {missing} "
+                "that the test window does not have"
+            )
+        champion_metrics = evaluate(
+            y_test,
+            champion.model.predict_proba(x_test[champion.input_columns])[:, 1],
+            value_test,
+            config.business,
+            config.gate.ece_bins,
+        )
+    promoted, reasons = decide(
+        challenger_metrics, champion_metrics, baseline_metrics, config.gate
+    )
+    experiment_id = use_mlflow(settings, config)
+    champion_version = champion.version if champion is not None else None
+    with mlflow.start_run(
+        experiment_id=experiment_id, run_name=f"gate-v{version}"
+    ) as run:
+        mlflow.set_tags(
+            {
+                "step": "gate",
+                "challenger_version": version,
+                "champion_version": champion_version or "",
+                "decision": "promote" if promoted else "reject",
+                "test_window": f"{test_window.start}..{test_window.end}",
+                "primary_metric": config.gate.primary_metric,
+            }
+        )
+        mlflow.log_metrics(
+            {f"challenger_{k}": v for k, v in challenger_metrics.items()}
+        )
+        mlflow.log_metrics({f"baseline_{k}": v for k, v in baseline_metrics.items()})
+        if champion_metrics is not None:
+            mlflow.log_metrics(
+                {f"champion_{k}": v for k, v in champion_metrics.items()}
+            )
+        mlflow.log_dict(
+            {
+                "promoted": promoted,
+                "reasons": reasons,
+                "test_window": [str(test_window.start), str(test_window.end)],
+                "challenger": {"version": version, "metrics": challenger_metrics},
+                "champion": {"version": champion_version, "metrics": champion_metrics},
+                "baseline": {"metrics": baseline_metrics},
+            },
+            "gate.json",
+        )
+        gate_run_id = str(run.info.run_id)
+    name = config.registered_model
+    client.set_model_version_tag(
+        name, version, "gate_decision", "promote" if promoted else "reject"
+    )
+    client.set_model_version_tag(name, version, "gate_run_id", gate_run_id)
+    client.set_model_version_tag(name, version, "gate_reasons", "; ".join(reasons))
+    if promoted:
+        _set_champion(settings, config, version, "promote", "passed the gate")
+    return GateDecision(
+        promoted=promoted,
+        reasons=reasons,
+        challenger_version=version,
+        champion_version=champion_version,
+        challenger_metrics=challenger_metrics,
+        champion_metrics=champion_metrics,
+        baseline_metrics=baseline_metrics,
+        gate_run_id=gate_run_id,
+    )
+
+
+def promote(
+    settings: Settings, version: str, reason: str, config: ModelConfig | None = None
+) -> None:
+    """Make ``version`` the champion by hand (bypassing the gate), with a reason."""
+    from mlflow.exceptions import MlflowException
+
+    config = config or load_model_config()
+    client = _client(settings, config)
+    try:
+        client.get_model_version(config.registered_model, version)
+    except MlflowException as error:
+        raise RegistryError(
+            f"{config.registered_model} has no version {version}"
+        ) from error
+    _set_champion(settings, config, str(version), "promote", reason)
+
+
+def rollback(
+    settings: Settings, reason: str = "rollback", config: ModelConfig | None = None
+) -> str:
+    """Point ``champion`` back at the previous champion; returns its version."""
+    config = config or load_model_config()
+    client = _client(settings, config)
+    history = _history(client, config.registered_model)
+    if len(history) < 2:
+        raise RegistryError("no previous champion to roll back to")
+    previous = history[-2]
+    _set_champion(settings, config, previous, "rollback", reason)
+    return previous
+
+
+def list_versions(
+    settings: Settings, config: ModelConfig | None = None
+) -> list[VersionInfo]:
+    """Every registered version, newest first, with its aliases and tags."""
+    config = config or load_model_config()
+    client = _client(settings, config)
+    name = config.registered_model
+    found = client.search_model_versions(f"name = '{name}'")
+    out = [
+        VersionInfo(
+            version=str(v.version),
+            run_id=str(v.run_id or ""),
+            aliases=list(v.aliases or []),
+            created_at=datetime.fromtimestamp(v.creation_timestamp / 1000, UTC),
+            tags=dict(v.tags or {}),
+        )
+        for v in found
+    ]
+    return sorted(out, key=lambda v: int(v.version), reverse=True)

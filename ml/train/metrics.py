@@ -1,0 +1,92 @@
+"""Evaluation metrics: discrimination, calibration, lift and a business value.
+
+Business value of targeting the top k% by p_churn (a simple, explicit cost model):
+each targeted customer costs ``contact_cost``; each targeted churner is saved with
+probability ``save_rate`` and is worth ``value_column`` (default: spend in the last
+90 days, a proxy of the next period's spend). Net value = save_rate × value of the
+targeted churners − contact_cost × targeted customers.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+from sklearn.metrics import (
+    average_precision_score,
+    brier_score_loss,
+    log_loss,
+    roc_auc_score,
+)
+
+from ml.train.config import BusinessMetricConfig
+
+FloatArray = npt.NDArray[np.float64]
+
+
+def expected_calibration_error(
+    y_true: npt.ArrayLike, p: npt.ArrayLike, bins: int = 10
+) -> float:
+    """Weighted mean |observed rate − mean prediction| over equal-width bins."""
+    y = np.asarray(y_true, dtype=float)
+    prob = np.asarray(p, dtype=float)
+    if y.size == 0:
+        return float("nan")
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    index = np.clip(np.digitize(prob, edges[1:-1], right=True), 0, bins - 1)
+    error = 0.0
+    for b in range(bins):
+        mask = index == b
+        if mask.any():
+            error += mask.mean() * abs(y[mask].mean() - prob[mask].mean())
+    return float(error)
+
+
+def _top_mask(p: FloatArray, fraction: float) -> npt.NDArray[np.bool_]:
+    """The top ``fraction`` of rows by p (ties broken by position, stable)."""
+    k = max(1, int(round(fraction * p.size)))
+    order = np.argsort(-p, kind="stable")
+    mask = np.zeros(p.size, dtype=bool)
+    mask[order[:k]] = True
+    return mask
+
+
+def evaluate(
+    y_true: npt.ArrayLike,
+    p: npt.ArrayLike,
+    value: npt.ArrayLike,
+    business: BusinessMetricConfig,
+    ece_bins: int = 10,
+) -> dict[str, float]:
+    """All test-window metrics of one set of predictions."""
+    y = np.asarray(y_true, dtype=int)
+    prob = np.clip(np.asarray(p, dtype=float), 1e-6, 1 - 1e-6)
+    worth = np.nan_to_num(np.asarray(value, dtype=float))
+    base_rate = float(y.mean())
+    metrics = {
+        "n_rows": float(y.size),
+        "base_rate": base_rate,
+        "roc_auc": float(roc_auc_score(y, prob)),
+        "pr_auc": float(average_precision_score(y, prob)),
+        "brier": float(brier_score_loss(y, prob)),
+        "log_loss": float(log_loss(y, prob, labels=[0, 1])),
+        "ece": expected_calibration_error(y, prob, ece_bins),
+    }
+    churners = y.sum()
+    churn_value = float((worth * y).sum())
+    for fraction in business.top_fractions:
+        tag = f"top{int(round(fraction * 100))}"
+        mask = _top_mask(prob, fraction)
+        hit_rate = float(y[mask].mean())
+        targeted_churn_value = float((worth * y)[mask].sum())
+        metrics[f"lift_{tag}"] = hit_rate / base_rate if base_rate > 0 else 0.0
+        metrics[f"capture_{tag}"] = (
+            float(y[mask].sum() / churners) if churners > 0 else 0.0
+        )
+        metrics[f"value_capture_{tag}"] = (
+            targeted_churn_value / churn_value if churn_value > 0 else 0.0
+        )
+        metrics[f"net_value_{tag}"] = (
+            business.save_rate * targeted_churn_value
+            - business.contact_cost * float(mask.sum())
+        )
+    return metrics
