@@ -9,6 +9,9 @@ The nightly run for one logical date *d*:
    partition *d* of `raw.*`.
 3. `dbt_build`: one `dbt build` for *d* (staging → intermediate → marts, with tests).
 4. `validate_marts`: gates on the feature snapshot of *d*.
+5. `score`: the champion model (`models:/loopline-churn@champion`) scores the
+   snapshot of *d* in chunks into `marts.scores`; without a champion it records that
+   and succeeds.
 
 Every task works on the partition of its logical date, so reruns and backfills are
 idempotent. Warehouse writers share the one-slot `warehouse` pool. The logic lives in
@@ -23,6 +26,7 @@ from airflow.sdk import Asset, dag, task
 WAREHOUSE_POOL = "warehouse"
 LANDING_RAW = Asset("duckdb://loopline/raw")
 FEATURE_MARTS = Asset("duckdb://loopline/marts/customer_features")
+SCORES = Asset("duckdb://loopline/marts/scores")
 
 
 @dag(
@@ -60,7 +64,19 @@ def loopline_nightly() -> None:
 
         return validate_marts(parse_ds(ds)).as_dict()
 
-    check_landing() >> validate_landing() >> dbt_build() >> validate_marts()
+    @task(pool=WAREHOUSE_POOL, outlets=[SCORES])
+    def score(ds: str | None = None) -> dict:
+        from ml.pipeline import parse_ds, score
+
+        return score(parse_ds(ds)).as_dict()
+
+    (
+        check_landing()
+        >> validate_landing()
+        >> dbt_build()
+        >> validate_marts()
+        >> score()
+    )
 
 
 loopline_nightly()

@@ -20,6 +20,7 @@ from rich.progress import (
 from rich.table import Table
 
 from ml.config import Settings, get_settings
+from ml.train.cli import register_commands as register_model_commands
 
 app = typer.Typer(
     help="Loopline: nightly retention decisions from a transaction log.",
@@ -28,6 +29,7 @@ app = typer.Typer(
 )
 import_app = typer.Typer(help="Turn external data into landing partitions.")
 app.add_typer(import_app, name="import")
+register_model_commands(app)
 console = Console()
 
 DateOpt = Annotated[str, typer.Option(help="A date, YYYY-MM-DD.")]

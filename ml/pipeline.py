@@ -124,6 +124,21 @@ def validate_marts(run_date: date, settings: Settings | None = None) -> StepSumm
     return StepSummary(run_date.isoformat(), "validate_marts", counts)
 
 
+def score(run_date: date, settings: Settings | None = None) -> StepSummary:
+    """Score the run date's feature snapshot with the champion into marts.scores.
+
+    Without a champion nothing is scored, which is recorded plainly; the policy then
+    falls back to its rules.
+    """
+    from ml.score import score as score_snapshot
+
+    settings = settings or get_settings()
+    summary = score_snapshot(settings, run_date)
+    counts = summary.as_dict()
+    record_run(settings, run_date, "score", "success", counts)
+    return StepSummary(run_date.isoformat(), "score", counts)
+
+
 def rebuild(
     start: date, end: date, every: int = 1, settings: Settings | None = None
 ) -> dict[str, Any]:

@@ -28,7 +28,13 @@ def test_nightly_shape(dagbag) -> None:  # type: ignore[no-untyped-def]
     assert dag.max_active_runs == 1
     assert dag.doc_md and "loopline_nightly" in dag.doc_md
     assert dag.tags and "loopline" in dag.tags
-    order = ["check_landing", "validate_landing", "dbt_build", "validate_marts"]
+    order = [
+        "check_landing",
+        "validate_landing",
+        "dbt_build",
+        "validate_marts",
+        "score",
+    ]
     for upstream, downstream in zip(order, order[1:], strict=False):
         assert downstream in dag.get_task(upstream).downstream_task_ids
     for task_id in order[1:]:

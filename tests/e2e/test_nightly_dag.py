@@ -80,7 +80,7 @@ def test_three_consecutive_nights(world: Settings) -> None:
         ).fetchone()
     assert sorted(per_day) == days
     assert all(n > 100 for n in per_day.values())
-    assert steps == (NIGHTS * 4,)
+    assert steps == (NIGHTS * 5,)
     assert loaded == (NIGHTS,)
 
     # A rerun of a night (what a backfill or a cleared run does) changes nothing.
@@ -113,6 +113,7 @@ def test_schema_fault_stops_the_run_before_dbt(world: Settings) -> None:
     assert outcome.task_states["validate_landing"] == "failed"
     assert outcome.task_states["dbt_build"] == "upstream_failed"
     assert outcome.task_states["validate_marts"] == "upstream_failed"
+    assert outcome.task_states["score"] == "upstream_failed"
     with connect(world.warehouse_path, read_only=True) as con:
         assert con.execute("select count(*) from raw.transactions").fetchone() == (
             raw_before
