@@ -11,7 +11,10 @@ challenger only if, on that same window, it
 
 With no champion yet the first two conditions reduce to the calibration check and
 the baseline comparison. The decision and its evidence go to a ``gate`` run in the
-experiment and to tags on the challenger's model version.
+experiment and to tags on the challenger's model version. :func:`judge_challenger`
+decides and records; :func:`promote_gated` then moves ``champion`` only if the
+recorded decision says so and the champion is still the one the gate compared
+against; :func:`run_gate` does both.
 
 The champion history is a JSON list of versions in the registered model's tag
 ``champion_history``; :func:`rollback` pops it and points ``champion`` back at the
@@ -38,6 +41,7 @@ if TYPE_CHECKING:
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 HISTORY_TAG = "champion_history"
+GATE_CHAMPION_TAG = "gate_champion_version"
 
 
 class RegistryError(RuntimeError):
@@ -60,6 +64,32 @@ class GateDecision:
     champion_metrics: dict[str, float] | None
     baseline_metrics: dict[str, float]
     gate_run_id: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        """Small summary of the decision (no metrics)."""
+        return {
+            "promote": self.promoted,
+            "reasons": list(self.reasons),
+            "version": self.challenger_version,
+            "champion_version": self.champion_version,
+            "gate_run_id": self.gate_run_id,
+        }
+
+
+@dataclass(frozen=True)
+class Promotion:
+    """What :func:`promote_gated` did with a gated version."""
+
+    promoted: bool
+    champion_version: str | None
+    reason: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "promoted": self.promoted,
+            "champion_version": self.champion_version,
+            "reason": self.reason,
+        }
 
 
 @dataclass(frozen=True)
@@ -278,6 +308,39 @@ def run_gate(
 ) -> GateDecision:
     """Decide whether challenger ``version`` replaces the champion, on the
     challenger's test window; promote it if so. Logs a ``gate`` run either way."""
+    config = config or load_model_config()
+    decision = judge_challenger(
+        settings,
+        version,
+        x_test,
+        y_test,
+        value_test,
+        baseline_metrics,
+        test_window,
+        config,
+    )
+    promote_gated(settings, version, config)
+    return decision
+
+
+def judge_challenger(
+    settings: Settings,
+    version: str,
+    x_test: pd.DataFrame,
+    y_test: pd.Series,
+    value_test: pd.Series,
+    baseline_metrics: dict[str, float],
+    test_window: Window,
+    config: ModelConfig | None = None,
+) -> GateDecision:
+    """The gate without the promotion: measure challenger ``version`` and the
+    current champion on the challenger's test window and decide.
+
+    The decision and its evidence go to a ``gate`` run and to tags on the version
+    (``gate_decision``, ``gate_run_id``, ``gate_reasons`` and
+    ``gate_champion_version``, the champion it was compared with);
+    :func:`promote_gated` acts on them.
+    """
     import mlflow
 
     from ml.train.tracking import use_mlflow
@@ -353,8 +416,9 @@ def run_gate(
     )
     client.set_model_version_tag(name, version, "gate_run_id", gate_run_id)
     client.set_model_version_tag(name, version, "gate_reasons", "; ".join(reasons))
-    if promoted:
-        _set_champion(settings, config, version, "promote", "passed the gate")
+    client.set_model_version_tag(
+        name, version, GATE_CHAMPION_TAG, champion_version or ""
+    )
     return GateDecision(
         promoted=promoted,
         reasons=reasons,
@@ -363,6 +427,64 @@ def run_gate(
         challenger_metrics=challenger_metrics,
         champion_metrics=champion_metrics,
         baseline_metrics=baseline_metrics,
+        gate_run_id=gate_run_id,
+    )
+
+
+def promote_gated(
+    settings: Settings, version: str, config: ModelConfig | None = None
+) -> Promotion:
+    """Make ``version`` the champion if the gate decided to promote it.
+
+    Acts on the decision recorded on the version, so it is safe to repeat: a version
+    that already is the champion is left alone (no second history entry), and a
+    version the gate rejected changes nothing. If the champion has moved since the
+    gate compared against it, the decision is stale and :class:`RegistryError` is
+    raised instead of overwriting the newer champion.
+    """
+    config = config or load_model_config()
+    client = _client(settings, config)
+    name = config.registered_model
+    tags = client.get_model_version(name, version).tags or {}
+    current = alias_version(settings, CHAMPION, config)
+    decision = tags.get("gate_decision")
+    if decision != "promote":
+        reason = f"gate decision is {decision or 'missing'}"
+        return Promotion(False, current, reason)
+    if current == version:
+        return Promotion(False, current, "already the champion")
+    judged_against = tags.get(GATE_CHAMPION_TAG) or None
+    if current != judged_against:
+        raise RegistryError(
+            f"the gate compared version {version} with champion "
+            f"{judged_against or 'none'}, but the champion is now {current}; "
+            "run the gate again"
+        )
+    _set_champion(settings, config, version, "promote", "passed the gate")
+    return Promotion(True, version, "passed the gate")
+
+
+def recorded_gate(
+    settings: Settings, version: str, config: ModelConfig | None = None
+) -> GateDecision | None:
+    """The gate decision recorded for ``version``, or None if it was never gated."""
+    import mlflow
+
+    config = config or load_model_config()
+    client = _client(settings, config)
+    tags = client.get_model_version(config.registered_model, version).tags or {}
+    gate_run_id = tags.get("gate_run_id")
+    if not gate_run_id:
+        return None
+    raw = mlflow.artifacts.load_dict(f"runs:/{gate_run_id}/gate.json")
+    return GateDecision(
+        promoted=bool(raw["promoted"]),
+        reasons=list(raw["reasons"]),
+        challenger_version=str(raw["challenger"]["version"]),
+        champion_version=raw["champion"]["version"],
+        challenger_metrics=dict(raw["challenger"]["metrics"]),
+        champion_metrics=raw["champion"]["metrics"],
+        baseline_metrics=dict(raw["baseline"]["metrics"]),
         gate_run_id=gate_run_id,
     )
 

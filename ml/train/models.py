@@ -56,6 +56,8 @@ SKOPS_TRUSTED_TYPES: list[str] = [
     "functools.partial",
     "sklearn.utils.validation.check_array",
 ]
+# The baseline's OneHotEncoder also keeps its output dtype (a numpy dtype object).
+BASELINE_SKOPS_TRUSTED_TYPES: list[str] = [*SKOPS_TRUSTED_TYPES, "numpy.dtype"]
 
 
 def build_baseline(

@@ -56,3 +56,14 @@ def test_dag_files_are_thin(path: Path) -> None:
     source = path.read_text()
     for forbidden in ("datetime.now(", "pendulum.now(", "date.today("):
         assert forbidden not in source, f"{path.name} calls {forbidden}"
+
+
+def test_retrain_shape(dagbag) -> None:  # type: ignore[no-untyped-def]
+    dag = dagbag.dags["loopline_retrain"]
+    assert dag.max_active_runs == 1
+    assert "as_of" in dag.params
+    order = ["build_training_set", "train_candidates", "evaluate", "gate", "promote"]
+    for upstream, downstream in zip(order, order[1:], strict=False):
+        assert downstream in dag.get_task(upstream).downstream_task_ids
+    # scheduled on the retrain_requested asset, which the feedback layer emits
+    assert "retrain_requested" in str(dag.timetable.asset_condition)

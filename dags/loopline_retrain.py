@@ -1,0 +1,113 @@
+"""
+### loopline_retrain
+
+Retrains the churn model when an upstream DAG emits the `retrain_requested` asset,
+or when triggered by hand (optionally with `{"as_of": "YYYY-MM-DD"}`):
+
+1. `build_training_set`: reads the examples whose labels matured by *as_of* from the
+   warehouse (read-only) and writes them with the out-of-time split under
+   `reports/training/<as_of>/`.
+2. `train_candidates`: fits and calibrates the baseline and the gradient-boosting
+   candidate; starts the MLflow run and logs parameters and both models.
+3. `evaluate`: test-window metrics, plots and the model card go into that run; the
+   model is registered as `challenger`.
+4. `gate`: the challenger against the current champion on the same test window; the
+   decision and its evidence are logged to MLflow.
+5. `promote`: moves the `champion` alias if the gate said so, and nothing otherwise.
+
+*as_of* is the `as_of` parameter, else the run's logical date, else (asset-triggered
+runs have none) the date the run was scheduled after. Intermediate results live
+under `LOOPLINE_HOME` and in MLflow; XCom carries paths, ids and versions. A rerun
+registers a new version and goes through the gate again. The logic lives in
+`ml.train.steps`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pendulum
+from airflow.sdk import Asset, Param, dag, task
+
+# Emitted by the DAG that decides a retrain is due; any DAG declaring an Asset with
+# this name and URI refers to the same asset.
+RETRAIN_REQUESTED = Asset(name="retrain_requested", uri="loopline://retrain_requested")
+
+
+@dag(
+    dag_id="loopline_retrain",
+    schedule=[RETRAIN_REQUESTED],
+    start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    tags=["loopline", "training"],
+    doc_md=__doc__,
+    default_args={"retries": 0},
+    params={
+        "as_of": Param(
+            None,
+            type=["null", "string"],
+            format="date",
+            description="Training date (YYYY-MM-DD); default: the run's date.",
+        )
+    },
+)
+def loopline_retrain() -> None:
+    @task
+    def build_training_set(
+        params: dict[str, Any] | None = None,
+        ds: str | None = None,
+        dag_run: Any = None,
+    ) -> dict:
+        from ml.config import get_settings
+        from ml.train.steps import build_training_set, resolve_as_of
+
+        as_of = resolve_as_of((params or {}).get("as_of"), ds, dag_run.run_after)
+        return build_training_set(get_settings(), as_of).as_dict()
+
+    @task
+    def train_candidates(training: dict) -> dict:
+        from ml.config import get_settings
+        from ml.train.steps import train_candidates
+
+        return train_candidates(get_settings(), training["path"]).as_dict()
+
+    @task
+    def evaluate(training: dict, candidates: dict) -> dict:
+        from ml.config import get_settings
+        from ml.train.steps import evaluate
+
+        return evaluate(
+            get_settings(),
+            training["path"],
+            candidates["run_id"],
+            candidates["model_uri"],
+            candidates["baseline_uri"],
+        ).as_dict()
+
+    @task
+    def gate(training: dict, evaluation: dict) -> dict:
+        from ml.config import get_settings
+        from ml.train.steps import gate
+
+        return gate(
+            get_settings(),
+            training["path"],
+            evaluation["run_id"],
+            evaluation["version"],
+        ).as_dict()
+
+    @task
+    def promote(decision: dict) -> dict:
+        from ml.config import get_settings
+        from ml.train.steps import promote
+
+        return promote(get_settings(), decision["version"]).as_dict()
+
+    training = build_training_set()
+    candidates = train_candidates(training)
+    evaluation = evaluate(training, candidates)
+    promote(gate(training, evaluation))
+
+
+loopline_retrain()

@@ -1,0 +1,643 @@
+"""The training run as five steps that a scheduler can run one at a time.
+
+1. :func:`build_training_set` reads the matured examples for ``as_of`` from the
+   warehouse (read-only) and writes them with the split windows under
+   ``reports/training/<as_of>/``.
+2. :func:`train_candidates` fits and calibrates both candidates, starts the MLflow
+   run and logs its parameters and both models.
+3. :func:`evaluate` scores the candidates on the out-of-time test window, logs
+   metrics, plots and the model card into that run and registers the challenger.
+4. :func:`gate` judges the challenger against the champion on the same test window
+   and records the decision and its evidence.
+5. :func:`promote` moves the ``champion`` alias when the gate said so.
+
+Each step reads what the previous ones persisted (the training-set directory, the
+MLflow run, the registry), so the values passed between steps are small: a path, a
+run id, model URIs and a version. :func:`ml.train.core.train` runs the same steps in
+one call.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+from dataclasses import asdict, dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+from threadpoolctl import threadpool_limits
+
+from ml.config import Settings, load_business_config
+from ml.train import metrics
+from ml.train.config import ModelConfig, load_model_config
+from ml.train.data import (
+    SplitWindows,
+    Window,
+    backtest_windows,
+    feature_columns,
+    frame_hash,
+    load_examples,
+    prepare_features,
+)
+from ml.train.models import (
+    BASELINE,
+    GRADIENT_BOOSTING,
+    candidate_params,
+    fit_calibrated,
+)
+
+if TYPE_CHECKING:
+    from sklearn.calibration import CalibratedClassifierCV
+
+    from ml.registry import GateDecision, Promotion
+
+EXAMPLES_FILE = "examples.parquet"
+MANIFEST_FILE = "manifest.json"
+SPLITS = ("train", "validation", "test")
+
+
+def resolve_as_of(
+    requested: str | None, logical: str | None, run_after: datetime | None
+) -> date:
+    """The training date of a scheduled or triggered run.
+
+    An explicit ``requested`` date (a run parameter) wins, then the run's logical
+    date, then the date the run was scheduled after (asset-triggered runs have no
+    logical date). Never the wall clock, so reruns train on the same date.
+    """
+    for value in (requested, logical):
+        if value:
+            return date.fromisoformat(str(value)[:10])
+    if run_after is not None:
+        return run_after.date()
+    raise ValueError("no as_of: give one, or run with a logical date")
+
+
+def training_dir(settings: Settings, as_of: date) -> Path:
+    """Where the training set of ``as_of`` is written."""
+    return settings.reports_dir / "training" / as_of.isoformat()
+
+
+@dataclass(frozen=True)
+class WindowData:
+    """The model input, label and business value of one window."""
+
+    features: pd.DataFrame
+    label: pd.Series
+    value: pd.Series
+
+    @property
+    def rows(self) -> int:
+        return len(self.label)
+
+
+def window_data(
+    frame: pd.DataFrame,
+    window: Window,
+    numeric: list[str],
+    categorical: list[str],
+    config: ModelConfig,
+) -> WindowData:
+    """The rows of ``frame`` whose as_of_date lies in ``window``."""
+    rows = frame[
+        (frame["as_of_date"] >= window.start) & (frame["as_of_date"] <= window.end)
+    ]
+    return WindowData(
+        features=prepare_features(rows, numeric, categorical),
+        label=rows[config.target].astype(int),
+        value=rows[config.business.value_column].astype(float),
+    )
+
+
+def split_frame(
+    frame: pd.DataFrame,
+    windows: SplitWindows,
+    numeric: list[str],
+    categorical: list[str],
+    config: ModelConfig,
+) -> dict[str, WindowData]:
+    """Train, validation and test data; raises if a window is empty."""
+    parts = {
+        name: window_data(frame, getattr(windows, name), numeric, categorical, config)
+        for name in SPLITS
+    }
+    for name, part in parts.items():
+        window: Window = getattr(windows, name)
+        if part.rows == 0:
+            raise ValueError(
+                f"no matured training examples in the {name} window "
+                f"{window.start}..{window.end}; build more history first"
+            )
+    return parts
+
+
+def _windows_to_dict(windows: SplitWindows) -> dict[str, Any]:
+    out: dict[str, Any] = {"gap_days": windows.gap_days}
+    for name in SPLITS:
+        window: Window = getattr(windows, name)
+        out[name] = [window.start.isoformat(), window.end.isoformat()]
+    return out
+
+
+def _windows_from_dict(raw: dict[str, Any]) -> SplitWindows:
+    parts = {
+        name: Window(date.fromisoformat(raw[name][0]), date.fromisoformat(raw[name][1]))
+        for name in SPLITS
+    }
+    return SplitWindows(**parts, gap_days=int(raw["gap_days"]))
+
+
+@dataclass(frozen=True)
+class TrainingSet:
+    """The examples and split of one training date, persisted in ``path``."""
+
+    path: Path
+    as_of: date
+    horizon_days: int
+    folds: list[SplitWindows]
+    rows: dict[str, int]
+    fingerprint: dict[str, str]
+
+    @property
+    def windows(self) -> SplitWindows:
+        """The run's own split (fold 0)."""
+        return self.folds[0]
+
+    def frame(self) -> pd.DataFrame:
+        """The thinned, matured examples of every fold."""
+        frame = pd.read_parquet(self.path / EXAMPLES_FILE)
+        frame["as_of_date"] = pd.to_datetime(frame["as_of_date"]).dt.date
+        return frame
+
+    def as_dict(self) -> dict[str, Any]:
+        """Small, JSON-friendly summary (path, date, row counts)."""
+        return {
+            "path": str(self.path),
+            "as_of": self.as_of.isoformat(),
+            "rows": dict(self.rows),
+        }
+
+    @classmethod
+    def load(cls, path: Path) -> TrainingSet:
+        """Read a training set written by :func:`build_training_set`."""
+        raw = json.loads((path / MANIFEST_FILE).read_text())
+        return cls(
+            path=path,
+            as_of=date.fromisoformat(raw["as_of"]),
+            horizon_days=int(raw["horizon_days"]),
+            folds=[_windows_from_dict(fold) for fold in raw["folds"]],
+            rows={k: int(v) for k, v in raw["rows"].items()},
+            fingerprint=dict(raw["fingerprint"]),
+        )
+
+
+def model_features(
+    frame: pd.DataFrame, windows: SplitWindows, config: ModelConfig
+) -> tuple[list[str], list[str]]:
+    """(numeric, categorical) features the candidates can learn from.
+
+    A numeric feature with no value at all in the training window (for example
+    ``days_since_last_contact`` before any customer was ever contacted) carries no
+    information and cannot be binned, so it is left out of this model; the model's
+    signature then simply does not ask for it.
+    """
+    numeric, categorical = feature_columns(list(frame.columns), config)
+    train = frame[
+        (frame["as_of_date"] >= windows.train.start)
+        & (frame["as_of_date"] <= windows.train.end)
+    ]
+    numeric = [c for c in numeric if train[c].notna().any()]
+    return numeric, categorical
+
+
+def build_training_set(
+    settings: Settings, as_of: date, config: ModelConfig | None = None
+) -> TrainingSet:
+    """Read the examples matured by ``as_of`` and persist them with their split.
+
+    Raises if any window of the run's own split is empty. Rewriting the directory
+    of the same ``as_of`` replaces it file by file (each written then renamed).
+    """
+    from ml.train.tracking import dbt_manifest_hash, git_sha
+
+    config = config or load_model_config()
+    business = load_business_config(settings.config_file)
+    horizon = business.horizon_days
+    folds = backtest_windows(as_of, horizon, config)
+    windows = folds[0]
+    earliest = min(fold.train.start for fold in folds)
+    frame = load_examples(
+        settings.warehouse_path, earliest, windows.test.end, as_of, horizon, config
+    )
+    if frame.empty:
+        raise ValueError(f"no matured training examples for as_of {as_of}")
+    numeric, categorical = model_features(frame, windows, config)
+    parts = split_frame(frame, windows, numeric, categorical, config)
+    rows = {name: part.rows for name, part in parts.items()}
+    used = frame[
+        (frame["as_of_date"] >= windows.train.start)
+        & (frame["as_of_date"] <= windows.test.end)
+    ]
+    fingerprint = {
+        "data_hash": frame_hash(used),
+        "dbt_manifest_hash": dbt_manifest_hash(settings),
+        "config_hash": business.config_hash,
+        "model_config_hash": config.config_hash,
+        "git_sha": git_sha(),
+    }
+    path = training_dir(settings, as_of)
+    path.mkdir(parents=True, exist_ok=True)
+    staged = path / f".{EXAMPLES_FILE}.{os.getpid()}"
+    frame.to_parquet(staged, index=False)
+    os.replace(staged, path / EXAMPLES_FILE)
+    manifest = {
+        "as_of": as_of.isoformat(),
+        "horizon_days": horizon,
+        "folds": [_windows_to_dict(fold) for fold in folds],
+        "rows": rows,
+        "fingerprint": fingerprint,
+    }
+    staged = path / f".{MANIFEST_FILE}.{os.getpid()}"
+    staged.write_text(json.dumps(manifest, indent=2, sort_keys=True))
+    os.replace(staged, path / MANIFEST_FILE)
+    return TrainingSet(path, as_of, horizon, folds, rows, fingerprint)
+
+
+@dataclass(frozen=True)
+class CandidateRun:
+    """The MLflow run of a training date and its two logged candidates."""
+
+    run_id: str
+    model_uri: str
+    baseline_uri: str
+
+    def as_dict(self) -> dict[str, str]:
+        return asdict(self)
+
+
+def _fit(
+    name: str,
+    parts: dict[str, WindowData],
+    numeric: list[str],
+    categorical: list[str],
+    config: ModelConfig,
+) -> CalibratedClassifierCV:
+    train, validation = parts["train"], parts["validation"]
+    return fit_calibrated(
+        name,
+        numeric,
+        categorical,
+        config,
+        train.features,
+        train.label,
+        validation.features,
+        validation.label,
+    )
+
+
+def train_candidates(
+    settings: Settings, path: Path | str, config: ModelConfig | None = None
+) -> CandidateRun:
+    """Fit and calibrate both candidates on the training set in ``path``; start the
+    MLflow run and log its parameters, fingerprint and both models."""
+    import mlflow
+    from mlflow.models import infer_signature
+
+    from ml.train.models import BASELINE_SKOPS_TRUSTED_TYPES, SKOPS_TRUSTED_TYPES
+    from ml.train.tracking import use_mlflow
+
+    config = config or load_model_config()
+    training = TrainingSet.load(Path(path))
+    frame = training.frame()
+    numeric, categorical = model_features(frame, training.windows, config)
+    parts = split_frame(frame, training.windows, numeric, categorical, config)
+    with threadpool_limits(limits=config.n_threads):
+        models = {
+            name: _fit(name, parts, numeric, categorical, config)
+            for name in (GRADIENT_BOOSTING, BASELINE)
+        }
+    as_of = training.as_of.isoformat()
+    experiment_id = use_mlflow(settings, config)
+    with mlflow.start_run(
+        experiment_id=experiment_id, run_name=f"train-{as_of}"
+    ) as run:
+        mlflow.set_tags({"step": "train", "as_of": as_of, **training.fingerprint})
+        params: dict[str, Any] = {
+            "as_of": as_of,
+            "horizon_days": training.horizon_days,
+            "candidate": GRADIENT_BOOSTING,
+            "calibration": config.calibration,
+            "thinning_every_days": config.thinning.every_days,
+            "n_numeric_features": len(numeric),
+            "n_categorical_features": len(categorical),
+            "backtest_folds": config.backtest.folds,
+            **training.windows.as_params("window_"),
+            **{f"rows_{name}": n for name, n in training.rows.items()},
+            **training.fingerprint,
+        }
+        for name in (GRADIENT_BOOSTING, BASELINE):
+            params |= {
+                f"{name}_{k}": v for k, v in candidate_params(name, config).items()
+            }
+        mlflow.log_params(params)
+        mlflow.log_dict(
+            {"numeric": numeric, "categorical": categorical}, "features.json"
+        )
+        example = parts["test"].features.head(5)
+        uris: dict[str, str] = {}
+        logged = (
+            (GRADIENT_BOOSTING, "model", SKOPS_TRUSTED_TYPES),
+            (BASELINE, "baseline", BASELINE_SKOPS_TRUSTED_TYPES),
+        )
+        for name, artifact, trusted in logged:
+            model = models[name]
+            uris[name] = mlflow.sklearn.log_model(
+                model,
+                name=artifact,
+                signature=infer_signature(example, model.predict_proba(example)),
+                input_example=example,
+                serialization_format="skops",
+                skops_trusted_types=trusted,
+                pip_requirements=["scikit-learn", "skops"],
+            ).model_uri
+        run_id = str(run.info.run_id)
+    return CandidateRun(run_id, uris[GRADIENT_BOOSTING], uris[BASELINE])
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """The test-window results of a run and the registered challenger version."""
+
+    run_id: str
+    model_version: str
+    metrics: dict[str, float]
+    baseline_metrics: dict[str, float]
+    backtest: list[dict[str, float]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Small summary: run, version and a few headline metrics."""
+        keys = ("roc_auc", "pr_auc", "ece")
+        return {
+            "run_id": self.run_id,
+            "version": self.model_version,
+            "metrics": {k: self.metrics[k] for k in keys},
+            "baseline_metrics": {k: self.baseline_metrics[k] for k in keys},
+        }
+
+
+def _score(
+    model: CalibratedClassifierCV, part: WindowData, config: ModelConfig
+) -> dict[str, float]:
+    return metrics.evaluate(
+        part.label,
+        model.predict_proba(part.features)[:, 1],
+        part.value,
+        config.business,
+        config.gate.ece_bins,
+    )
+
+
+def run_backtest(
+    frame: pd.DataFrame,
+    folds: list[SplitWindows],
+    numeric: list[str],
+    categorical: list[str],
+    config: ModelConfig,
+) -> list[dict[str, float]]:
+    """Rolling-origin backtest: the challenger's test metrics on every fold."""
+    results: list[dict[str, float]] = []
+    for windows in folds:
+        parts = split_frame(frame, windows, numeric, categorical, config)
+        model = _fit(GRADIENT_BOOSTING, parts, numeric, categorical, config)
+        results.append(_score(model, parts["test"], config))
+    return results
+
+
+def model_card(
+    as_of: date,
+    windows: SplitWindows,
+    rows: dict[str, int],
+    metrics: dict[str, float],
+    baseline_metrics: dict[str, float],
+    config: ModelConfig,
+    horizon_days: int,
+    fingerprint: dict[str, str],
+) -> str:
+    """A markdown model card for the run."""
+    keys = ["roc_auc", "pr_auc", "brier", "log_loss", "ece", "lift_top10"]
+    keys += ["capture_top10", "net_value_top10"]
+    table = "\n".join(
+        f"| {k} | {metrics.get(k, float('nan')):.4f} | "
+        f"{baseline_metrics.get(k, float('nan')):.4f} |"
+        for k in keys
+    )
+    n_validation = rows["validation"]
+    return f"""# Model card: {config.registered_model}
+
+## Purpose
+Probability that an active customer makes no purchase in the next {horizon_days}
+days (`p_churn`), scored nightly for every row of `marts.customer_features`, to rank
+customers for retention actions. Not for decisions about individuals beyond
+choosing whom to contact.
+
+## Model
+HistGradientBoostingClassifier ({config.calibration} calibration on the validation
+window). Baseline: logistic regression on scaled numerics and one-hot categoricals.
+
+## Data (trained on {as_of}; labels matured by then)
+| window | from | to | rows |
+|---|---|---|---|
+| train | {windows.train.start} | {windows.train.end} | {rows["train"]} |
+| validation | {windows.validation.start} | {windows.validation.end} | {n_validation} |
+| test | {windows.test.start} | {windows.test.end} | {rows["test"]} |
+
+Gap between windows: {windows.gap_days} days (>= horizon). Snapshots thinned to one
+per customer every {config.thinning.every_days} days.
+Fingerprint: {json.dumps(fingerprint, sort_keys=True)}
+
+## Test-window metrics
+| metric | model | baseline |
+|---|---|---|
+{table}
+
+Business metric: targeting the top k% costs {config.business.contact_cost} per
+contact and saves {config.business.save_rate:.0%} of targeted churners, each worth
+`{config.business.value_column}`.
+
+## Known limits
+- The newest {windows.gap_days * 2 + windows.validation.days + windows.test.days}
+  days of matured labels are used for validation and test, not for fitting: the
+  model is that much older than the data.
+- Observational labels: customers already contacted by retention actions churn
+  less, which the model learns as if it were natural behaviour.
+- `{config.business.value_column}` is a proxy for customer value, not a forecast.
+- Calibration holds for the population of the validation window; under drift it
+  degrades before the ranking does.
+"""
+
+
+def _log_plots(
+    models: dict[str, CalibratedClassifierCV], test: WindowData, config: ModelConfig
+) -> None:
+    import mlflow
+    from sklearn.inspection import permutation_importance
+
+    from ml.train import plots
+
+    curves = {
+        name: model.predict_proba(test.features)[:, 1] for name, model in models.items()
+    }
+    y = test.label.to_numpy()
+    mlflow.log_figure(plots.roc_figure(y, curves), "plots/roc.png")
+    mlflow.log_figure(plots.pr_figure(y, curves), "plots/pr.png")
+    mlflow.log_figure(
+        plots.calibration_figure(y, curves, config.gate.ece_bins),
+        "plots/calibration.png",
+    )
+    mlflow.log_figure(plots.gain_figure(y, curves), "plots/cumulative_gain.png")
+    sample = test.features.sample(
+        n=min(config.importance_rows, test.rows), random_state=config.random_state
+    )
+    result = permutation_importance(
+        models[GRADIENT_BOOSTING],
+        sample,
+        test.label.loc[sample.index],
+        scoring="roc_auc",
+        n_repeats=config.importance_repeats,
+        random_state=config.random_state,
+        n_jobs=1,
+    )
+    importance = pd.Series(result.importances_mean, index=list(sample.columns))
+    mlflow.log_figure(
+        plots.importance_figure(importance), "plots/permutation_importance.png"
+    )
+    mlflow.log_dict(
+        {str(k): float(v) for k, v in importance.sort_values(ascending=False).items()},
+        "importance.json",
+    )
+
+
+def evaluate(
+    settings: Settings,
+    path: Path | str,
+    run_id: str,
+    model_uri: str,
+    baseline_uri: str,
+    config: ModelConfig | None = None,
+) -> Evaluation:
+    """Score both logged candidates on the validation and test windows, run the
+    backtest, log metrics, plots and the model card into ``run_id`` and register
+    the challenger (``model_uri``) as a new version."""
+    import mlflow
+
+    from ml.registry import register_challenger
+    from ml.train.tracking import use_mlflow
+
+    config = config or load_model_config()
+    training = TrainingSet.load(Path(path))
+    frame = training.frame()
+    numeric, categorical = model_features(frame, training.windows, config)
+    parts = split_frame(frame, training.windows, numeric, categorical, config)
+    use_mlflow(settings, config)
+    models = {
+        GRADIENT_BOOSTING: mlflow.sklearn.load_model(model_uri),
+        BASELINE: mlflow.sklearn.load_model(baseline_uri),
+    }
+    with threadpool_limits(limits=config.n_threads):
+        challenger = _score(models[GRADIENT_BOOSTING], parts["test"], config)
+        validation = _score(models[GRADIENT_BOOSTING], parts["validation"], config)
+        baseline = _score(models[BASELINE], parts["test"], config)
+        backtest = run_backtest(frame, training.folds[1:], numeric, categorical, config)
+        with mlflow.start_run(run_id=run_id):
+            mlflow.log_metrics({f"test_{k}": v for k, v in challenger.items()})
+            mlflow.log_metrics({f"validation_{k}": v for k, v in validation.items()})
+            mlflow.log_metrics({f"baseline_test_{k}": v for k, v in baseline.items()})
+            for fold, fold_metrics in enumerate(backtest, start=1):
+                mlflow.log_metrics(
+                    {f"backtest_{k}": v for k, v in fold_metrics.items()}, step=fold
+                )
+            if backtest:
+                primary = config.gate.primary_metric
+                values = [challenger[primary]] + [m[primary] for m in backtest]
+                mlflow.log_metrics(
+                    {
+                        f"backtest_mean_{primary}": statistics.fmean(values),
+                        f"backtest_std_{primary}": statistics.pstdev(values),
+                    }
+                )
+            _log_plots(models, parts["test"], config)
+            mlflow.log_text(
+                model_card(
+                    training.as_of,
+                    training.windows,
+                    training.rows,
+                    challenger,
+                    baseline,
+                    config,
+                    training.horizon_days,
+                    training.fingerprint,
+                ),
+                "model_card.md",
+            )
+    version = register_challenger(settings, model_uri, run_id, config)
+    return Evaluation(run_id, version, challenger, baseline, backtest)
+
+
+def gate(
+    settings: Settings,
+    path: Path | str,
+    run_id: str,
+    version: str,
+    config: ModelConfig | None = None,
+) -> GateDecision:
+    """Judge challenger ``version`` against the champion on the test window of the
+    training set in ``path``; the baseline's metrics come from ``run_id``.
+
+    Records the decision and its evidence (a ``gate`` run and version tags) but
+    does not move any alias: that is :func:`promote`. If ``version`` already is
+    the champion (a rerun after promotion), its recorded decision is returned.
+    """
+    from mlflow.tracking import MlflowClient
+
+    from ml.registry import CHAMPION, alias_version, judge_challenger, recorded_gate
+
+    config = config or load_model_config()
+    if alias_version(settings, CHAMPION, config) == version:
+        recorded = recorded_gate(settings, version, config)
+        if recorded is not None:
+            return recorded
+    training = TrainingSet.load(Path(path))
+    frame = training.frame()
+    # the champion may use features this run excludes: give the gate all of them
+    every_feature = feature_columns(
+        list(frame.columns), config.model_copy(update={"exclude_features": []})
+    )
+    test = window_data(frame, training.windows.test, *every_feature, config)
+    logged = MlflowClient(settings.mlflow_tracking_uri).get_run(run_id).data.metrics
+    prefix = "baseline_test_"
+    baseline = {k[len(prefix) :]: v for k, v in logged.items() if k.startswith(prefix)}
+    if not baseline:
+        raise ValueError(f"run {run_id} has no baseline test metrics; evaluate first")
+    with threadpool_limits(limits=config.n_threads):
+        return judge_challenger(
+            settings,
+            version,
+            test.features,
+            test.label,
+            test.value,
+            baseline,
+            training.windows.test,
+            config,
+        )
+
+
+def promote(
+    settings: Settings, version: str, config: ModelConfig | None = None
+) -> Promotion:
+    """Make ``version`` the champion if its gate decision says so (idempotent)."""
+    from ml.registry import promote_gated
+
+    return promote_gated(settings, version, config or load_model_config())
