@@ -108,6 +108,10 @@ def score(
     config = config or load_model_config()
     model = load_model(settings, alias=CHAMPION, config=config)
     if model is None:
+        # a rerun after the champion was withdrawn must not leave old scores behind
+        with connect(settings.warehouse_path) as con:
+            con.execute(SCORES_DDL)
+            con.execute(f"delete from {SCORES_TABLE} where run_date = ?", [run_date])
         return ScoreSummary(run_date, 0, None, None, reason="no champion")
     with threadpool_limits(limits=config.n_threads):
         return score_with(settings, run_date, model, batch_size)

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from expectations.customer_features import FEATURE_COLUMNS
 from ml.config import REPO_ROOT
 from ml.contract import TABLES
 from ml.transform import DbtBuildError, dbt_build, manifest_hash
@@ -24,35 +25,8 @@ from tests.dbt.conftest import (
 )
 from tests.dbt.world import World, load_world, make_world
 
-REQUIRED_FEATURES = [
-    "customer_id",
-    "as_of_date",
-    "plan",
-    "region",
-    "acquisition_channel",
-    "tenure_days",
-    "recency_days",
-    "tx_count_7d",
-    "tx_count_30d",
-    "tx_count_90d",
-    "tx_count_180d",
-    "spend_7d",
-    "spend_30d",
-    "spend_90d",
-    "spend_180d",
-    "avg_basket_90d",
-    "freq_trend_30d",
-    "spend_trend_30d",
-    "gap_mean_days",
-    "gap_std_days",
-    "category_count_90d",
-    "discount_share_90d",
-    "tickets_30d",
-    "tickets_90d",
-    "complaint_tickets_90d",
-    "contacts_90d",
-    "days_since_last_contact",
-]
+# the columns other code relies on: the feature-mart gate's list
+REQUIRED_FEATURES = list(FEATURE_COLUMNS)
 LOOKBACK_DAYS = 180
 
 

@@ -127,3 +127,24 @@ def test_a_missing_model_version_is_a_clear_error(scored: Scored) -> None:
 def test_empty_snapshot_scores_nothing(scored: Scored, tmp_path: Path) -> None:
     summary = score(scored.settings, date(2030, 1, 1), config=scored.config)
     assert summary.scored == 0 and summary.reason == "no feature rows"
+
+
+def test_no_champion_clears_that_dates_scores_only(tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path)
+    settings.ensure_dirs()
+    with connect(settings.warehouse_path) as con:
+        con.execute("create schema marts")
+        con.execute(
+            "create table marts.scores (run_date date not null, customer_id varchar "
+            "not null, p_churn double not null, model_version varchar not null, "
+            "model_alias varchar not null)"
+        )
+        con.execute(
+            "insert into marts.scores values "
+            "(?, 'a', 0.1, '1', 'champion'), (?, 'a', 0.2, '1', 'champion')",
+            [RUN_DATE, date(2024, 4, 28)],
+        )
+    summary = score(settings, RUN_DATE, config=ModelConfig())
+    assert (summary.scored, summary.reason) == (0, "no champion")
+    assert _scores(settings, RUN_DATE) == []
+    assert len(_scores(settings, date(2024, 4, 28))) == 1
