@@ -17,30 +17,12 @@ from ml.config import Settings
 from ml.train import steps
 from ml.train.config import ModelConfig, load_model_config
 from ml.train.data import SplitWindows
-from ml.train.steps import (
-    WindowData,
-    build_training_set,
-    evaluate,
-    model_card,
-    promote,
-    run_backtest,
-    split_frame,
-    train_candidates,
-    window_data,
-)
+from ml.train.steps import build_training_set, evaluate, promote, train_candidates
 
 if TYPE_CHECKING:
     from ml.registry import GateDecision
 
-__all__ = [
-    "TrainResult",
-    "WindowData",
-    "model_card",
-    "run_backtest",
-    "split_frame",
-    "train",
-    "window_data",
-]
+__all__ = ["TrainResult", "train"]
 
 
 @dataclass(frozen=True)

@@ -56,7 +56,13 @@ from ml.validation.reports import (
     LandingReport,
     TableReport,
 )
-from ml.validation.results import ExpectationOutcome, flatten, stop_failures, to_json
+from ml.validation.results import (
+    ExpectationOutcome,
+    flatten,
+    outcome_rows,
+    stop_failures,
+    to_json,
+)
 from ml.validation.rules import (
     CustomerRegistry,
     RowVerdicts,
@@ -360,26 +366,9 @@ def _ops_rows(
     quarantine: list[pa.Table] = []
     for table, run in runs.items():
         suite_name = f"landing.{table}"
-        for o in run.outcomes:
-            results.append(
-                {
-                    "run_date": end,
-                    "suite_name": suite_name,
-                    "table_name": table,
-                    "partition_date": start,
-                    "partition_end": end,
-                    "expectation_type": o.expectation_type,
-                    "column_name": o.column,
-                    "severity": o.severity,
-                    "reason": o.reason,
-                    "success": o.success,
-                    "element_count": o.element_count,
-                    "unexpected_count": o.unexpected_count,
-                    "unexpected_percent": o.unexpected_percent,
-                    "example_values": to_json(o.examples),
-                    "observed_value": o.observed,
-                }
-            )
+        results += outcome_rows(
+            run.outcomes, suite_name=suite_name, table=table, start=start, end=end
+        )
         for failure in run.failures:
             results.append(
                 {

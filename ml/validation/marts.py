@@ -12,7 +12,7 @@ from ml.validation.context import refresh_data_docs, run_suite
 from ml.validation.errors import GateFailure, MartValidationError
 from ml.validation.ops import replace_ops_rows, results_table
 from ml.validation.reports import MartReport
-from ml.validation.results import flatten, stop_failures, to_json
+from ml.validation.results import flatten, outcome_rows, stop_failures
 from ml.warehouse import connect, ensure_schemas
 
 TABLE = "customer_features"
@@ -56,26 +56,9 @@ def validate_marts(
         )
         if explained not in failures:  # an empty snapshot fails both row counts
             failures.append(explained)
-    rows: list[dict[str, Any]] = [
-        {
-            "run_date": run_date,
-            "suite_name": SUITE_NAME,
-            "table_name": TABLE,
-            "partition_date": run_date,
-            "partition_end": run_date,
-            "expectation_type": o.expectation_type,
-            "column_name": o.column,
-            "severity": o.severity,
-            "reason": o.reason,
-            "success": o.success,
-            "element_count": o.element_count,
-            "unexpected_count": o.unexpected_count,
-            "unexpected_percent": o.unexpected_percent,
-            "example_values": to_json(o.examples),
-            "observed_value": o.observed,
-        }
-        for o in outcomes
-    ]
+    rows = outcome_rows(
+        outcomes, suite_name=SUITE_NAME, table=TABLE, start=run_date, end=run_date
+    )
     with connect(settings.warehouse_path) as con:
         ensure_schemas(con)
         replace_ops_rows(con, [TABLE], run_date, run_date, results_table(rows))

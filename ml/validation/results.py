@@ -48,6 +48,37 @@ def to_json(values: list[Any]) -> str:
     return json.dumps([_json_value(v) for v in values])
 
 
+def outcome_rows(
+    outcomes: list[ExpectationOutcome],
+    *,
+    suite_name: str,
+    table: str,
+    start: date,
+    end: date,
+) -> list[dict[str, Any]]:
+    """``ops.validation_results`` rows of one suite run over partitions start..end."""
+    return [
+        {
+            "run_date": end,
+            "suite_name": suite_name,
+            "table_name": table,
+            "partition_date": start,
+            "partition_end": end,
+            "expectation_type": o.expectation_type,
+            "column_name": o.column,
+            "severity": o.severity,
+            "reason": o.reason,
+            "success": o.success,
+            "element_count": o.element_count,
+            "unexpected_count": o.unexpected_count,
+            "unexpected_percent": o.unexpected_percent,
+            "example_values": to_json(o.examples),
+            "observed_value": o.observed,
+        }
+        for o in outcomes
+    ]
+
+
 def flatten(
     result: ExpectationSuiteValidationResult, example_count: int
 ) -> list[ExpectationOutcome]:

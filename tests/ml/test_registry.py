@@ -23,8 +23,8 @@ from ml.registry import (
 )
 from ml.train import TrainResult, train
 from ml.train.config import GateConfig, ModelConfig
-from ml.train.core import split_frame
 from ml.train.data import feature_columns, load_examples
+from ml.train.steps import split_frame
 from ml.train.synthetic import write_synthetic_marts
 
 AS_OF = date(2024, 4, 29)
