@@ -29,7 +29,7 @@ from ml.config import Settings
 from ml.registry import load_model
 from ml.score import score
 from ml.train import train
-from ml.train.config import load_model_config
+from ml.train.config import load_model_config, resolve_threads
 from ml.train.data import prepare_features
 from ml.train.synthetic import write_synthetic_marts
 from ml.warehouse import connect
@@ -86,7 +86,7 @@ def main() -> None:
         numeric = [c for c in model.input_columns if model.input_types[c] != "string"]
         categorical = [c for c in model.input_columns if c not in numeric]
         matrix = prepare_features(frame, numeric, categorical)[model.input_columns]
-        with threadpool_limits(limits=config.n_threads):
+        with threadpool_limits(limits=resolve_threads(config, settings.threads)):
             began = time.perf_counter()
             model.model.predict_proba(matrix)
             raw_s = time.perf_counter() - began

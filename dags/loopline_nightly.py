@@ -21,12 +21,8 @@ idempotent. Warehouse writers share the one-slot `warehouse` pool. The logic liv
 from __future__ import annotations
 
 import pendulum
-from airflow.sdk import Asset, dag, task
-
-WAREHOUSE_POOL = "warehouse"
-LANDING_RAW = Asset("duckdb://loopline/raw")
-FEATURE_MARTS = Asset("duckdb://loopline/marts/customer_features")
-SCORES = Asset("duckdb://loopline/marts/scores")
+from airflow.sdk import dag, task
+from loopline_airflow.assets import FEATURE_MARTS, LANDING_RAW, SCORES, WAREHOUSE_POOL
 
 
 @dag(

@@ -5,8 +5,8 @@ Retrains the churn model when an upstream DAG emits the `retrain_requested` asse
 or when triggered by hand (optionally with `{"as_of": "YYYY-MM-DD"}`):
 
 1. `build_training_set`: reads the examples whose labels matured by *as_of* from the
-   warehouse (read-only) and writes them with the out-of-time split under
-   `reports/training/<as_of>/`.
+   warehouse (read-only, in the `warehouse` pool, since a reader blocks writers)
+   and writes them with the out-of-time split under `reports/training/<as_of>/`.
 2. `train_candidates`: fits and calibrates the baseline and the gradient-boosting
    candidate; starts the MLflow run and logs parameters and both models.
 3. `evaluate`: test-window metrics, plots and the model card go into that run; the
@@ -27,11 +27,8 @@ from __future__ import annotations
 from typing import Any
 
 import pendulum
-from airflow.sdk import Asset, Param, dag, task
-
-# Emitted by the DAG that decides a retrain is due; any DAG declaring an Asset with
-# this name and URI refers to the same asset.
-RETRAIN_REQUESTED = Asset(name="retrain_requested", uri="loopline://retrain_requested")
+from airflow.sdk import Param, dag, task
+from loopline_airflow.assets import RETRAIN_REQUESTED, WAREHOUSE_POOL
 
 
 @dag(
@@ -53,7 +50,7 @@ RETRAIN_REQUESTED = Asset(name="retrain_requested", uri="loopline://retrain_requ
     },
 )
 def loopline_retrain() -> None:
-    @task
+    @task(pool=WAREHOUSE_POOL)
     def build_training_set(
         params: dict[str, Any] | None = None,
         ds: str | None = None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 from datetime import date, timedelta
@@ -256,6 +257,11 @@ SUMMARY_QUERIES = {
             min(partition_date) as first_day, max(partition_date) as last_day
         from ops.validation_results group by all order by suite_name, severity
     """,
+    "scores per night": """
+        select run_date, model_version, model_alias, count(*) as customers,
+            round(avg(p_churn), 4) as mean_p_churn
+        from marts.scores group by all order by run_date desc limit 8
+    """,
     "nightly runs": """
         select run_date, step, status from ops.runs
         where step <> 'rebuild' order by run_date desc, step limit 8
@@ -287,25 +293,61 @@ def print_summary(settings: Settings) -> None:
         table.add_row(name, f"{rows:,}")
     console.print(table)
     for title, query in SUMMARY_QUERIES.items():
+        if "marts.scores" in query and not _has_table(settings, "marts", "scores"):
+            continue
         print_query(query, settings, title=title)
+    print_champion(settings)
+
+
+def _has_table(settings: Settings, schema: str, name: str) -> bool:
+    from ml.warehouse import connect
+
+    with connect(settings.warehouse_path, read_only=True) as con:
+        found = con.execute(
+            "select count(*) from duckdb_tables() "
+            "where schema_name = ? and table_name = ?",
+            [schema, name],
+        ).fetchone()
+    return bool(found and found[0])
+
+
+def print_champion(settings: Settings) -> None:
+    """The champion version and its test-window metrics, or that there is none."""
+    from ml.registry import champion_metrics
+
+    found = champion_metrics(settings)
+    if found is None:
+        console.print("champion: none (no model has passed the promotion gate)")
+        return
+    version, metrics = found
+    table = Table("metric", "test window", title=f"champion: version {version}")
+    for key in ("roc_auc", "pr_auc", "brier", "ece", "lift_top10", "capture_top10"):
+        if key in metrics:
+            table.add_row(key, f"{metrics[key]:.4f}")
+    console.print(table)
 
 
 @app.command()
 def demo(
-    customers: Annotated[int, typer.Option(help="Customers in the world.")] = 5000,
-    days: Annotated[int, typer.Option(help="Days of history to simulate.")] = 180,
+    customers: Annotated[int, typer.Option(help="Customers in the world.")] = 10_000,
+    days: Annotated[int, typer.Option(help="Days of history to simulate.")] = 372,
     nights: Annotated[int, typer.Option(help="Nightly DAG runs at the end.")] = 7,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 7,
     start: DateOpt = "2025-01-01",
 ) -> None:
-    """Fresh home → simulate → rebuild history → nightly DAG runs → summary."""
+    """Fresh home → simulate → rebuild history → train and promote the first model
+    → nightly DAG runs (which score with it) → summary."""
     from ml.pipeline import date_range
     from ml.pipeline import rebuild as run_rebuild
     from ml.sim import load_sim_config, with_row_faults
     from ml.sim import simulate as run_simulation
+    from ml.train import train
+    from ml.train.cli import print_train_result
 
-    # The demo prints one line per step; dbt's full log stays in dbt/logs.
+    # The demo prints one line per step; dbt's full log stays in dbt/logs and
+    # MLflow's progress notes (database setup, environment inference) are hidden.
     os.environ.setdefault("LOOPLINE_DBT_LOG_LEVEL", "warn")
+    logging.getLogger("mlflow").setLevel(logging.ERROR)
     settings = get_settings()
     first = _date(start)
     last = first + timedelta(days=days - 1)
@@ -318,15 +360,24 @@ def demo(
     )
     # A few bad rows on some days, so the quarantine has something to show.
     config = with_row_faults(config, daily_probability=0.1, fraction=0.004)
-    console.print(f"1/4 simulating {customers} customers, {first} → {last}")
+    console.print(f"1/5 simulating {customers} customers, {first} → {last}")
     run_simulation(settings, config, start=first, days=days, progress=True)
-    console.print(f"2/4 rebuilding the history {first} → {history_end}")
+    console.print(f"2/5 rebuilding the history {first} → {history_end}")
     with console.status("validating landing and running one dbt build"):
         run_rebuild(first, history_end, every=1, settings=settings)
-    console.print(f"3/4 running loopline_nightly for the last {nights} days")
+    console.print(f"3/5 training the first model on labels matured by {history_end}")
+    with console.status("training, calibrating, logging to MLflow, running the gate"):
+        result = train(settings, history_end)
+    print_train_result(result)
+    console.print(f"4/5 running loopline_nightly for the last {nights} days")
     outcomes = _run_nightly(settings, date_range(history_end + timedelta(days=1), last))
-    console.print("4/4 summary")
+    console.print("5/5 summary")
     print_summary(settings)
+    console.print(
+        "MLflow UI: "
+        f".venv/bin/mlflow ui --backend-store-uri {settings.mlflow_tracking_uri} "
+        "--port 5000  (then open http://127.0.0.1:5000)"
+    )
     if not all(o.ok for o in outcomes):
         raise typer.Exit(1)
 

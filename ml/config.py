@@ -31,6 +31,12 @@ class Settings(BaseSettings):
         default="info",
         description="dbt's console log level; its log file under dbt/logs keeps info.",
     )
+    threads: int | None = Field(
+        default=None,
+        ge=0,
+        description="OpenMP/BLAS threads for training and scoring; overrides "
+        "n_threads of config/model.yml (0 = one per core).",
+    )
 
     @cached_property
     def root(self) -> Path:

@@ -539,3 +539,21 @@ def list_versions(
         for v in found
     ]
     return sorted(out, key=lambda v: int(v.version), reverse=True)
+
+
+def champion_metrics(
+    settings: Settings, config: ModelConfig | None = None
+) -> tuple[str, dict[str, float]] | None:
+    """The champion's version and the test-window metrics its training run logged
+    (``test_*`` without the prefix), or None when there is no champion."""
+    config = config or load_model_config()
+    version = alias_version(settings, CHAMPION, config)
+    if version is None:
+        return None
+    client = _client(settings, config)
+    run_id = client.get_model_version(config.registered_model, version).run_id
+    logged = client.get_run(str(run_id)).data.metrics if run_id else {}
+    prefix = "test_"
+    return version, {
+        k[len(prefix) :]: float(v) for k, v in logged.items() if k.startswith(prefix)
+    }

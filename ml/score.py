@@ -19,7 +19,7 @@ from threadpoolctl import threadpool_limits
 
 from ml.config import Settings
 from ml.registry import CHAMPION, LoadedModel, load_model
-from ml.train.config import ModelConfig, load_model_config
+from ml.train.config import ModelConfig, load_model_config, resolve_threads
 from ml.train.data import FEATURES_TABLE, prepare_features
 from ml.warehouse import connect
 
@@ -113,7 +113,7 @@ def score(
             con.execute(SCORES_DDL)
             con.execute(f"delete from {SCORES_TABLE} where run_date = ?", [run_date])
         return ScoreSummary(run_date, 0, None, None, reason="no champion")
-    with threadpool_limits(limits=config.n_threads):
+    with threadpool_limits(limits=resolve_threads(config, settings.threads)):
         return score_with(settings, run_date, model, batch_size)
 
 

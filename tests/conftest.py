@@ -2,7 +2,7 @@
 
 Airflow reads its configuration once per process, so the embedded Airflow used by the
 DAG and end-to-end tests is pointed at a throw-away LOOPLINE_HOME before anything
-imports ``airflow``.
+imports ``airflow``. Training and scoring use one thread per worker.
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ def pytest_configure(config: pytest.Config) -> None:
 
     home = Path(tempfile.mkdtemp(prefix="loopline-test-"))
     os.environ.update(airflow_env(Settings(home=home)))
+    # two xdist workers share two cores: one OpenMP thread each (see model.yml)
+    os.environ.setdefault("LOOPLINE_THREADS", "1")
     config.stash[E2E_HOME] = home
 
 

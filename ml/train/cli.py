@@ -8,6 +8,7 @@ to the main ``loopline`` typer app; each calls one function of ``ml.train`` or
 from __future__ import annotations
 
 from datetime import date
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
@@ -15,17 +16,19 @@ from rich.table import Table
 
 from ml.config import get_settings
 
+if TYPE_CHECKING:
+    from ml.train.core import TrainResult
+
 console = Console()
 
 
-def _train(
-    as_of: str = typer.Option(..., "--as-of", help="Training date (YYYY-MM-DD)."),
-) -> None:
-    """Train on labels matured by --as-of, register a challenger, run the gate."""
-    from ml.train import train
-
-    result = train(get_settings(), date.fromisoformat(as_of))
-    table = Table(title=f"run {result.run_id} (version {result.model_version})")
+def print_train_result(result: TrainResult) -> None:
+    """The run's test-window metrics beside the baseline's, and the gate verdict."""
+    windows = result.windows
+    table = Table(
+        title=f"run {result.run_id} (version {result.model_version}), test window "
+        f"{windows.test.start} → {windows.test.end}"
+    )
     table.add_column("metric")
     table.add_column("model", justify="right")
     table.add_column("baseline", justify="right")
@@ -39,6 +42,15 @@ def _train(
         console.print(f"gate: {verdict}")
         for reason in result.gate.reasons:
             console.print(f"  {reason}")
+
+
+def _train(
+    as_of: str = typer.Option(..., "--as-of", help="Training date (YYYY-MM-DD)."),
+) -> None:
+    """Train on labels matured by --as-of, register a challenger, run the gate."""
+    from ml.train import train
+
+    print_train_result(train(get_settings(), date.fromisoformat(as_of)))
 
 
 def _models() -> None:

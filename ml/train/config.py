@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -35,6 +36,9 @@ class BacktestConfig(BaseModel):
 class BaselineConfig(BaseModel):
     C: float = 1.0
     max_iter: int = 1000
+    # the logistic baseline is fitted on at most this many train rows (a seeded
+    # sample); 0 uses them all
+    max_train_rows: int = 200_000
 
 
 class GradientBoostingConfig(BaseModel):
@@ -90,7 +94,7 @@ class ModelConfig(BaseModel):
         default_factory=GradientBoostingConfig
     )
     random_state: int = 42
-    n_threads: int = 1
+    n_threads: int = 0
     calibration: Literal["isotonic", "sigmoid"] = "isotonic"
     business: BusinessMetricConfig = Field(default_factory=BusinessMetricConfig)
     gate: GateConfig = Field(default_factory=GateConfig)
@@ -106,3 +110,10 @@ def load_model_config(path: Path | None = None) -> ModelConfig:
     data = yaml.safe_load(raw) or {}
     data["config_hash"] = hashlib.sha256(raw).hexdigest()[:16]
     return ModelConfig.model_validate(data)
+
+
+def resolve_threads(config: ModelConfig, override: int | None = None) -> int:
+    """Threads for fitting and predicting: ``override`` (``LOOPLINE_THREADS``) if
+    given, else ``config.n_threads``; 0 means one per core."""
+    threads = config.n_threads if override is None else override
+    return threads if threads > 0 else max(1, os.cpu_count() or 1)

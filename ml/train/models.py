@@ -140,6 +140,19 @@ def candidate_params(name: str, config: ModelConfig) -> dict[str, Any]:
     return config.gradient_boosting.model_dump()
 
 
+def fit_sample(
+    x: pd.DataFrame, y: pd.Series, max_rows: int, random_state: int
+) -> tuple[pd.DataFrame, pd.Series]:
+    """A seeded random sample of at most ``max_rows`` rows (all rows if 0 or fewer
+    rows exist), keeping both classes' shares up to sampling noise."""
+    if max_rows <= 0 or len(y) <= max_rows:
+        return x, y
+    rows = np.sort(
+        np.random.default_rng(random_state).choice(len(y), max_rows, replace=False)
+    )
+    return x.iloc[rows], y.iloc[rows]
+
+
 def fit_calibrated(
     name: str,
     numeric: list[str],
@@ -150,10 +163,16 @@ def fit_calibrated(
     x_validation: pd.DataFrame,
     y_validation: pd.Series,
 ) -> CalibratedClassifierCV:
-    """Fit a candidate on train and calibrate it on validation."""
+    """Fit a candidate on train and calibrate it on validation.
+
+    The baseline is fitted on at most ``baseline.max_train_rows`` train rows."""
     if y_train.nunique() < 2 or y_validation.nunique() < 2:
         raise ValueError(
             "train and validation windows must each hold churners and non-churners"
+        )
+    if name == BASELINE:
+        x_train, y_train = fit_sample(
+            x_train, y_train, config.baseline.max_train_rows, config.random_state
         )
     model = build_candidate(name, numeric, categorical, config)
     model.fit(x_train, y_train)

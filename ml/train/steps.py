@@ -32,7 +32,7 @@ from threadpoolctl import threadpool_limits
 
 from ml.config import Settings, load_business_config
 from ml.train import metrics
-from ml.train.config import ModelConfig, load_model_config
+from ml.train.config import ModelConfig, load_model_config, resolve_threads
 from ml.train.data import (
     SplitWindows,
     Window,
@@ -314,7 +314,7 @@ def train_candidates(
     frame = training.frame()
     numeric, categorical = model_features(frame, training.windows, config)
     parts = split_frame(frame, training.windows, numeric, categorical, config)
-    with threadpool_limits(limits=config.n_threads):
+    with threadpool_limits(limits=resolve_threads(config, settings.threads)):
         models = {
             name: _fit(name, parts, numeric, categorical, config)
             for name in (GRADIENT_BOOSTING, BASELINE)
@@ -546,7 +546,7 @@ def evaluate(
         GRADIENT_BOOSTING: mlflow.sklearn.load_model(model_uri),
         BASELINE: mlflow.sklearn.load_model(baseline_uri),
     }
-    with threadpool_limits(limits=config.n_threads):
+    with threadpool_limits(limits=resolve_threads(config, settings.threads)):
         challenger = _score(models[GRADIENT_BOOSTING], parts["test"], config)
         validation = _score(models[GRADIENT_BOOSTING], parts["validation"], config)
         baseline = _score(models[BASELINE], parts["test"], config)
@@ -621,7 +621,7 @@ def gate(
     baseline = {k[len(prefix) :]: v for k, v in logged.items() if k.startswith(prefix)}
     if not baseline:
         raise ValueError(f"run {run_id} has no baseline test metrics; evaluate first")
-    with threadpool_limits(limits=config.n_threads):
+    with threadpool_limits(limits=resolve_threads(config, settings.threads)):
         return judge_challenger(
             settings,
             version,

@@ -19,12 +19,11 @@ from datetime import UTC, date, datetime
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
+from loopline_airflow import WAREHOUSE_POOL
 from ml.config import REPO_ROOT, Settings
 
 if TYPE_CHECKING:
     from airflow.sdk.definitions.dag import DAG
-
-WAREHOUSE_POOL = "warehouse"
 
 
 def airflow_env(settings: Settings, log_level: str = "WARNING") -> dict[str, str]:
