@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -557,3 +557,34 @@ def champion_metrics(
     return version, {
         k[len(prefix) :]: float(v) for k, v in logged.items() if k.startswith(prefix)
     }
+
+
+def load_reference(
+    settings: Settings, version: str, config: ModelConfig | None = None
+) -> dict[str, Any] | None:
+    """The training reference (:mod:`ml.train.reference`) logged with ``version``,
+    or None for a version trained before references were stored."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    from ml.train.reference import REFERENCE_FILE
+
+    config = config or load_model_config()
+    client = _client(settings, config)
+    run_id = client.get_model_version(config.registered_model, version).run_id
+    try:
+        loaded = mlflow.artifacts.load_dict(f"runs:/{run_id}/{REFERENCE_FILE}")
+    except (MlflowException, OSError):
+        return None
+    return dict(loaded)
+
+
+def trained_as_of(
+    settings: Settings, version: str, config: ModelConfig | None = None
+) -> date | None:
+    """The training date (``as_of`` param of its run) of ``version``."""
+    config = config or load_model_config()
+    client = _client(settings, config)
+    run_id = client.get_model_version(config.registered_model, version).run_id
+    raw = client.get_run(str(run_id)).data.params.get("as_of") if run_id else None
+    return date.fromisoformat(raw) if raw else None

@@ -6,7 +6,8 @@
 2. :func:`train_candidates` fits and calibrates both candidates, starts the MLflow
    run and logs its parameters and both models.
 3. :func:`evaluate` scores the candidates on the out-of-time test window, logs
-   metrics, plots and the model card into that run and registers the challenger.
+   metrics, plots, the model card and the training reference
+   (:mod:`ml.train.reference`) into that run and registers the challenger.
 4. :func:`gate` judges the challenger against the champion on the same test window
    and records the decision and its evidence.
 5. :func:`promote` moves the ``champion`` alias when the gate said so.
@@ -27,6 +28,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
@@ -48,6 +50,7 @@ from ml.train.models import (
     candidate_params,
     fit_calibrated,
 )
+from ml.train.reference import REFERENCE_FILE, build_reference
 
 if TYPE_CHECKING:
     from sklearn.calibration import CalibratedClassifierCV
@@ -389,11 +392,15 @@ class Evaluation:
 
 
 def _score(
-    model: CalibratedClassifierCV, part: WindowData, config: ModelConfig
+    model: CalibratedClassifierCV,
+    part: WindowData,
+    config: ModelConfig,
+    p: np.ndarray | None = None,
 ) -> dict[str, float]:
+    """Test metrics of ``model`` on ``part`` (``p``: its predictions, if known)."""
     return metrics.evaluate(
         part.label,
-        model.predict_proba(part.features)[:, 1],
+        model.predict_proba(part.features)[:, 1] if p is None else p,
         part.value,
         config.business,
         config.gate.ece_bins,
@@ -548,7 +555,12 @@ def evaluate(
     }
     with threadpool_limits(limits=resolve_threads(config, settings.threads)):
         challenger = _score(models[GRADIENT_BOOSTING], parts["test"], config)
-        validation = _score(models[GRADIENT_BOOSTING], parts["validation"], config)
+        p_validation = models[GRADIENT_BOOSTING].predict_proba(
+            parts["validation"].features
+        )[:, 1]
+        validation = _score(
+            models[GRADIENT_BOOSTING], parts["validation"], config, p_validation
+        )
         baseline = _score(models[BASELINE], parts["test"], config)
         backtest = run_backtest(frame, training.folds[1:], numeric, categorical, config)
         with mlflow.start_run(run_id=run_id):
@@ -569,6 +581,12 @@ def evaluate(
                     }
                 )
             _log_plots(models, parts["test"], config)
+            mlflow.log_dict(
+                build_reference(
+                    parts["train"].features, numeric, categorical, p_validation
+                ),
+                REFERENCE_FILE,
+            )
             mlflow.log_text(
                 model_card(
                     training.as_of,

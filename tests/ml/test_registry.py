@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
@@ -216,3 +218,41 @@ def test_gate_rule(
     promoted, reasons = decide(challenger, champion, baseline, GATE)
     assert promoted is expected
     assert len(reasons) == 3
+
+
+def test_the_training_reference_is_stored_with_the_model(trained: Trained) -> None:
+    from ml.registry import load_reference, trained_as_of
+    from ml.train.reference import feature_psi, out_of_range
+
+    reference = load_reference(trained.settings, trained.strong.model_version)
+    assert reference is not None
+    assert reference["rows"] == trained.strong.rows["train"]
+    assert trained_as_of(trained.settings, trained.strong.model_version) == (
+        trained.strong.as_of
+    )
+    numeric = reference["numeric"]
+    assert "recency_days" in numeric
+    recency = numeric["recency_days"]
+    assert recency["low"] <= recency["high"]
+    assert abs(sum(recency["shares"]) - 1) < 1e-9
+    assert len(recency["shares"]) == len(recency["edges"]) + 1
+    assert abs(sum(reference["score"]["shares"]) - 1) < 1e-9
+    assert set(reference["categorical"]) == {"plan", "region", "acquisition_channel"}
+
+    frame = pd.DataFrame(
+        {
+            "recency_days": [recency["low"], recency["high"] + 1, float("nan")],
+            "unknown_column": [1.0, 2.0, 3.0],
+        }
+    )
+    flags, names = out_of_range(reference, frame)
+    assert flags.tolist() == [False, True, False]
+    assert names[1] == ["recency_days"]
+    # a population drawn like the training one is stable; a shifted one is not
+    same = pd.DataFrame({"recency_days": np.repeat(recency["edges"], 10)})
+    shifted = pd.DataFrame({"recency_days": np.full(100, recency["high"] * 10 + 1)})
+    assert feature_psi(reference, shifted)["recency_days"] > 0.2
+    assert (
+        feature_psi(reference, shifted)["recency_days"]
+        > feature_psi(reference, same)["recency_days"]
+    )
