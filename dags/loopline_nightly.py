@@ -12,6 +12,12 @@ The nightly run for one logical date *d*:
 5. `score`: the champion model (`models:/loopline-churn@champion`) scores the
    snapshot of *d* in chunks into `marts.scores`; without a champion it records that
    and succeeds.
+6. `decide`: the policy turns the scores into `marts.decisions` (treated, holdout,
+   review or none, with expected values and reasons), applies the review decisions
+   that arrived on *d*, writes `marts.review_queue` and `marts.policy_daily`, and
+   exports the action queues to `exports/dt=d/`. Without trusted scores it uses the
+   rule fallback. A failed gate upstream stops the run before this task, so no
+   queue is written.
 
 Every task works on the partition of its logical date, so reruns and backfills are
 idempotent. Warehouse writers share the one-slot `warehouse` pool. The logic lives in
@@ -22,7 +28,13 @@ from __future__ import annotations
 
 import pendulum
 from airflow.sdk import dag, task
-from loopline_airflow.assets import FEATURE_MARTS, LANDING_RAW, SCORES, WAREHOUSE_POOL
+from loopline_airflow.assets import (
+    DECISIONS,
+    FEATURE_MARTS,
+    LANDING_RAW,
+    SCORES,
+    WAREHOUSE_POOL,
+)
 
 
 @dag(
@@ -66,12 +78,19 @@ def loopline_nightly() -> None:
 
         return score(parse_ds(ds)).as_dict()
 
+    @task(pool=WAREHOUSE_POOL, outlets=[DECISIONS])
+    def decide(ds: str | None = None) -> dict:
+        from ml.pipeline import decide, parse_ds
+
+        return decide(parse_ds(ds)).as_dict()
+
     (
         check_landing()
         >> validate_landing()
         >> dbt_build()
         >> validate_marts()
         >> score()
+        >> decide()
     )
 
 

@@ -21,6 +21,7 @@ from rich.progress import (
 from rich.table import Table
 
 from ml.config import Settings, get_settings
+from ml.decide_cli import register_commands as register_decision_commands
 from ml.train.cli import register_commands as register_model_commands
 
 app = typer.Typer(
@@ -31,6 +32,7 @@ app = typer.Typer(
 import_app = typer.Typer(help="Turn external data into landing partitions.")
 app.add_typer(import_app, name="import")
 register_model_commands(app)
+register_decision_commands(app)
 console = Console()
 
 DateOpt = Annotated[str, typer.Option(help="A date, YYYY-MM-DD.")]

@@ -139,6 +139,19 @@ def score(run_date: date, settings: Settings | None = None) -> StepSummary:
     return StepSummary(run_date.isoformat(), "score", counts)
 
 
+def decide(run_date: date, settings: Settings | None = None) -> StepSummary:
+    """Turn the run date's scores into decisions, the review queue and the action
+    queue exports (model policy, or the rule fallback when the scores cannot be
+    trusted)."""
+    from ml.decide import decide as decide_run_date
+
+    settings = settings or get_settings()
+    summary = decide_run_date(settings, run_date)
+    counts = summary.as_dict()
+    record_run(settings, run_date, "decide", "success", counts)
+    return StepSummary(run_date.isoformat(), "decide", counts)
+
+
 def rebuild(
     start: date, end: date, every: int = 1, settings: Settings | None = None
 ) -> dict[str, Any]:

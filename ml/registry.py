@@ -24,6 +24,7 @@ previous version. Promotions and rollbacks are logged as ``registry`` runs.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
@@ -569,6 +570,8 @@ def load_reference(
 
     from ml.train.reference import REFERENCE_FILE
 
+    # one small JSON file: no progress bar
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     config = config or load_model_config()
     client = _client(settings, config)
     run_id = client.get_model_version(config.registered_model, version).run_id

@@ -11,6 +11,7 @@ from airflow.sdk import Asset
 from loopline_airflow import WAREHOUSE_POOL
 
 __all__ = [
+    "DECISIONS",
     "FEATURE_MARTS",
     "LANDING_RAW",
     "RETRAIN_REQUESTED",
@@ -23,5 +24,7 @@ FEATURE_MARTS = Asset(
     name="customer_features", uri="duckdb://loopline/marts/customer_features"
 )
 SCORES = Asset(name="scores", uri="duckdb://loopline/marts/scores")
+# Decisions and their action-queue exports of a run date.
+DECISIONS = Asset(name="decisions", uri="duckdb://loopline/marts/decisions")
 # Emitted by the feedback layer when a retrain is due; schedules loopline_retrain.
 RETRAIN_REQUESTED = Asset(name="retrain_requested", uri="loopline://retrain_requested")

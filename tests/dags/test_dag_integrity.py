@@ -34,6 +34,7 @@ def test_nightly_shape(dagbag) -> None:  # type: ignore[no-untyped-def]
         "dbt_build",
         "validate_marts",
         "score",
+        "decide",
     ]
     for upstream, downstream in zip(order, order[1:], strict=False):
         assert downstream in dag.get_task(upstream).downstream_task_ids

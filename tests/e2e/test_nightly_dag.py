@@ -1,8 +1,9 @@
 """End to end: the real ``loopline_nightly`` DAG, in-process, on a simulated world.
 
 A small world is simulated, its history rebuilt in bulk, and then the nightly DAG
-runs for three consecutive logical dates with ``dag.test()``. A fourth date arrives
-with a renamed column: the gate must stop the run before dbt and load nothing.
+runs for three consecutive logical dates with ``dag.test()``, ending with
+``decide`` and the action-queue exports. A fourth date arrives with a renamed
+column: the gate must stop the run before dbt, load nothing and export no queue.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from ml.config import Settings
+from ml.exports import MANIFEST_FILE, export_dir
 from ml.landing import partition_files, write_raw_partition
 from ml.warehouse import connect
 
@@ -53,6 +55,19 @@ def _snapshot(settings: Settings, day: date) -> list[tuple]:
         ).fetchall()
 
 
+def _decisions(settings: Settings, day: date) -> list[tuple]:
+    with connect(settings.warehouse_path, read_only=True) as con:
+        return con.execute(
+            "select * from marts.decisions where run_date = ? order by customer_id",
+            [day],
+        ).fetchall()
+
+
+def _exports(settings: Settings, day: date) -> dict[str, bytes]:
+    folder = export_dir(settings.exports_dir, day)
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
 def test_three_consecutive_nights(world: Settings) -> None:
     from loopline_airflow.runner import run_dag
 
@@ -80,13 +95,30 @@ def test_three_consecutive_nights(world: Settings) -> None:
         ).fetchone()
     assert sorted(per_day) == days
     assert all(n > 100 for n in per_day.values())
-    assert steps == (NIGHTS * 5,)
+    assert steps == (NIGHTS * 6,)
     assert loaded == (NIGHTS,)
+    with connect(world.warehouse_path, read_only=True) as con:
+        decided = dict(
+            con.execute(
+                "select run_date, count(*) from marts.decisions "
+                "where run_date >= ? group by 1",
+                [FIRST_NIGHT],
+            ).fetchall()
+        )
+    # one decision per active customer and night, and every queue exported
+    assert decided == per_day
+    for day in days:
+        manifest = export_dir(world.exports_dir, day) / MANIFEST_FILE
+        assert manifest.is_file()
 
     # A rerun of a night (what a backfill or a cleared run does) changes nothing.
     before = _snapshot(world, days[1])
+    decisions = _decisions(world, days[1])
+    files = _exports(world, days[1])
     assert run_dag(world, "loopline_nightly", days[1]).ok
     assert _snapshot(world, days[1]) == before
+    assert _decisions(world, days[1]) == decisions
+    assert _exports(world, days[1]) == files
 
 
 def test_schema_fault_stops_the_run_before_dbt(world: Settings) -> None:
@@ -114,6 +146,10 @@ def test_schema_fault_stops_the_run_before_dbt(world: Settings) -> None:
     assert outcome.task_states["dbt_build"] == "upstream_failed"
     assert outcome.task_states["validate_marts"] == "upstream_failed"
     assert outcome.task_states["score"] == "upstream_failed"
+    assert outcome.task_states["decide"] == "upstream_failed"
+    # the safe default: no queue at all for a day whose data failed its gate
+    assert not export_dir(world.exports_dir, bad_day).exists()
+    assert _decisions(world, bad_day) == []
     with connect(world.warehouse_path, read_only=True) as con:
         assert con.execute("select count(*) from raw.transactions").fetchone() == (
             raw_before
