@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ml.config import Settings
 from ml.train import train
-from ml.train.config import load_model_config
+from ml.train.config import load_model_config, resolve_threads
 from ml.train.synthetic import write_synthetic_marts
 
 TARGET_SECONDS = 60.0
@@ -60,6 +60,7 @@ def main() -> None:
         f"synthetic marts: {prepared:.1f} s ({n_customers} customers x {n_days} days)"
     )
     print(f"rows: {result.rows}")
+    print(f"threads: {resolve_threads(config, settings.threads)}")
     print(
         f"train(): {elapsed:.1f} s (target <= {TARGET_SECONDS:.0f} s at 1M) {verdict}"
     )

@@ -98,7 +98,7 @@ class ModelConfig(BaseModel):
     calibration: Literal["isotonic", "sigmoid"] = "isotonic"
     business: BusinessMetricConfig = Field(default_factory=BusinessMetricConfig)
     gate: GateConfig = Field(default_factory=GateConfig)
-    importance_rows: int = 2000
+    importance_rows: int = 1000
     importance_repeats: int = 3
     config_hash: str = ""
 

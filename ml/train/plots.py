@@ -3,6 +3,8 @@ state, so it works in workers without a display)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
@@ -17,7 +19,7 @@ def _figure() -> tuple[Figure, Axes]:
     return figure, figure.add_subplot()
 
 
-def roc_figure(y: npt.ArrayLike, curves: dict[str, npt.ArrayLike]) -> Figure:
+def roc_figure(y: npt.ArrayLike, curves: Mapping[str, npt.ArrayLike]) -> Figure:
     """ROC curves of several models on the same rows."""
     figure, ax = _figure()
     for name, p in curves.items():
@@ -29,7 +31,7 @@ def roc_figure(y: npt.ArrayLike, curves: dict[str, npt.ArrayLike]) -> Figure:
     return figure
 
 
-def pr_figure(y: npt.ArrayLike, curves: dict[str, npt.ArrayLike]) -> Figure:
+def pr_figure(y: npt.ArrayLike, curves: Mapping[str, npt.ArrayLike]) -> Figure:
     """Precision-recall curves."""
     figure, ax = _figure()
     for name, p in curves.items():
@@ -41,7 +43,7 @@ def pr_figure(y: npt.ArrayLike, curves: dict[str, npt.ArrayLike]) -> Figure:
 
 
 def calibration_figure(
-    y: npt.ArrayLike, curves: dict[str, npt.ArrayLike], bins: int = 10
+    y: npt.ArrayLike, curves: Mapping[str, npt.ArrayLike], bins: int = 10
 ) -> Figure:
     """Observed churn rate against mean prediction per bin."""
     figure, ax = _figure()
@@ -54,7 +56,7 @@ def calibration_figure(
     return figure
 
 
-def gain_figure(y: npt.ArrayLike, curves: dict[str, npt.ArrayLike]) -> Figure:
+def gain_figure(y: npt.ArrayLike, curves: Mapping[str, npt.ArrayLike]) -> Figure:
     """Cumulative gain: share of churners found when targeting the top x%."""
     figure, ax = _figure()
     truth = np.asarray(y, dtype=float)

@@ -60,6 +60,8 @@ if TYPE_CHECKING:
 EXAMPLES_FILE = "examples.parquet"
 MANIFEST_FILE = "manifest.json"
 SPLITS = ("train", "validation", "test")
+# The examples last read or written in this process, by (path, mtime): one entry.
+_FRAMES: dict[tuple[str, int], pd.DataFrame] = {}
 
 
 def resolve_as_of(
@@ -170,10 +172,20 @@ class TrainingSet:
         return self.folds[0]
 
     def frame(self) -> pd.DataFrame:
-        """The thinned, matured examples of every fold."""
-        frame = pd.read_parquet(self.path / EXAMPLES_FILE)
-        frame["as_of_date"] = pd.to_datetime(frame["as_of_date"]).dt.date
-        return frame
+        """The thinned, matured examples of every fold (shared: do not modify).
+
+        When the steps run in one process (``loopline train``) the file is read
+        once; a rewritten file (new mtime) is read again.
+        """
+        path = self.path / EXAMPLES_FILE
+        key = (str(path), path.stat().st_mtime_ns)
+        cached = _FRAMES.get(key)
+        if cached is None:
+            cached = pd.read_parquet(path)
+            cached["as_of_date"] = pd.to_datetime(cached["as_of_date"]).dt.date
+            _FRAMES.clear()
+            _FRAMES[key] = cached
+        return cached
 
     def as_dict(self) -> dict[str, Any]:
         """Small, JSON-friendly summary (path, date, row counts)."""
@@ -256,6 +268,9 @@ def build_training_set(
     staged = path / f".{EXAMPLES_FILE}.{os.getpid()}"
     frame.to_parquet(staged, index=False)
     os.replace(staged, path / EXAMPLES_FILE)
+    written = path / EXAMPLES_FILE
+    _FRAMES.clear()
+    _FRAMES[(str(written), written.stat().st_mtime_ns)] = frame
     manifest = {
         "as_of": as_of.isoformat(),
         "horizon_days": horizon,
@@ -487,16 +502,18 @@ contact and saves {config.business.save_rate:.0%} of targeted churners, each wor
 
 
 def _log_plots(
-    models: dict[str, CalibratedClassifierCV], test: WindowData, config: ModelConfig
+    models: dict[str, CalibratedClassifierCV],
+    test: WindowData,
+    curves: dict[str, np.ndarray],
+    config: ModelConfig,
 ) -> None:
+    """ROC, PR, calibration, gain and permutation-importance plots of the test
+    window; ``curves`` holds each model's test predictions."""
     import mlflow
     from sklearn.inspection import permutation_importance
 
     from ml.train import plots
 
-    curves = {
-        name: model.predict_proba(test.features)[:, 1] for name, model in models.items()
-    }
     y = test.label.to_numpy()
     mlflow.log_figure(plots.roc_figure(y, curves), "plots/roc.png")
     mlflow.log_figure(plots.pr_figure(y, curves), "plots/pr.png")
@@ -554,14 +571,21 @@ def evaluate(
         BASELINE: mlflow.sklearn.load_model(baseline_uri),
     }
     with threadpool_limits(limits=resolve_threads(config, settings.threads)):
-        challenger = _score(models[GRADIENT_BOOSTING], parts["test"], config)
+        test = parts["test"]
+        curves = {
+            name: model.predict_proba(test.features)[:, 1]
+            for name, model in models.items()
+        }
+        challenger = _score(
+            models[GRADIENT_BOOSTING], test, config, curves[GRADIENT_BOOSTING]
+        )
         p_validation = models[GRADIENT_BOOSTING].predict_proba(
             parts["validation"].features
         )[:, 1]
         validation = _score(
             models[GRADIENT_BOOSTING], parts["validation"], config, p_validation
         )
-        baseline = _score(models[BASELINE], parts["test"], config)
+        baseline = _score(models[BASELINE], test, config, curves[BASELINE])
         backtest = run_backtest(frame, training.folds[1:], numeric, categorical, config)
         with mlflow.start_run(run_id=run_id):
             mlflow.log_metrics({f"test_{k}": v for k, v in challenger.items()})
@@ -580,7 +604,7 @@ def evaluate(
                         f"backtest_std_{primary}": statistics.pstdev(values),
                     }
                 )
-            _log_plots(models, parts["test"], config)
+            _log_plots(models, test, curves, config)
             mlflow.log_dict(
                 build_reference(
                     parts["train"].features, numeric, categorical, p_validation
