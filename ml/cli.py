@@ -375,6 +375,9 @@ def demo(
     outcomes = _run_nightly(settings, date_range(history_end + timedelta(days=1), last))
     console.print("5/5 summary")
     print_summary(settings)
+    from ml.decide_cli import print_decisions
+
+    print_decisions()
     console.print(
         "MLflow UI: "
         f".venv/bin/mlflow ui --backend-store-uri {settings.mlflow_tracking_uri} "
