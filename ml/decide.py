@@ -158,11 +158,44 @@ class DecideSummary:
         }
 
 
-def _candidates(con: duckdb.DuckDBPyConnection, run_date: date) -> pd.DataFrame:
-    """Features of ``run_date`` with scores and contact history, by customer."""
+def _scored_version(con: duckdb.DuckDBPyConnection, run_date: date) -> str | None:
+    """The model version that scored ``run_date`` (None when nothing was scored)."""
+    if not _exists(con, "marts", "scores"):
+        return None
+    row = con.execute(
+        "select min(model_version) from marts.scores where run_date = ?", [run_date]
+    ).fetchone()
+    return None if row is None or row[0] is None else str(row[0])
+
+
+def _ood_sql(reference: dict[str, Any] | None, columns: set[str]) -> str:
+    """A SQL predicate: some numeric feature lies outside the training range."""
+    tests = [
+        f"(f.{name} < {float(ref['low'])!r} or f.{name} > {float(ref['high'])!r})"
+        for name, ref in sorted((reference or {}).get("numeric", {}).items())
+        if name in columns
+    ]
+    return f"coalesce({' or '.join(tests)}, false)" if tests else "false"
+
+
+def _candidates(
+    con: duckdb.DuckDBPyConnection,
+    run_date: date,
+    policy: PolicyConfig,
+    reference: dict[str, Any] | None,
+) -> pd.DataFrame:
+    """What the policy needs of each customer of ``run_date``: segment, the
+    fallback rule's and the value estimate's columns, the score, whether a feature
+    lies outside the champion's training range (``ood``, computed in DuckDB), and
+    the contact history from our own treated decisions."""
+    available = set(_columns(con, "marts.customer_features"))
+    wanted = ["plan", "region", "recency_days", "tx_count_180d"]
+    var = policy.value_at_risk
+    wanted += [c for c in (var.window_column, var.blend_column) if c]
+    selected = ", ".join(f"f.{c}" for c in dict.fromkeys(wanted) if c in available)
     has_scores = _exists(con, "marts", "scores")
     scores = (
-        "left join marts.scores s on s.customer_id = f.customer_id and s.run_date = ?"
+        "left join marts.scores s on s.customer_id = f.customer_id and s.run_date = $d"
         if has_scores
         else ""
     )
@@ -182,16 +215,31 @@ def _candidates(con: duckdb.DuckDBPyConnection, run_date: date) -> pd.DataFrame:
               and run_date < $d
             group by customer_id
         )
-        select f.*, {score_columns},
+        select f.customer_id, {selected}, {score_columns},
+            {_ood_sql(reference, available)} as ood,
             c.days_since_last_contact_decision,
             coalesce(c.contacts_90d_decisions, 0) as contacts_90d_decisions
         from marts.customer_features f
-        {scores.replace("?", "$d")}
+        {scores}
         left join contacts c on c.customer_id = f.customer_id
         where f.as_of_date = $d
         order by f.customer_id
     """
     return con.execute(query, {"d": run_date}).df()
+
+
+def _features_of(
+    settings: Settings, run_date: date, customers: list[str]
+) -> pd.DataFrame:
+    """Every feature of a few customers on ``run_date`` (for review evidence)."""
+    if not customers:
+        return pd.DataFrame()
+    with connect(settings.warehouse_path, read_only=True) as con:
+        return con.execute(
+            "select * from marts.customer_features where as_of_date = ? "
+            "and customer_id in (select unnest(?)) order by customer_id",
+            [run_date, customers],
+        ).df()
 
 
 def _exists(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
@@ -297,7 +345,7 @@ def _apply_reviews(
     )
     decisions = pd.DataFrame(
         {
-            "decision_id": ids,
+            "decision_id": ids.to_numpy(),
             "run_date": run_date,
             "customer_id": reviews["customer_id"].to_numpy(),
             "arm": np.where(send, "treated", "none"),
@@ -313,7 +361,9 @@ def _apply_reviews(
         }
     )
     decisions = decisions[active]
-    sent_ids = pd.Series(ids, index=reviews.index, dtype=object).where(send, None)
+    sent_ids = pd.Series(ids.to_numpy(), index=reviews.index, dtype=object).where(
+        send, None
+    )
     applied = reviews.assign(
         run_date=run_date, applied_action=applied_action, applied_decision_id=sent_ids
     )
@@ -407,12 +457,19 @@ def top_reasons(
 def _replace(
     con: duckdb.DuckDBPyConnection, table: str, run_date: date, frame: pd.DataFrame
 ) -> None:
+    """Replace partition ``run_date`` of ``table`` with ``frame`` (whose run_date
+    column, if any, is replaced by the constant: object dates convert slowly)."""
     con.execute(f"delete from {table} where run_date = ?", [run_date])
     if frame.empty:
         return
-    con.register("_staged", frame)
+    con.register("_staged", frame.drop(columns=["run_date"], errors="ignore"))
     try:
-        con.execute(f"insert into {table} by name select * from _staged")
+        con.execute(
+            f"insert into {table} by name "
+            "select * exclude (run_date), $d as run_date "
+            "from (select *, null as run_date from _staged)",
+            {"d": run_date},
+        )
     finally:
         con.unregister("_staged")
 
@@ -501,14 +558,15 @@ def decide(
     """Decide ``run_date``: write its decisions, review queue, daily summary and
     exports (see the module docstring). Raises :class:`DecideError` when the run
     date has no feature snapshot (its data were not validated and built)."""
-    from ml.train.reference import out_of_range
-
     policy = policy or load_policy_config()
     horizon = load_business_config(settings.config_file).horizon_days
     with connect(settings.warehouse_path) as con:
         ensure_schemas(con)
         con.execute(DDL)
-        candidates = _candidates(con, run_date)
+        scored_version = _scored_version(con, run_date)
+    model, reference, age, notes = _champion(settings, scored_version, run_date)
+    with connect(settings.warehouse_path, read_only=True) as con:
+        candidates = _candidates(con, run_date, policy, reference)
         scoring_problem = _scoring_problem(con, run_date)
         reviews = _review_decisions(con, run_date)
     if candidates.empty:
@@ -517,9 +575,6 @@ def decide(
             "before deciding; nothing was written"
         )
     candidates["value_at_risk"] = value_at_risk(candidates, policy, horizon)
-    versions = candidates["model_version"].dropna().unique()
-    scored_version = str(versions[0]) if len(versions) else None
-    model, reference, age, notes = _champion(settings, scored_version, run_date)
     p = (
         candidates["p_churn"].to_numpy(dtype=np.float64)
         if scored_version is not None
@@ -530,8 +585,6 @@ def decide(
     )
     mode: Mode = "fallback" if reasons else "model"
     model_version = scored_version if mode == "model" else None
-    if mode == "model" and reference is not None:
-        candidates["ood"], _ = out_of_range(reference, candidates)
 
     reviewed, applied = _apply_reviews(
         reviews, candidates, run_date, policy, mode, model_version
@@ -546,7 +599,10 @@ def decide(
     decisions = decisions.sort_values("customer_id", kind="stable").reset_index(
         drop=True
     )
-    review = _review_queue(decisions, candidates, model, reference)
+    cases = decisions.loc[decisions["arm"] == "review", "customer_id"].tolist()
+    review = _review_queue(
+        decisions, _features_of(settings, run_date, cases), model, reference
+    )
     daily = summarize(decisions, policy)
     daily |= {
         "run_date": run_date,
@@ -608,8 +664,11 @@ def _review_queue(
 ) -> pd.DataFrame:
     """The review cases of the run with their evidence."""
     cases = decisions[decisions["arm"] == "review"]
-    features = candidates.set_index("customer_id").loc[cases["customer_id"]]
-    features = features.reset_index()
+    if cases.empty:
+        features = pd.DataFrame(columns=["customer_id", *HISTORY_COLUMNS])
+    else:
+        features = candidates.set_index("customer_id").loc[cases["customer_id"]]
+        features = features.reset_index()
     reasons = (
         top_reasons(model, features, reference)
         if model is not None

@@ -39,11 +39,11 @@ first 16 hex characters of ``sha256(f"{run_date}|{customer_id}|{action or 'none'
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping, Sequence
 from datetime import date
 from typing import Literal
 
+import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -110,33 +110,56 @@ def _in_segment(frame: pd.DataFrame, column: str, allowed: Sequence[str]) -> np.
     return frame[column].isin(list(allowed)).to_numpy(dtype=bool)
 
 
+def _sha256_table(column: Sequence[str] | np.ndarray | pd.Series) -> pa.Table:
+    return pa.table({"c": pa.array(np.asarray(column, dtype=object), pa.string())})
+
+
 def customer_hash(
-    customer_ids: Sequence[str], run_date: date, salt: str
+    customer_ids: Sequence[str] | np.ndarray, run_date: date, salt: str
 ) -> tuple[np.ndarray, np.ndarray]:
     """Two independent uniforms in [0, 1) per customer, from sha256.
 
     The first decides the holdout, the second breaks ties. Anyone can recompute
     them: the top 53 bits of the first and second 8 bytes of
-    ``sha256(f"{salt}|{run_date}|{customer_id}")``.
+    ``sha256(f"{salt}|{run_date}|{customer_id}")``. DuckDB computes the digests
+    (vectorised, several times faster than hashlib in a Python loop).
     """
-    prefix = f"{salt}|{run_date.isoformat()}|"
-    sha = hashlib.sha256
-    raw = b"".join(sha((prefix + c).encode()).digest()[:16] for c in customer_ids)
-    words = np.frombuffer(raw, dtype=">u8").reshape(-1, 2) >> np.uint64(11)
-    uniforms = words.astype(np.float64) * _UNIT
-    return uniforms[:, 0].copy(), uniforms[:, 1].copy()
+    ids = _sha256_table(customer_ids)
+    if ids.num_rows == 0:
+        return np.zeros(0), np.zeros(0)
+    with duckdb.connect() as con:
+        con.register("ids", ids)
+        words = con.execute(
+            "select ('0x' || substr(h, 1, 16))::ubigint as w1, "
+            "('0x' || substr(h, 17, 16))::ubigint as w2 "
+            "from (select sha256($prefix || c) as h from ids)",
+            {"prefix": f"{salt}|{run_date.isoformat()}|"},
+        ).fetchnumpy()
+    first = (np.asarray(words["w1"], np.uint64) >> np.uint64(11)).astype(np.float64)
+    second = (np.asarray(words["w2"], np.uint64) >> np.uint64(11)).astype(np.float64)
+    return first * _UNIT, second * _UNIT
 
 
 def decision_ids(
-    customer_ids: Sequence[str], actions: Sequence[str | None], run_date: date
-) -> list[str]:
-    """``sha256(f"{run_date}|{customer_id}|{action or 'none'}")[:16]`` per row."""
-    prefix = run_date.isoformat() + "|"
-    sha = hashlib.sha256
-    return [
-        sha(f"{prefix}{c}|{a or 'none'}".encode()).hexdigest()[:16]
-        for c, a in zip(customer_ids, actions, strict=True)
-    ]
+    customer_ids: Sequence[str] | np.ndarray,
+    actions: Sequence[str | None] | np.ndarray,
+    run_date: date,
+) -> pd.Series:
+    """``sha256(f"{run_date}|{customer_id}|{action or 'none'}")[:16]`` per row
+    (hex), computed by DuckDB."""
+    table = _sha256_table(customer_ids).append_column(
+        "a", pa.array(np.asarray(actions, dtype=object), pa.string())
+    )
+    if table.num_rows == 0:
+        return pd.Series([], dtype="string")
+    with duckdb.connect() as con:
+        con.register("rows", table)
+        ids = con.execute(
+            "select substr(sha256($prefix || c || '|' || coalesce(a, 'none')), 1, 16)"
+            " as decision_id from rows",
+            {"prefix": f"{run_date.isoformat()}|"},
+        ).fetchnumpy()["decision_id"]
+    return pd.Series(np.asarray(ids, dtype=object), dtype="string")
 
 
 def _reason_labels(flags: np.ndarray) -> tuple[list[str], np.ndarray]:
@@ -259,9 +282,7 @@ def decide(
         priority = np.where(wants, value, -np.inf)
 
     target = np.flatnonzero(wants)
-    holdout_u, tiebreak = customer_hash(
-        ids[target].tolist(), run_date, config.holdout.salt
-    )
+    holdout_u, tiebreak = customer_hash(ids[target], run_date, config.holdout.salt)
 
     # Review routing (model mode): flagged targets leave the automatic stream.
     review = np.zeros(target.size, bool)
@@ -349,9 +370,7 @@ def decide(
     reason_labels, reason_index = _reason_labels(flags)
     frame = pd.DataFrame(
         {
-            "decision_id": _strings(
-                decision_ids(ids.tolist(), action_names.tolist(), run_date)
-            ),
+            "decision_id": decision_ids(ids, action_names, run_date).to_numpy(),
             "run_date": np.full(n, run_date, dtype=object),
             "customer_id": _strings(ids),
             "arm": _labels(arm_code, ARMS),

@@ -295,3 +295,32 @@ def test_a_date_without_features_is_refused_and_writes_nothing(world: World) -> 
     with pytest.raises(DecideError, match="no feature snapshot"):
         decide(world.settings, day, world.policy)
     assert not export_dir(world.settings.exports_dir, day).exists()
+
+
+def test_the_simulated_world_reads_the_exported_queues(world: World) -> None:
+    """The exports are the world's only view of the decisions: its channel systems
+    and reviewers must parse every queued row with its action."""
+    from ml.contract import ACTIONS
+    from ml.sim.actions import read_channel_exports, read_review_queue
+
+    day = NIGHTS[1]
+    with connect(world.settings.warehouse_path, read_only=True) as con:
+        treated = con.execute(
+            "select decision_id, action from marts.decisions "
+            "where run_date = ? and arm = 'treated' order by decision_id",
+            [day],
+        ).fetchall()
+        queued = con.execute(
+            "select decision_id, action, value_at_risk from marts.review_queue "
+            "where run_date = ? order by decision_id",
+            [day],
+        ).fetchall()
+    exported = read_channel_exports(world.settings.exports_dir, day, 10_000)
+    got = sorted(
+        zip(exported.decision_id, (ACTIONS[a] for a in exported.action), strict=True)
+    )
+    assert got == treated
+    review = read_review_queue(world.settings.exports_dir, day, 10_000)
+    assert sorted(review.decision_id) == [r[0] for r in queued]
+    assert sorted(ACTIONS[a] for a in review.action) == sorted(r[1] for r in queued)
+    assert (review.value_at_risk > 0).all()
