@@ -15,6 +15,8 @@ import yaml
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from ml.feedback.trigger import TriggerConfig
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -136,6 +138,7 @@ class BusinessConfig(BaseModel):
     active_window_days: int = 180
     features: FeatureConfig = Field(default_factory=FeatureConfig)
     validation: ValidationConfig = Field(default_factory=ValidationConfig)
+    retrain_trigger: TriggerConfig = Field(default_factory=TriggerConfig)
     config_hash: str = ""
 
 
