@@ -324,3 +324,67 @@ def test_the_simulated_world_reads_the_exported_queues(world: World) -> None:
     assert sorted(review.decision_id) == [r[0] for r in queued]
     assert sorted(ACTIONS[a] for a in review.action) == sorted(r[1] for r in queued)
     assert (review.value_at_risk > 0).all()
+
+
+def test_matured_decisions_are_joined_with_their_outcomes(world: World) -> None:
+    """Seven days (H) after a decision date its outcomes are measured; a rerun
+    replaces the same rows."""
+    from ml.outcomes import join_outcomes
+
+    settings = world.settings
+    decided = NIGHTS[0]
+    day = decided + timedelta(days=7)
+    summary = join_outcomes(settings, day, world.policy)
+    assert summary.decision_date == decided
+    with connect(settings.warehouse_path, read_only=True) as con:
+        expected = con.execute(
+            """
+            select d.customer_id, d.arm, not l.churned, l.horizon_spend
+            from marts.decisions d join marts.training_examples l
+              on l.customer_id = d.customer_id and l.as_of_date = d.run_date
+            where d.run_date = ? order by d.customer_id
+            """,
+            [decided],
+        ).fetchall()
+        got = con.execute(
+            "select customer_id, arm, retained, realized_spend "
+            "from marts.decision_outcomes where run_date = ? order by customer_id",
+            [decided],
+        ).fetchall()
+        performance = con.execute(
+            "select action, n_treated, n_holdout, "
+            "uplift_low <= uplift and uplift <= uplift_high, isfinite(uplift_low) "
+            "from marts.policy_performance where run_date = ?",
+            [decided],
+        ).fetchall()
+        model = con.execute(
+            "select model_version, n, roc_auc, calibration "
+            "from marts.model_performance where run_date = ?",
+            [decided],
+        ).fetchall()
+    assert got == expected and summary.outcomes == len(expected) > 0
+    assert summary.treated > 0 and summary.holdout > 0
+    rows = {r[0]: r[1:] for r in performance}
+    assert rows["all"][:2] == (summary.treated, summary.holdout)
+    # each finite uplift estimate lies inside its interval
+    assert all(r[3] for r in performance if r[4])
+    [(version, n, auc, calibration)] = model
+    assert version == world.nights[decided].model_version
+    assert n == summary.outcomes and 0.5 < auc <= 1.0
+    assert len(json.loads(calibration)) == 10
+
+    join_outcomes(settings, day, world.policy)
+    with connect(settings.warehouse_path, read_only=True) as con:
+        again = con.execute(
+            "select customer_id, arm, retained, realized_spend "
+            "from marts.decision_outcomes where run_date = ? order by customer_id",
+            [decided],
+        ).fetchall()
+        counts = con.execute(
+            "select (select count(*) from marts.policy_performance "
+            "where run_date = $r), (select count(*) from marts.model_performance "
+            "where run_date = $r)",
+            {"r": decided},
+        ).fetchone()
+    assert again == got
+    assert counts == (len(performance), 1)
