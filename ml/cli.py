@@ -295,22 +295,17 @@ def print_summary(settings: Settings) -> None:
         table.add_row(name, f"{rows:,}")
     console.print(table)
     for title, query in SUMMARY_QUERIES.items():
-        if "marts.scores" in query and not _has_table(settings, "marts", "scores"):
+        if "marts.scores" in query and not _scores_exist(settings):
             continue
         print_query(query, settings, title=title)
     print_champion(settings)
 
 
-def _has_table(settings: Settings, schema: str, name: str) -> bool:
-    from ml.warehouse import connect
+def _scores_exist(settings: Settings) -> bool:
+    from ml.warehouse import connect, table_exists
 
     with connect(settings.warehouse_path, read_only=True) as con:
-        found = con.execute(
-            "select count(*) from duckdb_tables() "
-            "where schema_name = ? and table_name = ?",
-            [schema, name],
-        ).fetchone()
-    return bool(found and found[0])
+        return table_exists(con, "marts", "scores")
 
 
 def print_champion(settings: Settings) -> None:

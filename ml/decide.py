@@ -54,7 +54,13 @@ from ml.policy.engine import (
     decide as run_policy,
 )
 from ml.policy.value import value_at_risk
-from ml.warehouse import connect, ensure_schemas
+from ml.warehouse import (
+    connect,
+    ensure_schemas,
+    replace_run_date,
+    table_columns,
+    table_exists,
+)
 
 if TYPE_CHECKING:
     from ml.registry import LoadedModel
@@ -160,7 +166,7 @@ class DecideSummary:
 
 def _scored_version(con: duckdb.DuckDBPyConnection, run_date: date) -> str | None:
     """The model version that scored ``run_date`` (None when nothing was scored)."""
-    if not _exists(con, "marts", "scores"):
+    if not table_exists(con, "marts", "scores"):
         return None
     row = con.execute(
         "select min(model_version) from marts.scores where run_date = ?", [run_date]
@@ -188,12 +194,12 @@ def _candidates(
     fallback rule's and the value estimate's columns, the score, whether a feature
     lies outside the champion's training range (``ood``, computed in DuckDB), and
     the contact history from our own treated decisions."""
-    available = set(_columns(con, "marts.customer_features"))
+    available = set(table_columns(con, "marts.customer_features"))
     wanted = ["plan", "region", "recency_days", "tx_count_180d"]
     var = policy.value_at_risk
     wanted += [c for c in (var.window_column, var.blend_column) if c]
     selected = ", ".join(f"f.{c}" for c in dict.fromkeys(wanted) if c in available)
-    has_scores = _exists(con, "marts", "scores")
+    has_scores = table_exists(con, "marts", "scores")
     scores = (
         "left join marts.scores s on s.customer_id = f.customer_id and s.run_date = $d"
         if has_scores
@@ -242,14 +248,6 @@ def _features_of(
         ).df()
 
 
-def _exists(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
-    found = con.execute(
-        "select count(*) from duckdb_tables() where schema_name = ? and table_name = ?",
-        [schema, table],
-    ).fetchone()
-    return bool(found and found[0])
-
-
 def _scoring_problem(con: duckdb.DuckDBPyConnection, run_date: date) -> str | None:
     """What the score step of ``run_date`` reported, if it reported a problem."""
     row = con.execute(
@@ -268,7 +266,7 @@ def _scoring_problem(con: duckdb.DuckDBPyConnection, run_date: date) -> str | No
 def _review_decisions(con: duckdb.DuckDBPyConnection, run_date: date) -> pd.DataFrame:
     """Review decisions that arrived on ``run_date`` for queued cases (latest per
     case), with the case they decide."""
-    if not _exists(con, "raw", "review_decisions"):
+    if not table_exists(con, "raw", "review_decisions"):
         return pd.DataFrame()
     return con.execute(
         f"""
@@ -454,26 +452,6 @@ def top_reasons(
     return out
 
 
-def _replace(
-    con: duckdb.DuckDBPyConnection, table: str, run_date: date, frame: pd.DataFrame
-) -> None:
-    """Replace partition ``run_date`` of ``table`` with ``frame`` (whose run_date
-    column, if any, is replaced by the constant: object dates convert slowly)."""
-    con.execute(f"delete from {table} where run_date = ?", [run_date])
-    if frame.empty:
-        return
-    con.register("_staged", frame.drop(columns=["run_date"], errors="ignore"))
-    try:
-        con.execute(
-            f"insert into {table} by name "
-            "select * exclude (run_date), $d as run_date "
-            "from (select *, null as run_date from _staged)",
-            {"d": run_date},
-        )
-    finally:
-        con.unregister("_staged")
-
-
 def _sql_type(key: str, value: Any) -> str:
     if key == "run_date":
         return "date"
@@ -492,10 +470,10 @@ def _policy_daily(
     """Replace the ``marts.policy_daily`` row of ``run_date``; a column the policy
     adds later (a new action or channel) is added to the table."""
     row = {**daily, "run_date": run_date}
-    if not _exists(con, "marts", "policy_daily"):
+    if not table_exists(con, "marts", "policy_daily"):
         columns = ", ".join(f'"{k}" {_sql_type(k, v)}' for k, v in row.items())
         con.execute(f"create table {POLICY_DAILY_TABLE} ({columns})")
-    known = set(_columns(con, POLICY_DAILY_TABLE))
+    known = set(table_columns(con, POLICY_DAILY_TABLE))
     for key, value in row.items():
         if key not in known:
             con.execute(
@@ -615,14 +593,14 @@ def decide(
     with connect(settings.warehouse_path) as con:
         con.execute("begin transaction")
         try:
-            _replace(con, DECISIONS_TABLE, run_date, decisions)
-            _replace(con, REVIEW_QUEUE_TABLE, run_date, review)
+            replace_run_date(con, DECISIONS_TABLE, run_date, decisions)
+            replace_run_date(con, REVIEW_QUEUE_TABLE, run_date, review)
             applied_rows = (
-                applied.loc[:, _columns(con, REVIEW_APPLIED_TABLE)]
+                applied.loc[:, table_columns(con, REVIEW_APPLIED_TABLE)]
                 if not applied.empty
                 else applied
             )
-            _replace(con, REVIEW_APPLIED_TABLE, run_date, applied_rows)
+            replace_run_date(con, REVIEW_APPLIED_TABLE, run_date, applied_rows)
             _policy_daily(con, run_date, daily)
             con.execute("commit")
         except Exception:
@@ -642,18 +620,6 @@ def decide(
     return DecideSummary(
         run_date, mode, model_version, reasons, daily, exports, len(applied), notes
     )
-
-
-def _columns(con: duckdb.DuckDBPyConnection, table: str) -> list[str]:
-    schema, name = table.split(".")
-    return [
-        str(r[0])
-        for r in con.execute(
-            "select column_name from duckdb_columns() "
-            "where schema_name = ? and table_name = ? order by column_index",
-            [schema, name],
-        ).fetchall()
-    ]
 
 
 def _review_queue(

@@ -7,7 +7,7 @@ from typing import Any
 
 from ml.config import Settings
 from ml.contract import CHANNELS
-from ml.warehouse import connect
+from ml.warehouse import connect, table_exists
 
 
 def daily_summary(
@@ -17,11 +17,7 @@ def daily_summary(
     ``resources`` list of (resource, used, limit), and the decision counts and
     expected value per arm and action. None when nothing was decided."""
     with connect(settings.warehouse_path, read_only=True) as con:
-        exists = con.execute(
-            "select count(*) from duckdb_tables() "
-            "where schema_name = 'marts' and table_name = 'policy_daily'"
-        ).fetchone()
-        if not exists or not exists[0]:
+        if not table_exists(con, "marts", "policy_daily"):
             return None
         if run_date is None:
             found = con.execute(

@@ -33,7 +33,7 @@ import pandas as pd
 from ml.config import Settings, load_business_config
 from ml.decide import DDL as DECISION_DDL
 from ml.policy.config import PolicyConfig, load_policy_config
-from ml.warehouse import connect, ensure_schemas
+from ml.warehouse import connect, ensure_schemas, replace_run_date, table_exists
 
 DECISION_OUTCOMES_TABLE = "marts.decision_outcomes"
 POLICY_PERFORMANCE_TABLE = "marts.policy_performance"
@@ -132,22 +132,6 @@ def _outcomes(
     ).df()
 
 
-def _replace(
-    con: duckdb.DuckDBPyConnection, table: str, decision_date: date, frame: pd.DataFrame
-) -> None:
-    con.execute(f"delete from {table} where run_date = ?", [decision_date])
-    if frame.empty:
-        return
-    con.register("_staged", frame.drop(columns=["run_date"], errors="ignore"))
-    try:
-        con.execute(
-            f"insert into {table} by name select *, $r as run_date from _staged",
-            {"r": decision_date},
-        )
-    finally:
-        con.unregister("_staged")
-
-
 def _policy_performance(
     con: duckdb.DuckDBPyConnection, decision_date: date, outcomes: pd.DataFrame
 ) -> pd.DataFrame:
@@ -159,21 +143,13 @@ def _policy_performance(
     per_action = arm_comparison(arms, ["action"])
     overall = arm_comparison(arms, []).assign(action="all")
     frame = pd.concat([per_action, overall], ignore_index=True)
-    if not _has_table(con, "marts", "policy_performance"):
+    if not table_exists(con, "marts", "policy_performance"):
         con.register("_perf", frame.assign(run_date=decision_date))
         con.execute(
             f"create table {POLICY_PERFORMANCE_TABLE} as select * from _perf limit 0"
         )
         con.unregister("_perf")
     return frame
-
-
-def _has_table(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
-    found = con.execute(
-        "select count(*) from duckdb_tables() where schema_name = ? and table_name = ?",
-        [schema, table],
-    ).fetchall()
-    return bool(found[0][0])
 
 
 def _model_performance(outcomes: pd.DataFrame) -> dict[str, Any]:
@@ -211,10 +187,12 @@ def join_outcomes(
         model = _model_performance(outcomes)
         con.execute("begin transaction")
         try:
-            _replace(con, DECISION_OUTCOMES_TABLE, decision_date, outcomes)
-            if _has_table(con, "marts", "policy_performance"):
-                _replace(con, POLICY_PERFORMANCE_TABLE, decision_date, performance)
-            _replace(
+            replace_run_date(con, DECISION_OUTCOMES_TABLE, decision_date, outcomes)
+            if table_exists(con, "marts", "policy_performance"):
+                replace_run_date(
+                    con, POLICY_PERFORMANCE_TABLE, decision_date, performance
+                )
+            replace_run_date(
                 con,
                 MODEL_PERFORMANCE_TABLE,
                 decision_date,

@@ -542,6 +542,11 @@ def list_versions(
     return sorted(out, key=lambda v: int(v.version), reverse=True)
 
 
+def _version_run_id(client: MlflowClient, version: str, config: ModelConfig) -> str:
+    """The id of the training run that logged ``version``."""
+    return str(client.get_model_version(config.registered_model, version).run_id or "")
+
+
 def champion_metrics(
     settings: Settings, config: ModelConfig | None = None
 ) -> tuple[str, dict[str, float]] | None:
@@ -552,7 +557,7 @@ def champion_metrics(
     if version is None:
         return None
     client = _client(settings, config)
-    run_id = client.get_model_version(config.registered_model, version).run_id
+    run_id = _version_run_id(client, version, config)
     logged = client.get_run(str(run_id)).data.metrics if run_id else {}
     prefix = "test_"
     return version, {
@@ -574,7 +579,7 @@ def load_reference(
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     config = config or load_model_config()
     client = _client(settings, config)
-    run_id = client.get_model_version(config.registered_model, version).run_id
+    run_id = _version_run_id(client, version, config)
     try:
         loaded = mlflow.artifacts.load_dict(f"runs:/{run_id}/{REFERENCE_FILE}")
     except (MlflowException, OSError):
@@ -588,6 +593,6 @@ def trained_as_of(
     """The training date (``as_of`` param of its run) of ``version``."""
     config = config or load_model_config()
     client = _client(settings, config)
-    run_id = client.get_model_version(config.registered_model, version).run_id
+    run_id = _version_run_id(client, version, config)
     raw = client.get_run(str(run_id)).data.params.get("as_of") if run_id else None
     return date.fromisoformat(raw) if raw else None

@@ -12,11 +12,15 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
 import pyarrow as pa
 
 from ml.contract import TABLES, TableContract
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 _ARROW_TO_DUCKDB = {
     pa.string(): "varchar",
@@ -168,3 +172,45 @@ def replace_raw_range(
         con.execute("rollback")
         raise
     return staged.num_rows
+
+
+def table_exists(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
+    """Whether ``schema.table`` exists."""
+    found = con.execute(
+        "select count(*) from duckdb_tables() where schema_name = ? and table_name = ?",
+        [schema, table],
+    ).fetchall()
+    return bool(found[0][0])
+
+
+def table_columns(con: duckdb.DuckDBPyConnection, table: str) -> list[str]:
+    """The columns of ``schema.table``, in table order."""
+    schema, name = table.split(".")
+    return [
+        str(r[0])
+        for r in con.execute(
+            "select column_name from duckdb_columns() "
+            "where schema_name = ? and table_name = ? order by column_index",
+            [schema, name],
+        ).fetchall()
+    ]
+
+
+def replace_run_date(
+    con: duckdb.DuckDBPyConnection, table: str, run_date: date, frame: pd.DataFrame
+) -> None:
+    """Replace the rows of ``run_date`` in ``table`` with ``frame`` (matched by
+    column name; its run_date column, if any, is replaced by the constant, since
+    object-dtype dates convert slowly). Runs inside the caller's transaction."""
+    con.execute(f"delete from {table} where run_date = ?", [run_date])
+    if frame.empty:
+        return
+    con.register("_staged_run_date", frame.drop(columns=["run_date"], errors="ignore"))
+    try:
+        con.execute(
+            f"insert into {table} by name "
+            "select *, $d as run_date from _staged_run_date",
+            {"d": run_date},
+        )
+    finally:
+        con.unregister("_staged_run_date")

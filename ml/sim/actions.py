@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ml.contract import ACTIONS, CHANNELS
+from ml.exports import REVIEW_FILE, export_dir
 from ml.sim.behaviour import draw_lags, start_disengaging
 from ml.sim.config import SimConfig
 from ml.sim.population import (
@@ -40,7 +41,6 @@ from ml.sim.tables import (
 # Each channel carries one action, in the same order as ml.contract.ACTIONS.
 CHANNEL_ACTION = dict(zip(CHANNELS, ACTIONS, strict=True))
 CALL, VOUCHER, EMAIL = (ACTIONS.index(a) for a in ("call", "voucher", "email"))
-REVIEW_FILE = "review.csv"
 REQUIRED_EXPORT_COLUMNS = ("decision_id", "customer_id")
 REQUIRED_REVIEW_COLUMNS = ("decision_id", "customer_id", "action")
 # Contacts rarely reach someone who has already left.
@@ -54,11 +54,6 @@ TREATMENT_MULT_RANGE = (0.05, 5.0)
 
 class ExportFormatError(ValueError):
     """An export file lacks a column the world needs to act on it."""
-
-
-def export_dir(exports_dir: Path, day: date) -> Path:
-    """The folder of the queues exported for ``day``."""
-    return exports_dir / f"dt={day.isoformat()}"
 
 
 def _read_csv(path: Path, required: tuple[str, ...]) -> pd.DataFrame:
