@@ -15,8 +15,11 @@ or when triggered by hand (optionally with `{"as_of": "YYYY-MM-DD"}`):
    decision and its evidence are logged to MLflow.
 5. `promote`: moves the `champion` alias if the gate said so, and nothing otherwise.
 
-*as_of* is the `as_of` parameter, else the run's logical date, else (asset-triggered
-runs have none) the date the run was scheduled after. Intermediate results live
+*as_of* is the `as_of` parameter, else the day whose outcomes requested the retrain
+(from the asset event), else the run's logical date, else the date the run was
+scheduled after. The trigger's reasons (from the asset event's extra, or the
+`trigger` parameter of a run started by hand for a recorded breach) become tags of
+the MLflow training run. Intermediate results live
 under `LOOPLINE_HOME` and in MLflow; XCom carries paths, ids and versions. A rerun
 registers a new version and goes through the gate again. The logic lives in
 `ml.train.steps`.
@@ -46,7 +49,12 @@ from loopline_airflow.assets import RETRAIN_REQUESTED, WAREHOUSE_POOL
             type=["null", "string"],
             format="date",
             description="Training date (YYYY-MM-DD); default: the run's date.",
-        )
+        ),
+        "trigger": Param(
+            None,
+            type=["null", "object"],
+            description="The retrain trigger's event extra (day, reasons, tags).",
+        ),
     },
 )
 def loopline_retrain() -> None:
@@ -55,19 +63,34 @@ def loopline_retrain() -> None:
         params: dict[str, Any] | None = None,
         ds: str | None = None,
         dag_run: Any = None,
+        triggering_asset_events: Any = None,
     ) -> dict:
         from ml.config import get_settings
         from ml.train.steps import build_training_set, resolve_as_of
 
-        as_of = resolve_as_of((params or {}).get("as_of"), ds, dag_run.run_after)
-        return build_training_set(get_settings(), as_of).as_dict()
+        events = [
+            event.extra or {}
+            for asset_events in (triggering_asset_events or {}).values()
+            for event in asset_events
+        ]
+        trigger = events[-1] if events else (params or {}).get("trigger") or {}
+        as_of = resolve_as_of(
+            (params or {}).get("as_of"),
+            ds,
+            dag_run.run_after,
+            triggered_on=trigger.get("day"),
+        )
+        training = build_training_set(get_settings(), as_of).as_dict()
+        return training | {"trigger_tags": trigger.get("tags") or {}}
 
     @task
     def train_candidates(training: dict) -> dict:
         from ml.config import get_settings
         from ml.train.steps import train_candidates
 
-        return train_candidates(get_settings(), training["path"]).as_dict()
+        return train_candidates(
+            get_settings(), training["path"], tags=training.get("trigger_tags")
+        ).as_dict()
 
     @task
     def evaluate(training: dict, candidates: dict) -> dict:

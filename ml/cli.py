@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import logging
-import os
 import shutil
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -22,6 +20,7 @@ from rich.table import Table
 
 from ml.config import Settings, get_settings
 from ml.decide_cli import register_commands as register_decision_commands
+from ml.demo_cli import register_commands as register_demo_commands
 from ml.train.cli import register_commands as register_model_commands
 
 app = typer.Typer(
@@ -33,6 +32,7 @@ import_app = typer.Typer(help="Turn external data into landing partitions.")
 app.add_typer(import_app, name="import")
 register_model_commands(app)
 register_decision_commands(app)
+register_demo_commands(app)
 console = Console()
 
 DateOpt = Annotated[str, typer.Option(help="A date, YYYY-MM-DD.")]
@@ -48,6 +48,7 @@ STATE_ENTRIES = (
     "truth",
     "gx",
     "dbt",
+    "config",
 )
 
 
@@ -322,64 +323,6 @@ def print_champion(settings: Settings) -> None:
         if key in metrics:
             table.add_row(key, f"{metrics[key]:.4f}")
     console.print(table)
-
-
-@app.command()
-def demo(
-    customers: Annotated[int, typer.Option(help="Customers in the world.")] = 10_000,
-    days: Annotated[int, typer.Option(help="Days of history to simulate.")] = 372,
-    nights: Annotated[int, typer.Option(help="Nightly DAG runs at the end.")] = 7,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 7,
-    start: DateOpt = "2025-01-01",
-) -> None:
-    """Fresh home → simulate → rebuild history → train and promote the first model
-    → nightly DAG runs (which score with it) → summary."""
-    from ml.pipeline import date_range
-    from ml.pipeline import rebuild as run_rebuild
-    from ml.sim import load_sim_config, with_row_faults
-    from ml.sim import simulate as run_simulation
-    from ml.train import train
-    from ml.train.cli import print_train_result
-
-    # The demo prints one line per step; dbt's full log stays in dbt/logs and
-    # MLflow's progress notes (database setup, environment inference) are hidden.
-    os.environ.setdefault("LOOPLINE_DBT_LOG_LEVEL", "warn")
-    logging.getLogger("mlflow").setLevel(logging.ERROR)
-    settings = get_settings()
-    first = _date(start)
-    last = first + timedelta(days=days - 1)
-    history_end = last - timedelta(days=nights)
-    console.rule(f"Loopline demo in {settings.root}")
-    _reset(settings)
-    _init(settings)
-    config = load_sim_config().model_copy(
-        update={"n_customers": customers, "seed": seed}
-    )
-    # A few bad rows on some days, so the quarantine has something to show.
-    config = with_row_faults(config, daily_probability=0.1, fraction=0.004)
-    console.print(f"1/5 simulating {customers} customers, {first} → {last}")
-    run_simulation(settings, config, start=first, days=days, progress=True)
-    console.print(f"2/5 rebuilding the history {first} → {history_end}")
-    with console.status("validating landing and running one dbt build"):
-        run_rebuild(first, history_end, every=1, settings=settings)
-    console.print(f"3/5 training the first model on labels matured by {history_end}")
-    with console.status("training, calibrating, logging to MLflow, running the gate"):
-        result = train(settings, history_end)
-    print_train_result(result)
-    console.print(f"4/5 running loopline_nightly for the last {nights} days")
-    outcomes = _run_nightly(settings, date_range(history_end + timedelta(days=1), last))
-    console.print("5/5 summary")
-    print_summary(settings)
-    from ml.decide_cli import print_decisions
-
-    print_decisions()
-    console.print(
-        "MLflow UI: "
-        f".venv/bin/mlflow ui --backend-store-uri {settings.mlflow_tracking_uri} "
-        "--port 5000  (then open http://127.0.0.1:5000)"
-    )
-    if not all(o.ok for o in outcomes):
-        raise typer.Exit(1)
 
 
 if __name__ == "__main__":

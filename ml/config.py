@@ -124,7 +124,7 @@ class ValidationConfig(BaseModel):
     mart_volume_tolerance: float = 0.5
     # GX Data Docs keep the results of this many run dates (ops.validation_results
     # keeps all of them); rendering cost grows with the number of stored results.
-    data_docs_days: int = 30
+    data_docs_days: int = 7
     # Feature columns of marts.customer_features that may be null.
     mart_nullable_features: list[str] = Field(
         default_factory=lambda: ["days_since_last_contact"]

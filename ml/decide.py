@@ -42,6 +42,7 @@ import pandas as pd
 from ml.config import Settings, load_business_config
 from ml.contract import ACTIONS, CHANNELS, EXPORT_COLUMNS
 from ml.exports import REVIEW_COLUMNS, ExportManifest, write_exports
+from ml.monitor import current_uplifts
 from ml.policy.config import PolicyConfig, load_policy_config
 from ml.policy.engine import (
     DECISION_COLUMNS,
@@ -234,6 +235,20 @@ def _candidates(
     return con.execute(query, {"d": run_date}).df()
 
 
+def load_candidates(
+    settings: Settings, run_date: date, policy: PolicyConfig | None = None
+) -> pd.DataFrame:
+    """The candidate frame the policy saw on ``run_date`` (features, score, contact
+    history from earlier decisions, value at risk), read-only. Used to evaluate the
+    comparison policies of :mod:`ml.policy.baselines` on the same customers."""
+    policy = policy or load_policy_config()
+    horizon = load_business_config(settings.config_file).horizon_days
+    with connect(settings.warehouse_path, read_only=True) as con:
+        candidates = _candidates(con, run_date, policy, None)
+    candidates["value_at_risk"] = value_at_risk(candidates, policy, horizon)
+    return candidates
+
+
 def _features_of(
     settings: Settings, run_date: date, customers: list[str]
 ) -> pd.DataFrame:
@@ -292,6 +307,7 @@ def _apply_reviews(
     policy: PolicyConfig,
     mode: str,
     model_version: str | None,
+    uplifts: dict[str, float],
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Decisions of the reviewed customers and the ``review_applied`` rows.
 
@@ -320,7 +336,7 @@ def _apply_reviews(
     p = rows["p_churn"].to_numpy(dtype=np.float64)
     value = rows["value_at_risk"].to_numpy(dtype=np.float64)
     costs = policy.costs()
-    uplift = policy.uplift_means()
+    uplift = uplifts
     ev = {
         a: p * value * uplift.get(a, 0.0) - costs.get(a, 0.0)
         if mode == "model"
@@ -547,6 +563,7 @@ def decide(
         candidates = _candidates(con, run_date, policy, reference)
         scoring_problem = _scoring_problem(con, run_date)
         reviews = _review_decisions(con, run_date)
+        uplifts = current_uplifts(settings, run_date, policy, con=con)
     if candidates.empty:
         raise DecideError(
             f"no feature snapshot for {run_date}: validate and build that date "
@@ -565,11 +582,16 @@ def decide(
     model_version = scored_version if mode == "model" else None
 
     reviewed, applied = _apply_reviews(
-        reviews, candidates, run_date, policy, mode, model_version
+        reviews, candidates, run_date, policy, mode, model_version, uplifts
     )
     rest = candidates[~candidates["customer_id"].isin(reviewed["customer_id"])]
     decided = run_policy(
-        rest, run_date, _remaining(policy, reviewed), mode, model_version
+        rest,
+        run_date,
+        _remaining(policy, reviewed),
+        mode,
+        model_version,
+        uplifts=uplifts,
     )
     decisions = pd.concat(
         [d for d in (reviewed, decided) if not d.empty], ignore_index=True
@@ -589,6 +611,7 @@ def decide(
         "policy_mode": mode,
         "fallback_reasons": "; ".join(reasons),
         "reviews_applied": len(applied),
+        **{f"uplift_{a}": float(u) for a, u in sorted(uplifts.items())},
     }
     with connect(settings.warehouse_path) as con:
         con.execute("begin transaction")

@@ -13,7 +13,11 @@ decision date ``r``:
   (:func:`ml.feedback.uplift.arm_comparison`): retention of each arm, the uplift
   with its 95 % interval, incremental value, cost, ROI, expected against realized;
 * ``marts.model_performance``: realized ROC AUC, PR AUC, Brier and ECE of the scores
-  of ``r``, calibration by decile (JSON) and the model version.
+  of ``r``, calibration by decile (JSON) and the model version;
+* ``marts.override_performance``: the outcomes of the policy's decisions that a
+  person reviewed, by review outcome (approve, change, reject), beside those of
+  the treated decisions nobody reviewed (``followed``): a human override is a
+  signal, so it is measured.
 
 Each night touches one decision date, so its cost grows with one day of decisions,
 not with history. A rerun of ``d`` replaces the same rows.
@@ -38,6 +42,7 @@ from ml.warehouse import connect, ensure_schemas, replace_run_date, table_exists
 DECISION_OUTCOMES_TABLE = "marts.decision_outcomes"
 POLICY_PERFORMANCE_TABLE = "marts.policy_performance"
 MODEL_PERFORMANCE_TABLE = "marts.model_performance"
+OVERRIDE_PERFORMANCE_TABLE = "marts.override_performance"
 DELIVERED = ("delivered", "answered", "redeemed")
 
 DDL = f"""
@@ -54,6 +59,7 @@ create table if not exists {DECISION_OUTCOMES_TABLE} (
     cost double,
     policy_mode varchar,
     model_version varchar,
+    segment varchar,
     retained boolean not null,
     realized_spend double,
     delivery_status varchar,
@@ -71,6 +77,14 @@ create table if not exists {MODEL_PERFORMANCE_TABLE} (
     brier double,
     ece double,
     calibration varchar
+);
+create table if not exists {OVERRIDE_PERFORMANCE_TABLE} (
+    run_date date not null,
+    review_outcome varchar not null,
+    n bigint not null,
+    retention double,
+    mean_spend double,
+    delivered_rate double
 );
 """
 
@@ -100,6 +114,12 @@ class OutcomeSummary:
 def _outcomes(
     con: duckdb.DuckDBPyConnection, decision_date: date, policy: PolicyConfig
 ) -> pd.DataFrame:
+    segment_column = policy.learning.segment_column
+    segment = (
+        f"cast(f.{segment_column} as varchar)"
+        if segment_column
+        else "cast(null as varchar)"
+    )
     costs = policy.costs()
     cost_sql = " ".join(f"when '{a}' then {c!r}" for a, c in costs.items())
     delivered = ", ".join(f"'{s}'" for s in DELIVERED)
@@ -109,7 +129,7 @@ def _outcomes(
             d.p_churn, d.value_at_risk, d.chosen_ev as expected_ev,
             case when d.arm = 'treated' then case d.action {cost_sql} else 0 end
                 else 0 end as cost,
-            d.policy_mode, d.model_version,
+            d.policy_mode, d.model_version, {segment} as segment,
             not l.churned as retained, l.horizon_spend as realized_spend,
             r.status as delivery_status,
             case when r.status is null then null
@@ -125,6 +145,8 @@ def _outcomes(
                 partition by decision_id order by result_at desc) = 1
         ) r on r.decision_id = d.decision_id
         left join marts.review_applied a on a.review_decision_id = d.decision_id
+        left join marts.customer_features f
+          on f.customer_id = d.customer_id and f.as_of_date = d.run_date
         where d.run_date = $r
         order by d.customer_id
         """,
@@ -150,6 +172,37 @@ def _policy_performance(
         )
         con.unregister("_perf")
     return frame
+
+
+def _override_performance(outcomes: pd.DataFrame) -> pd.DataFrame:
+    """Outcomes by review outcome: the reviewed decisions (approve, change, reject)
+    beside the treated decisions nobody reviewed (``followed``)."""
+    reviewed = outcomes[outcomes["review_decision"].notna()]
+    followed = outcomes[
+        (outcomes["arm"] == "treated") & outcomes["review_decision"].isna()
+    ]
+    groups = [("followed", followed)] + [
+        (str(k), g) for k, g in reviewed.groupby("review_decision", sort=True)
+    ]
+    rows = [
+        {
+            "review_outcome": name,
+            "n": len(group),
+            "retention": float(group["retained"].astype(float).mean()),
+            "mean_spend": float(group["realized_spend"].astype(float).mean()),
+            "delivered_rate": (
+                float(group["delivered"].dropna().astype(float).mean())
+                if group["delivered"].notna().any()
+                else None
+            ),
+        }
+        for name, group in groups
+        if len(group)
+    ]
+    return pd.DataFrame(
+        rows,
+        columns=["review_outcome", "n", "retention", "mean_spend", "delivered_rate"],
+    )
 
 
 def _model_performance(outcomes: pd.DataFrame) -> dict[str, Any]:
@@ -185,6 +238,7 @@ def join_outcomes(
         outcomes["matured_on"] = day
         performance = _policy_performance(con, decision_date, outcomes)
         model = _model_performance(outcomes)
+        overrides = _override_performance(outcomes)
         con.execute("begin transaction")
         try:
             replace_run_date(con, DECISION_OUTCOMES_TABLE, decision_date, outcomes)
@@ -198,6 +252,7 @@ def join_outcomes(
                 decision_date,
                 pd.DataFrame([model]) if model else pd.DataFrame(),
             )
+            replace_run_date(con, OVERRIDE_PERFORMANCE_TABLE, decision_date, overrides)
             con.execute("commit")
         except Exception:
             con.execute("rollback")

@@ -152,6 +152,83 @@ def decide(run_date: date, settings: Settings | None = None) -> StepSummary:
     return StepSummary(run_date.isoformat(), "decide", counts)
 
 
+class NightlyNotDoneError(RuntimeError):
+    """The outcomes run of a date started before that date's nightly run decided."""
+
+
+def check_nightly(run_date: date, settings: Settings | None = None) -> StepSummary:
+    """The feedback run of ``run_date`` needs that date's decisions and scores:
+    fail with a clear message (and retry later) until the nightly ``decide`` of
+    ``run_date`` has succeeded."""
+    settings = settings or get_settings()
+    rows: list[tuple[Any, ...]] = []
+    if settings.warehouse_path.exists():
+        with connect(settings.warehouse_path, read_only=True) as con:
+            rows = con.execute(
+                "select status from ops.runs where run_date = ? and step = 'decide'",
+                [run_date],
+            ).fetchall()
+    if not rows or rows[0][0] != "success":
+        raise NightlyNotDoneError(
+            f"the nightly run of {run_date} has not decided yet (no successful "
+            "'decide' in ops.runs): run loopline_nightly for this date first; "
+            "this task retries"
+        )
+    return StepSummary(run_date.isoformat(), "check_nightly", {"decide": "success"})
+
+
+def outcomes(run_date: date, settings: Settings | None = None) -> StepSummary:
+    """Join the decisions that mature on ``run_date`` with what happened."""
+    from ml.outcomes import join_outcomes
+
+    settings = settings or get_settings()
+    counts = join_outcomes(settings, run_date).as_dict()
+    record_run(settings, run_date, "join_outcomes", "success", counts)
+    return StepSummary(run_date.isoformat(), "join_outcomes", counts)
+
+
+def drift(run_date: date, settings: Settings | None = None) -> StepSummary:
+    """PSI of the run date's features and scores against the model's reference."""
+    from ml.monitor import compute_drift
+
+    settings = settings or get_settings()
+    counts = compute_drift(settings, run_date).as_dict()
+    record_run(settings, run_date, "drift", "success", counts)
+    return StepSummary(run_date.isoformat(), "drift", counts)
+
+
+def learn_policy(run_date: date, settings: Settings | None = None) -> StepSummary:
+    """Update each action's uplift posterior; the next run's policy uses it."""
+    from ml.monitor import update_policy_parameters
+
+    settings = settings or get_settings()
+    table = update_policy_parameters(settings, run_date)
+    action_rows = table[table["segment"].isna()]
+    counts = {
+        "rows": len(table),
+        "changed": int(table["changed"].sum()),
+        "posterior_mean": {
+            str(a): round(float(m), 4)
+            for a, m in zip(
+                action_rows["action"], action_rows["posterior_mean"], strict=True
+            )
+        },
+    }
+    record_run(settings, run_date, "learn_policy", "success", counts)
+    return StepSummary(run_date.isoformat(), "learn_policy", counts)
+
+
+def retrain_check(run_date: date, settings: Settings | None = None) -> dict[str, Any]:
+    """Apply the retrain rules; the verdict (with MLflow tags) for the DAG."""
+    from ml.monitor import check_retrain
+
+    settings = settings or get_settings()
+    check = check_retrain(settings, run_date)
+    detail = check.as_dict()
+    record_run(settings, run_date, "retrain_check", "success", detail)
+    return detail
+
+
 def rebuild(
     start: date, end: date, every: int = 1, settings: Settings | None = None
 ) -> dict[str, Any]:

@@ -154,6 +154,22 @@ class AllocationConfig(_Strict):
         return value
 
 
+class LearningConfig(_Strict):
+    """How the policy learns each action's uplift from its randomized holdout.
+
+    Every night the matured outcomes of the last ``window_days`` decision dates
+    update each action's Beta prior (``ml.feedback.uplift.update_parameters``);
+    segments of ``segment_column`` with at least ``min_n`` treated and ``min_n``
+    held-out outcomes of an action get their own row. With ``use_posteriors`` the
+    next run's EV uses the action-level posterior mean instead of the prior mean.
+    """
+
+    window_days: int = Field(default=180, gt=0)
+    min_n: int = Field(default=200, ge=1)
+    segment_column: str | None = "region"
+    use_posteriors: bool = True
+
+
 class PolicyConfig(_Strict):
     """Everything ``ml.policy.engine.decide`` needs to know about the policy."""
 
@@ -166,6 +182,7 @@ class PolicyConfig(_Strict):
     fallback: FallbackConfig = Field(default_factory=FallbackConfig)
     value_at_risk: ValueAtRiskConfig = Field(default_factory=ValueAtRiskConfig)
     allocation: AllocationConfig = Field(default_factory=AllocationConfig)
+    learning: LearningConfig = Field(default_factory=LearningConfig)
     policy_version: str = ""
 
     @model_validator(mode="after")
@@ -201,6 +218,10 @@ class PolicyConfig(_Strict):
     def costs(self) -> dict[str, float]:
         """Expected cost of one contact, per action."""
         return {a.name: a.cost for a in self.actions}
+
+    def uplift_priors(self) -> dict[str, tuple[float, float]]:
+        """Beta ``(alpha, beta)`` of each action's uplift prior."""
+        return {a.name: (a.uplift.alpha, a.uplift.beta) for a in self.actions}
 
     def uplift_means(self) -> dict[str, float]:
         """Prior mean uplift, per action."""

@@ -24,7 +24,7 @@ import json
 import os
 import statistics
 from dataclasses import asdict, dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -51,6 +51,7 @@ from ml.train.models import (
     fit_calibrated,
 )
 from ml.train.reference import REFERENCE_FILE, build_reference
+from ml.warehouse import connect, table_exists
 
 if TYPE_CHECKING:
     from sklearn.calibration import CalibratedClassifierCV
@@ -65,15 +66,20 @@ _FRAMES: dict[tuple[str, int], pd.DataFrame] = {}
 
 
 def resolve_as_of(
-    requested: str | None, logical: str | None, run_after: datetime | None
+    requested: str | None,
+    logical: str | None,
+    run_after: datetime | None,
+    triggered_on: str | None = None,
 ) -> date:
     """The training date of a scheduled or triggered run.
 
-    An explicit ``requested`` date (a run parameter) wins, then the run's logical
-    date, then the date the run was scheduled after (asset-triggered runs have no
-    logical date). Never the wall clock, so reruns train on the same date.
+    An explicit ``requested`` date (a run parameter) wins, then the day whose
+    outcomes requested the retrain (``triggered_on``, from the asset event), then
+    the run's logical date, then the date the run was scheduled after
+    (asset-triggered runs have no logical date). Never the wall clock, so reruns
+    train on the same date.
     """
-    for value in (requested, logical):
+    for value in (requested, triggered_on, logical):
         if value:
             return date.fromisoformat(str(value)[:10])
     if run_after is not None:
@@ -228,6 +234,25 @@ def model_features(
     return numeric, categorical
 
 
+def feature_warm_up_end(settings: Settings, longest_window: int) -> date | None:
+    """The last as_of_date whose longest feature window still reaches before the
+    first transaction on record (None without transactions).
+
+    Snapshots up to then have truncated windows (a 180-day spend over 40 days of
+    data), unlike every nightly snapshot after them; training on them would teach
+    the model, and its drift reference, a distribution the pipeline never scores.
+    """
+    with connect(settings.warehouse_path, read_only=True) as con:
+        if not table_exists(con, "raw", "transactions"):
+            return None
+        first = con.execute(
+            "select min(partition_date) from raw.transactions"
+        ).fetchall()[0][0]
+    if first is None:
+        return None
+    return first + timedelta(days=longest_window - 1)
+
+
 def build_training_set(
     settings: Settings, as_of: date, config: ModelConfig | None = None
 ) -> TrainingSet:
@@ -247,6 +272,9 @@ def build_training_set(
     frame = load_examples(
         settings.warehouse_path, earliest, windows.test.end, as_of, horizon, config
     )
+    warm_up_end = feature_warm_up_end(settings, max(business.features.windows))
+    if warm_up_end is not None:
+        frame = frame[frame["as_of_date"] > warm_up_end].reset_index(drop=True)
     if frame.empty:
         raise ValueError(f"no matured training examples for as_of {as_of}")
     numeric, categorical = model_features(frame, windows, config)
@@ -262,6 +290,7 @@ def build_training_set(
         "config_hash": business.config_hash,
         "model_config_hash": config.config_hash,
         "git_sha": git_sha(),
+        "feature_warm_up_end": warm_up_end.isoformat() if warm_up_end else "",
     }
     path = training_dir(settings, as_of)
     path.mkdir(parents=True, exist_ok=True)
@@ -317,10 +346,14 @@ def _fit(
 
 
 def train_candidates(
-    settings: Settings, path: Path | str, config: ModelConfig | None = None
+    settings: Settings,
+    path: Path | str,
+    config: ModelConfig | None = None,
+    tags: dict[str, str] | None = None,
 ) -> CandidateRun:
     """Fit and calibrate both candidates on the training set in ``path``; start the
-    MLflow run and log its parameters, fingerprint and both models."""
+    MLflow run and log its parameters, fingerprint and both models. ``tags`` are
+    added to the run (the retrain trigger's reasons when a breach requested it)."""
     import mlflow
     from mlflow.models import infer_signature
 
@@ -342,7 +375,9 @@ def train_candidates(
     with mlflow.start_run(
         experiment_id=experiment_id, run_name=f"train-{as_of}"
     ) as run:
-        mlflow.set_tags({"step": "train", "as_of": as_of, **training.fingerprint})
+        mlflow.set_tags(
+            {"step": "train", "as_of": as_of, **training.fingerprint, **(tags or {})}
+        )
         params: dict[str, Any] = {
             "as_of": as_of,
             "horizon_days": training.horizon_days,

@@ -68,3 +68,28 @@ def test_retrain_shape(dagbag) -> None:  # type: ignore[no-untyped-def]
         assert downstream in dag.get_task(upstream).downstream_task_ids
     # scheduled on the retrain_requested asset, which the feedback layer emits
     assert "retrain_requested" in str(dag.timetable.asset_condition)
+
+
+def test_outcomes_shape(dagbag) -> None:  # type: ignore[no-untyped-def]
+    dag = dagbag.dags["loopline_outcomes"]
+    assert dag.max_active_runs == 1
+    order = [
+        "check_nightly",
+        "join_outcomes",
+        "drift",
+        "learn_policy",
+        "retrain_check",
+        "request_retrain",
+    ]
+    for upstream, downstream in zip(order, order[1:], strict=False):
+        assert downstream in dag.get_task(upstream).downstream_task_ids
+    for task_id in order[:-1]:
+        assert dag.get_task(task_id).pool == "warehouse", task_id
+    # Only the last task emits retrain_requested, and only after the short-circuit.
+    emitters = [t.task_id for t in dag.tasks if t.outlets]
+    assert emitters == ["request_retrain"]
+    assert [a.name for a in dag.get_task("request_retrain").outlets] == [
+        "retrain_requested"
+    ]
+    retrain = dagbag.dags["loopline_retrain"]
+    assert "retrain_requested" in str(retrain.timetable.asset_condition)

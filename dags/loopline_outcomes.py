@@ -1,0 +1,95 @@
+"""
+### loopline_outcomes
+
+The feedback run for one logical date *d*, after the nightly run of *d*:
+
+1. `check_nightly`: the nightly run of *d* has decided (else fail and retry).
+2. `join_outcomes`: the decisions of *d − H* have matured; join them with their
+   labels, delivery results and review outcomes into `marts.decision_outcomes`,
+   `marts.policy_performance` (uplift against the holdout, with intervals),
+   `marts.model_performance` (realized AUC, calibration) and
+   `marts.override_performance`.
+3. `drift`: PSI of the features and scores of *d* against the champion's training
+   reference into `marts.drift`.
+4. `learn_policy`: each action's uplift posterior into `marts.policy_parameters`;
+   the policy uses it from *d + 1* on.
+5. `retrain_check` (short-circuit): the retrain rules, recorded in
+   `ops.retrain_events`; when nothing breaches, the next task is skipped.
+6. `request_retrain`: emits the `retrain_requested` asset with the reasons, which
+   schedules `loopline_retrain` (the reasons become tags of its MLflow run).
+
+A failed task stops the run before `request_retrain`, so it emits nothing. Every
+task works on the rows of its logical date, so reruns and backfills are
+idempotent. Warehouse writers share the one-slot `warehouse` pool with the nightly
+DAG, so the two never write at the same time. The logic lives in `ml.pipeline`.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pendulum
+from airflow.sdk import dag, task
+from loopline_airflow.assets import RETRAIN_REQUESTED, WAREHOUSE_POOL
+
+
+@dag(
+    dag_id="loopline_outcomes",
+    schedule="@daily",
+    start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    tags=["loopline", "feedback"],
+    doc_md=__doc__,
+    default_args={"retries": 0},
+)
+def loopline_outcomes() -> None:
+    @task(pool=WAREHOUSE_POOL, retries=12, retry_delay=timedelta(minutes=10))
+    def check_nightly(ds: str | None = None) -> dict:
+        from ml.pipeline import check_nightly, parse_ds
+
+        return check_nightly(parse_ds(ds)).as_dict()
+
+    @task(pool=WAREHOUSE_POOL)
+    def join_outcomes(ds: str | None = None) -> dict:
+        from ml.pipeline import outcomes, parse_ds
+
+        return outcomes(parse_ds(ds)).as_dict()
+
+    @task(pool=WAREHOUSE_POOL)
+    def drift(ds: str | None = None) -> dict:
+        from ml.pipeline import drift, parse_ds
+
+        return drift(parse_ds(ds)).as_dict()
+
+    @task(pool=WAREHOUSE_POOL)
+    def learn_policy(ds: str | None = None) -> dict:
+        from ml.pipeline import learn_policy, parse_ds
+
+        return learn_policy(parse_ds(ds)).as_dict()
+
+    @task.short_circuit(pool=WAREHOUSE_POOL)
+    def retrain_check(ds: str | None = None) -> dict:
+        from ml.pipeline import parse_ds, retrain_check
+
+        verdict = retrain_check(parse_ds(ds))
+        # An empty result short-circuits request_retrain.
+        return verdict if verdict["fire"] else {}
+
+    @task(outlets=[RETRAIN_REQUESTED])
+    def request_retrain(verdict: dict, *, outlet_events: Any = None) -> dict:
+        outlet_events[RETRAIN_REQUESTED].extra = {
+            "day": verdict["day"],
+            "reasons": verdict["reasons"],
+            "champion_version": verdict["champion_version"],
+            "tags": verdict["tags"],
+        }
+        return verdict
+
+    verdict = retrain_check()
+    (check_nightly() >> join_outcomes() >> drift() >> learn_policy() >> verdict)
+    request_retrain(verdict)
+
+
+loopline_outcomes()

@@ -1,0 +1,377 @@
+"""Evaluation against the simulator's ground truth (demo and report only).
+
+The pipeline never reads ``truth/``; this module does, to answer what the policy's
+decisions were really worth. For a decision date it rebuilds the candidate frame the
+policy saw (:func:`ml.decide.load_candidates`, read-only) and values, with the true
+per-customer uplift of the simulated world, four plans under the same
+:class:`~ml.policy.config.PolicyConfig` (same capacities, budget, contact rules):
+
+* ``loopline``: the policy's own allocation as planned, i.e. the rows of
+  ``marts.decisions`` with arm ``treated`` *or* ``holdout``, each with its action.
+  The holdout is valued as if it had been treated: it is part of the allocation
+  (drawn inside the walk, consuming nothing) and left untreated only to measure
+  uplift. Because holdout rows consume no budget or capacity, this plan may cost up
+  to about ``budget / (1 - holdout.fraction)``;
+* ``loopline_executed``: only the arm ``treated`` (what was actually sent; the
+  price of measuring is the difference to ``loopline``);
+* ``probability_ranked``: :func:`ml.policy.baselines.probability_ranked`;
+* ``no_action``: :func:`ml.policy.baselines.no_action` (0 by definition);
+* ``oracle``: :func:`ml.policy.baselines.oracle` with the true uplift.
+
+**True uplift.** The simulator's ``uplift_<action>`` is the relative reduction of a
+customer's churn risk *when the contact reaches them* (negative for sleeping dogs,
+see :func:`ml.sim.population.draw_response_types`). A contact reaches a customer with
+the channel's reach (:func:`ml.sim.actions.deliver`): a call is answered with
+``call_answer_rate``, an e-mail arrives unless it bounces (``1 -
+email_bounce_rate``), a voucher always reaches an active customer. So the expected
+relative risk reduction of *sending* action ``a`` to customer ``i`` is
+``reach_a * uplift_{i,a}``, the quantity used here. (For sleeping dogs the simulator's
+harm is not exactly proportional to the churn risk; the formula is the first-order
+reading.) The value of a plan is, over its treated rows,
+``p_churn * value_at_risk * reach * uplift - cost``
+(:func:`ml.policy.baselines.true_value`), with ``p_churn`` the model's score the
+policy saw.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+
+from ml.config import Settings
+from ml.contract import ACTIONS
+from ml.decide import DECISIONS_TABLE, load_candidates
+from ml.policy import baselines
+from ml.policy.config import PolicyConfig, load_policy_config
+from ml.sim.config import ActionConfig as SimActionConfig
+from ml.warehouse import connect, table_exists
+
+POLICIES = (
+    "loopline",
+    "loopline_executed",
+    "probability_ranked",
+    "no_action",
+    "oracle",
+)
+PLANNED_ARMS = ("treated", "holdout")
+METRICS = ("value", "cost", "treated")
+
+
+def truth_customers_file(settings: Settings) -> Path:
+    """The simulator's per-customer truth (response types, uplifts)."""
+    return settings.truth_dir / "customers.parquet"
+
+
+def world_file(settings: Settings) -> Path:
+    """The persisted world's bookkeeping, with the simulator config it ran with."""
+    return settings.truth_dir / "state" / "world.json"
+
+
+def truth_available(settings: Settings) -> bool:
+    """Whether a simulated world's truth exists (so a report can compare with it)."""
+    return truth_customers_file(settings).is_file() and world_file(settings).is_file()
+
+
+def channel_reach(settings: Settings) -> dict[str, float]:
+    """Probability that a contact of each action reaches an active customer, from
+    the world's stored config (a value missing there takes the simulator default)."""
+    path = world_file(settings)
+    if not path.is_file():
+        raise FileNotFoundError(f"no simulated world config at {path}")
+    meta = json.loads(path.read_text())
+    stored = (meta.get("config") or {}).get("actions") or {}
+    defaults = SimActionConfig()
+    answer = float(stored.get("call_answer_rate", defaults.call_answer_rate))
+    bounce = float(stored.get("email_bounce_rate", defaults.email_bounce_rate))
+    reach = {"call": answer, "voucher": 1.0, "email": 1.0 - bounce}
+    return {a: reach.get(a, 1.0) for a in ACTIONS}
+
+
+@dataclass(frozen=True)
+class _Truth:
+    """Reach-weighted true uplift per customer (rows) and action (columns)."""
+
+    index: pd.Index
+    effect: np.ndarray
+
+    def arrays(self, customer_ids: Sequence[str] | np.ndarray) -> dict[str, np.ndarray]:
+        ids = np.asarray(customer_ids, dtype=object)
+        rows = (
+            self.index.get_indexer(pd.Index(ids)) if len(ids) else np.zeros(0, np.int64)
+        )
+        known = rows >= 0
+        out: dict[str, np.ndarray] = {}
+        for a, name in enumerate(ACTIONS):
+            values = np.zeros(len(ids), dtype=np.float64)
+            values[known] = self.effect[rows[known], a]
+            out[name] = values
+        return out
+
+
+def _load_truth(settings: Settings) -> _Truth:
+    """Read the truth customers file once (only the id and uplift columns)."""
+    path = truth_customers_file(settings)
+    if not path.is_file():
+        raise FileNotFoundError(f"no simulator truth at {path}")
+    columns = ["customer_id", *(f"uplift_{a}" for a in ACTIONS)]
+    table = pq.read_table(path, columns=columns)
+    reach = channel_reach(settings)
+    effect = np.column_stack(
+        [
+            np.nan_to_num(
+                table.column(f"uplift_{a}")
+                .to_numpy(zero_copy_only=False)
+                .astype(np.float64),
+                nan=0.0,
+            )
+            * reach[a]
+            for a in ACTIONS
+        ]
+    )
+    ids = pd.Index(table.column("customer_id").to_pylist(), dtype=object)
+    return _Truth(ids, effect)
+
+
+def true_uplift_arrays(
+    settings: Settings, customer_ids: Sequence[str] | np.ndarray
+) -> dict[str, np.ndarray]:
+    """Per action, ``reach_a * uplift_{i,a}`` aligned with ``customer_ids``.
+
+    The expected relative reduction of churn risk from sending the action (see the
+    module docstring); a customer unknown to the simulator gets 0. This is the
+    ``true_uplift`` argument of :func:`ml.policy.baselines.oracle` and
+    :func:`ml.policy.baselines.true_value`.
+    """
+    return _load_truth(settings).arrays(customer_ids)
+
+
+@dataclass(frozen=True)
+class _Decisions:
+    """The allocated rows of a decision date and what it was decided with."""
+
+    rows: int
+    policy_mode: str | None
+    model_version: str | None
+    allocated: pd.DataFrame  # customer_id, arm, action (arm treated or holdout)
+
+
+def _decisions(settings: Settings, run_date: date) -> _Decisions:
+    """Only the treated and held-out rows are fetched (a few percent of the day)."""
+    with connect(settings.warehouse_path, read_only=True) as con:
+        if not table_exists(con, "marts", "decisions"):
+            return _Decisions(0, None, None, pd.DataFrame())
+        head = con.execute(
+            f"select count(*), min(policy_mode), min(model_version) "
+            f"from {DECISIONS_TABLE} where run_date = ?",
+            [run_date],
+        ).fetchone()
+        allocated = con.execute(
+            f"select customer_id, arm, action from {DECISIONS_TABLE} "
+            "where run_date = ? and arm in ('treated', 'holdout')",
+            [run_date],
+        ).df()
+    rows, mode, version = head if head is not None else (0, None, None)
+    return _Decisions(
+        int(rows),
+        None if mode is None else str(mode),
+        None if version is None else str(version),
+        allocated,
+    )
+
+
+def _decision_plan(
+    ids: np.ndarray,
+    arm: np.ndarray,
+    action: np.ndarray,
+    arms: Sequence[str],
+    costs: dict[str, float],
+) -> pd.DataFrame:
+    """The decisions as a baseline-style plan: ``arm`` and ``action`` are the
+    decision of each candidate (``ids``; None without a decision); a row with an arm
+    in ``arms`` and a known action becomes arm ``treated`` with that action."""
+    treated = np.isin(arm, list(arms)) & np.isin(action, list(ACTIONS))
+    chosen = action.copy()
+    chosen[~treated] = None
+    cost = np.zeros(len(ids), dtype=np.float64)
+    for name, price in costs.items():
+        cost[treated & (action == name)] = price
+    return pd.DataFrame(
+        {
+            "customer_id": ids,
+            "arm": np.where(treated, "treated", "none"),
+            "action": chosen,
+            "cost": cost,
+        }
+    )
+
+
+def _aligned(ids: np.ndarray, decisions: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Arm and action of each id's decision (None where it has none)."""
+    rows = decisions.drop_duplicates("customer_id")
+    where = pd.Index(rows["customer_id"].astype(str).to_numpy(dtype=object))
+    position = where.get_indexer(pd.Index(ids))
+    found = position >= 0
+    arm = np.full(len(ids), None, dtype=object)
+    action = np.full(len(ids), None, dtype=object)
+    arm[found] = rows["arm"].to_numpy(dtype=object)[position[found]]
+    action[found] = rows["action"].to_numpy(dtype=object)[position[found]]
+    return arm, action
+
+
+def _evaluate(
+    settings: Settings, run_date: date, policy: PolicyConfig, truth: _Truth
+) -> dict[str, Any] | None:
+    candidates = load_candidates(settings, run_date, policy)
+    if candidates.empty:
+        return None
+    p_raw = pd.to_numeric(candidates["p_churn"], errors="coerce").to_numpy(
+        dtype=np.float64, na_value=np.nan
+    )
+    if not np.isfinite(p_raw).any():
+        return None  # a fallback day without scores: nothing to value with
+    decisions = _decisions(settings, run_date)
+    if decisions.rows == 0:
+        return None
+    p = np.nan_to_num(p_raw, nan=0.0)
+    candidates = candidates.reset_index(drop=True)
+    ids = candidates["customer_id"].astype(str).to_numpy(dtype=object)
+    uplift = truth.arrays(ids)
+    costs = policy.costs()
+    arm, action = _aligned(ids, decisions.allocated)
+    plans = {
+        "loopline": _decision_plan(ids, arm, action, PLANNED_ARMS, costs),
+        "loopline_executed": _decision_plan(ids, arm, action, ["treated"], costs),
+        "probability_ranked": baselines.probability_ranked(candidates, policy),
+        "no_action": baselines.no_action(candidates, policy),
+        "oracle": baselines.oracle(candidates, policy, uplift, true_p=p),
+    }
+    row: dict[str, Any] = {
+        "run_date": run_date,
+        "policy_mode": decisions.policy_mode,
+        "model_version": decisions.model_version,
+        "customers": len(candidates),
+    }
+    for name, plan in plans.items():
+        treated = (plan["arm"] == "treated").to_numpy(dtype=bool)
+        row[f"value_{name}"] = baselines.true_value(
+            plan, candidates, policy, uplift, true_p=p
+        )
+        row[f"cost_{name}"] = float(
+            plan["cost"].to_numpy(dtype=np.float64)[treated].sum()
+        )
+        row[f"treated_{name}"] = int(treated.sum())
+    return row
+
+
+def evaluate_day(
+    settings: Settings, run_date: date, policy: PolicyConfig | None = None
+) -> dict[str, Any] | None:
+    """True incremental value of the policy's plan and the baselines on one day.
+
+    Returns ``run_date``, ``policy_mode``, ``model_version``, ``customers`` and, for
+    each plan in :data:`POLICIES`, ``value_<plan>`` (true incremental value net of
+    cost), ``cost_<plan>`` (expected cost) and ``treated_<plan>`` (customers
+    treated). ``loopline`` values the holdout as planned (see the module
+    docstring). ``None`` when the day cannot be valued: no feature snapshot, no
+    score at all (a fallback day without a model) or no decisions.
+    Reads the warehouse and the truth read-only.
+    """
+    policy = policy or load_policy_config()
+    return _evaluate(settings, run_date, policy, _load_truth(settings))
+
+
+def evaluation_columns() -> list[str]:
+    """Columns of :func:`evaluate_range`, in order."""
+    metrics = [f"{m}_{p}" for p in POLICIES for m in METRICS]
+    return ["run_date", "policy_mode", "model_version", "customers", *metrics]
+
+
+def evaluate_range(
+    settings: Settings,
+    start: date,
+    end: date,
+    policy: PolicyConfig | None = None,
+    progress: bool = False,
+) -> pd.DataFrame:
+    """:func:`evaluate_day` for every date in ``[start, end]``, one row per day
+    that could be valued (columns :func:`evaluation_columns`). The truth is read
+    once per call."""
+    policy = policy or load_policy_config()
+    truth = _load_truth(settings)
+    days = [start + timedelta(days=i) for i in range((end - start).days + 1)]
+    rows: list[dict[str, Any]] = []
+    if progress:
+        from rich.progress import track
+
+        iterator: Any = track(days, description="evaluating")
+    else:
+        iterator = days
+    for day in iterator:
+        row = _evaluate(settings, day, policy, truth)
+        if row is not None:
+            rows.append(row)
+    return pd.DataFrame(rows, columns=evaluation_columns())
+
+
+def true_uplift_by_action(settings: Settings, start: date, end: date) -> pd.DataFrame:
+    """The true uplift of the policy's allocation per action, decision dates in
+    ``[start, end]``: over the rows of ``marts.decisions`` with arm ``treated`` or
+    ``holdout``, ``Σ p_i · reach · u_i / Σ p_i`` with ``p`` = p_churn.
+
+    The measured uplift ``1 − churn_treated / churn_holdout`` compares churn counts,
+    so each customer weighs in with their churn risk: this risk-weighted mean is in
+    the same relative-risk units and is what the measurement estimates. A row
+    without a score (fallback) is weighted with its action's mean p_churn (1 when
+    no row of the action has one). Columns: ``action``, ``n`` (rows), and
+    ``true_uplift``; actions without rows are left out.
+    """
+    columns = ["action", "n", "true_uplift"]
+    with connect(settings.warehouse_path, read_only=True) as con:
+        if not table_exists(con, "marts", "decisions"):
+            return pd.DataFrame(columns=columns)
+        rows = con.execute(
+            f"select customer_id, action, p_churn from {DECISIONS_TABLE} "
+            "where run_date between ? and ? and arm in ('treated', 'holdout') "
+            "and action is not null",
+            [start, end],
+        ).df()
+    if rows.empty:
+        return pd.DataFrame(columns=columns)
+    effect = true_uplift_arrays(settings, rows["customer_id"].astype(str).to_numpy())
+    out = []
+    for name in ACTIONS:
+        mask = (rows["action"] == name).to_numpy(dtype=bool)
+        if not mask.any():
+            continue
+        p = pd.to_numeric(rows.loc[mask, "p_churn"], errors="coerce").to_numpy(
+            dtype=np.float64, na_value=np.nan
+        )
+        known = np.isfinite(p)
+        p = np.where(known, p, p[known].mean() if known.any() else 1.0)
+        u = effect[name][mask]
+        total = float(p.sum())
+        value = float((p * u).sum() / total) if total > 0 else float(u.mean())
+        out.append({"action": name, "n": int(mask.sum()), "true_uplift": value})
+    return pd.DataFrame(out, columns=columns)
+
+
+__all__ = [
+    "POLICIES",
+    "channel_reach",
+    "evaluate_day",
+    "evaluate_range",
+    "evaluation_columns",
+    "true_uplift_arrays",
+    "true_uplift_by_action",
+    "truth_available",
+    "truth_customers_file",
+    "world_file",
+]

@@ -1,0 +1,56 @@
+"""The real ``loopline_outcomes`` DAG, in-process: a failed task emits nothing.
+
+The DAG's tasks write to a throw-away LOOPLINE_HOME whose warehouse says the
+nightly run of the date decided but holds no marts, so ``join_outcomes`` fails.
+Nothing downstream may run: no retrain verdict, and above all no
+``retrain_requested`` asset event, so ``loopline_retrain`` is not scheduled.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from ml.config import Settings
+from ml.warehouse import connect, ensure_schemas
+
+DAY = date(2031, 5, 4)
+
+
+def _retrain_events() -> int:
+    from loopline_airflow.closed_loop import retrain_requests
+
+    return len(retrain_requests(0))
+
+
+def test_a_failed_outcomes_task_emits_nothing(
+    airflow_settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from loopline_airflow.runner import configure, ensure_metadata, run_dag
+
+    configure(airflow_settings)
+    ensure_metadata(airflow_settings)
+    # the tasks read their settings from the environment: point them elsewhere
+    monkeypatch.setenv("LOOPLINE_HOME", str(tmp_path))
+    with connect(Settings(home=tmp_path).warehouse_path) as con:
+        ensure_schemas(con)
+        con.execute(
+            "insert into ops.runs values (?, 'decide', 'success', 'x', ?)",
+            [DAY, json.dumps({})],
+        )
+    before = _retrain_events()
+
+    outcome = run_dag(airflow_settings, "loopline_outcomes", DAY)
+
+    assert not outcome.ok
+    assert outcome.task_states["check_nightly"] == "success"
+    assert outcome.task_states["join_outcomes"] == "failed"
+    for task in ("drift", "learn_policy", "retrain_check", "request_retrain"):
+        assert outcome.task_states[task] == "upstream_failed", task
+    assert _retrain_events() == before
+    with connect(Settings(home=tmp_path).warehouse_path, read_only=True) as con:
+        steps = [r[0] for r in con.execute("select step from ops.runs").fetchall()]
+    assert "retrain_check" not in steps

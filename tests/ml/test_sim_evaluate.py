@@ -1,0 +1,363 @@
+"""Evaluation against the simulator's truth, on a hand-made truth and warehouse.
+
+A real simulated world with a trained model costs minutes; the evaluation only needs
+the truth files (``truth/customers.parquet``, ``truth/state/world.json``) and the
+marts that :func:`ml.decide.load_candidates` and the evaluation read, so these are
+written by hand with known uplifts and checked against hand computations.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ml.config import Settings
+from ml.contract import ACTIONS
+from ml.decide import DDL as DECISION_DDL
+from ml.policy.config import PolicyConfig
+from ml.sim.evaluate import (
+    POLICIES,
+    channel_reach,
+    evaluate_day,
+    evaluate_range,
+    evaluation_columns,
+    true_uplift_arrays,
+    true_uplift_by_action,
+    truth_available,
+)
+from ml.warehouse import connect
+
+DAY = date(2024, 6, 1)
+FALLBACK_DAY = DAY + timedelta(days=1)
+ANSWER, BOUNCE = 0.5, 0.2
+REACH = {"call": ANSWER, "voucher": 1.0, "email": 1.0 - BOUNCE}
+N = 40
+# spend_90d = 300 and spend_180d = 600 give a value at risk of 100 with H = 30
+VALUE_AT_RISK = 100.0
+
+
+def _policy(**update: object) -> PolicyConfig:
+    """A small policy built here, so the test does not depend on policy.yml."""
+    data: dict[str, object] = {
+        "actions": [
+            {
+                "name": "call",
+                "channel": "phone",
+                "unit_cost": 8.0,
+                "uplift": {"mean": 0.3},
+                "eligibility": {"min_value_at_risk": 50.0},
+            },
+            {
+                "name": "voucher",
+                "channel": "voucher",
+                "unit_cost": 0.5,
+                "redeem_cost": 10.0,
+                "redeem_rate": 0.3,
+                "uplift": {"mean": 0.2},
+                "eligibility": {"min_value_at_risk": 20.0},
+            },
+            {
+                "name": "email",
+                "channel": "email",
+                "unit_cost": 0.05,
+                "uplift": {"mean": 0.08},
+            },
+        ],
+        "capacity": {"phone": 5, "voucher": 10, "email": 100},
+        "daily_budget": 1000.0,
+        "policy_version": "test",
+    }
+    data.update(update)
+    return PolicyConfig.model_validate(data)
+
+
+def _ids(n: int) -> list[str]:
+    return [f"C{i:08d}" for i in range(1, n + 1)]
+
+
+def _write_truth(settings: Settings, uplift: dict[str, np.ndarray]) -> None:
+    truth = settings.truth_dir
+    (truth / "state").mkdir(parents=True, exist_ok=True)
+    n = len(next(iter(uplift.values())))
+    frame = pd.DataFrame({"customer_id": _ids(n)})
+    for action in ACTIONS:
+        frame[f"response_{action}"] = np.where(
+            uplift[action] > 0,
+            "persuadable",
+            np.where(uplift[action] < 0, "sleeping_dog", "sure_thing"),
+        )
+    for action in ACTIONS:
+        frame[f"uplift_{action}"] = uplift[action]
+    frame.to_parquet(truth / "customers.parquet", index=False)
+    world = {
+        "version": 1,
+        "start": "2023-01-01",
+        "next_day": "2024-07-01",
+        "config": {
+            "seed": 1,
+            "actions": {"call_answer_rate": ANSWER, "email_bounce_rate": BOUNCE},
+        },
+    }
+    (truth / "state" / "world.json").write_text(json.dumps(world))
+
+
+def _settings(tmp_path: Path) -> Settings:
+    config_file = tmp_path / "loopline.yml"
+    config_file.write_text("horizon_days: 30\n")
+    return Settings(home=tmp_path / "home", config_file=config_file)
+
+
+def _write_warehouse(
+    settings: Settings, p_churn: np.ndarray, decisions: pd.DataFrame
+) -> None:
+    """Feature snapshots of DAY (scored) and FALLBACK_DAY (not scored), the scores
+    and the decisions."""
+    settings.root.mkdir(parents=True, exist_ok=True)
+    ids = _ids(len(p_churn))
+    features = pd.DataFrame(
+        {
+            "customer_id": ids * 2,
+            "as_of_date": [DAY] * len(ids) + [FALLBACK_DAY] * len(ids),
+            "plan": "basic",
+            "region": "north",
+            "recency_days": 10,
+            "tx_count_180d": 5,
+            "spend_90d": 300.0,
+            "spend_180d": 600.0,
+        }
+    )
+    scores = pd.DataFrame(
+        {
+            "run_date": DAY,
+            "customer_id": ids,
+            "p_churn": p_churn,
+            "model_version": "3",
+            "model_alias": "champion",
+        }
+    )
+    with connect(settings.warehouse_path) as con:
+        con.execute(DECISION_DDL)
+        con.register("_features", features)
+        con.register("_scores", scores)
+        con.register("_decisions", decisions)
+        con.execute("create table marts.customer_features as select * from _features")
+        con.execute("create table marts.scores as select * from _scores")
+        if not decisions.empty:
+            con.execute("insert into marts.decisions by name select * from _decisions")
+
+
+def _decision_rows(
+    day: date, rows: list[tuple[str, str, str | None, float]]
+) -> pd.DataFrame:
+    """marts.decisions rows from (customer_id, arm, action, p_churn)."""
+    frame = pd.DataFrame(rows, columns=["customer_id", "arm", "action", "p_churn"])
+    return frame.assign(
+        decision_id=[f"d{day:%m%d}{i:04d}" for i in range(len(frame))],
+        run_date=day,
+        value_at_risk=VALUE_AT_RISK,
+        chosen_ev=0.0,
+        reason_codes="",
+        policy_version="test",
+        model_version="3",
+        policy_mode="model",
+    )
+
+
+def test_true_uplift_arrays_weight_uplift_by_reach(tmp_path: Path) -> None:
+    settings = _settings(tmp_path)
+    uplift = {
+        "call": np.array([0.4, -0.2, 0.0]),
+        "voucher": np.array([0.1, 0.3, -0.5]),
+        "email": np.array([0.05, 0.0, 0.25]),
+    }
+    assert not truth_available(settings)
+    _write_truth(settings, uplift)
+    assert truth_available(settings)
+    assert channel_reach(settings) == pytest.approx(REACH)
+    ids = ["C00000003", "C00000001", "X-unknown", "C00000002"]
+    arrays = true_uplift_arrays(settings, ids)
+    assert set(arrays) == set(ACTIONS)
+    order = [2, 0, None, 1]
+    for action in ACTIONS:
+        expected = [
+            0.0 if i is None else REACH[action] * uplift[action][i] for i in order
+        ]
+        assert arrays[action] == pytest.approx(expected)
+    assert true_uplift_arrays(settings, [])["call"].shape == (0,)
+
+
+def test_true_uplift_by_action_is_the_risk_weighted_mean(tmp_path: Path) -> None:
+    settings = _settings(tmp_path)
+    uplift = {
+        "call": np.array([0.4, 0.0, 0.9, 0.9, 0.9]),
+        "voucher": np.zeros(5),
+        "email": np.array([0.0, 0.0, 0.1, 0.7, 0.7]),
+    }
+    _write_truth(settings, uplift)
+    inside = _decision_rows(
+        DAY,
+        [
+            ("C00000001", "treated", "call", 0.2),
+            ("C00000002", "holdout", "call", 0.6),
+            ("C00000003", "treated", "email", 0.5),
+            ("C00000004", "none", None, 0.9),  # not allocated
+            ("C00000005", "review", "email", 0.9),  # with a person
+        ],
+    )
+    outside = _decision_rows(
+        DAY + timedelta(days=5), [("C00000003", "treated", "call", 0.9)]
+    )
+    _write_warehouse(settings, np.full(5, 0.3), pd.concat([inside, outside]))
+    result = true_uplift_by_action(settings, DAY, DAY + timedelta(days=1))
+    assert list(result.columns) == ["action", "n", "true_uplift"]
+    by_action = result.set_index("action")
+    assert sorted(by_action.index) == ["call", "email"]  # no voucher row was planned
+    # call: (0.2·0.5·0.4 + 0.6·0.5·0.0) / (0.2 + 0.6) = 0.04 / 0.8
+    assert by_action.loc["call", "n"] == 2
+    assert by_action.loc["call", "true_uplift"] == pytest.approx(0.05)
+    # email: one row, reach 0.8 × 0.1
+    assert by_action.loc["email", "n"] == 1
+    assert by_action.loc["email", "true_uplift"] == pytest.approx(0.08)
+    # the later date joins when the range covers it
+    wider = true_uplift_by_action(settings, DAY, DAY + timedelta(days=5))
+    call = wider.set_index("action").loc["call"]
+    assert call["n"] == 3
+    assert call["true_uplift"] == pytest.approx((0.04 + 0.9 * 0.5 * 0.9) / 1.7)
+
+
+@dataclass
+class Case:
+    settings: Settings
+    policy: PolicyConfig
+    uplift: dict[str, np.ndarray]
+    p: np.ndarray
+
+
+@pytest.fixture
+def case(tmp_path: Path) -> Case:
+    """40 customers with known uplifts and a mediocre hand-made policy plan."""
+    rng = np.random.default_rng(7)
+    kinds = rng.choice([0.6, 0.0, -0.4], size=(N, len(ACTIONS)), p=[0.4, 0.4, 0.2])
+    uplift = {a: kinds[:, k] * [1.0, 0.8, 0.5][k] for k, a in enumerate(ACTIONS)}
+    p = rng.uniform(0.05, 0.9, size=N)
+    settings = _settings(tmp_path)
+    _write_truth(settings, uplift)
+    ids = _ids(N)
+    rows: list[tuple[str, str, str | None, float]] = []
+    for i, cid in enumerate(ids):
+        if i < 4:
+            rows.append((cid, "treated", "call", p[i]))
+        elif i == 4:
+            rows.append((cid, "holdout", "call", p[i]))
+        elif i < 13:
+            rows.append((cid, "treated", "voucher", p[i]))
+        elif i < 30:
+            rows.append((cid, "treated", "email", p[i]))
+        elif i < 32:
+            rows.append((cid, "review", "call", p[i]))
+        else:
+            rows.append((cid, "none", None, p[i]))
+    _write_warehouse(settings, p, _decision_rows(DAY, rows))
+    return Case(settings, _policy(), uplift, p)
+
+
+def _hand_value(
+    ids: list[int],
+    action: str,
+    p: np.ndarray,
+    uplift: dict[str, np.ndarray],
+    policy: PolicyConfig,
+) -> float:
+    cost = policy.costs()[action]
+    return float(
+        sum(
+            p[i] * VALUE_AT_RISK * REACH[action] * uplift[action][i] - cost for i in ids
+        )
+    )
+
+
+def test_evaluate_day_values_every_plan_with_the_truth(
+    case: Case,
+) -> None:
+    settings, policy, uplift, p_churn = case.settings, case.policy, case.uplift, case.p
+    row = evaluate_day(settings, DAY, policy)
+    assert row is not None
+    assert row["run_date"] == DAY and row["policy_mode"] == "model"
+    assert row["customers"] == N
+    for name in POLICIES:
+        for metric in ("value", "cost", "treated"):
+            assert f"{metric}_{name}" in row
+    # the plan as allocated: treated and holdout rows, the holdout valued as treated
+    planned = (
+        _hand_value(list(range(5)), "call", p_churn, uplift, policy)
+        + _hand_value(list(range(5, 13)), "voucher", p_churn, uplift, policy)
+        + _hand_value(list(range(13, 30)), "email", p_churn, uplift, policy)
+    )
+    assert row["value_loopline"] == pytest.approx(planned)
+    assert row["treated_loopline"] == 30
+    costs = policy.costs()
+    assert row["cost_loopline"] == pytest.approx(
+        5 * costs["call"] + 8 * costs["voucher"] + 17 * costs["email"]
+    )
+    executed = planned - _hand_value([4], "call", p_churn, uplift, policy)
+    assert row["value_loopline_executed"] == pytest.approx(executed)
+    assert row["treated_loopline_executed"] == 29
+    assert row["value_no_action"] == 0.0
+    assert row["cost_no_action"] == 0.0 and row["treated_no_action"] == 0
+    # the oracle knows the uplift: it beats both the plan and the classic baseline
+    assert row["value_oracle"] >= row["value_loopline"]
+    assert row["value_oracle"] >= row["value_probability_ranked"]
+    assert row["value_oracle"] > 0
+    # equal budget and capacities for the baselines
+    for name in ("probability_ranked", "oracle"):
+        assert row[f"cost_{name}"] <= policy.daily_budget + 1e-9
+        assert row[f"treated_{name}"] <= sum(policy.capacity.values())
+
+
+def test_oracle_is_the_optimum_when_no_limit_binds(
+    case: Case,
+) -> None:
+    settings, uplift, p_churn = case.settings, case.uplift, case.p
+    policy = _policy(
+        capacity={"phone": 1000, "voucher": 1000, "email": 1000}, daily_budget=1e6
+    )
+    row = evaluate_day(settings, DAY, policy)
+    assert row is not None
+    costs = policy.costs()
+    # without binding limits the optimum gives each customer their best positive EV
+    best = sum(
+        max(
+            0.0,
+            *(
+                p_churn[i] * VALUE_AT_RISK * REACH[a] * uplift[a][i] - costs[a]
+                for a in ACTIONS
+            ),
+        )
+        for i in range(N)
+    )
+    assert row["value_oracle"] == pytest.approx(best)
+    assert row["value_oracle"] >= row["value_probability_ranked"]
+    # the classic baseline treats every eligible customer with the cheapest action
+    assert row["treated_probability_ranked"] == N
+
+
+def test_fallback_days_are_skipped_and_ranges_have_one_row_per_day(
+    case: Case,
+) -> None:
+    settings, policy = case.settings, case.policy
+    assert evaluate_day(settings, FALLBACK_DAY, policy) is None  # no scores
+    assert evaluate_day(settings, DAY - timedelta(days=1), policy) is None  # no data
+    frame = evaluate_range(settings, DAY - timedelta(days=1), FALLBACK_DAY, policy)
+    assert list(frame.columns) == evaluation_columns()
+    assert len(frame) == 1
+    single = evaluate_day(settings, DAY, policy)
+    assert single is not None
+    assert frame.iloc[0]["value_oracle"] == pytest.approx(single["value_oracle"])
+    empty = evaluate_range(settings, FALLBACK_DAY, FALLBACK_DAY, policy)
+    assert empty.empty and list(empty.columns) == evaluation_columns()
