@@ -27,6 +27,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -212,7 +213,6 @@ def load_model(
     Returns None when the alias is not set; raises :class:`ModelLoadError` when the
     version exists but cannot be loaded or carries no input signature.
     """
-    import mlflow
 
     config = config or load_model_config()
     if version is None:
@@ -221,26 +221,45 @@ def load_model(
         version = alias_version(settings, alias, config)
         if version is None:
             return None
-    uri = f"models:/{config.registered_model}/{version}"
+    model, columns, types = _load_version(
+        settings.mlflow_tracking_uri, config.registered_model, str(version)
+    )
+    return LoadedModel(
+        model=model,
+        version=str(version),
+        alias=alias,
+        input_columns=list(columns),
+        input_types=dict(types),
+    )
+
+
+@lru_cache(maxsize=4)
+def _load_version(
+    tracking_uri: str, name: str, version: str
+) -> tuple[Any, tuple[str, ...], tuple[tuple[str, str], ...]]:
+    """Deserialise one registered version (cached: a version never changes, and
+    the nightly score and decide steps load the same one when they share a
+    process, as in ``loopline demo``)."""
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)
+    uri = f"models:/{name}/{version}"
     try:
         info = mlflow.models.get_model_info(uri)
         model = mlflow.sklearn.load_model(uri)
     except Exception as error:  # any failure to read or deserialise the model
         raise ModelLoadError(
-            f"cannot load {config.registered_model} version {version}: {error}"
+            f"cannot load {name} version {version}: {error}"
         ) from error
     signature = info.signature
     if signature is None or signature.inputs is None:
-        raise ModelLoadError(
-            f"{config.registered_model} version {version} has no input signature"
-        )
+        raise ModelLoadError(f"{name} version {version} has no input signature")
     spec = signature.inputs.to_dict()
-    return LoadedModel(
-        model=model,
-        version=str(version),
-        alias=alias,
-        input_columns=[item["name"] for item in spec],
-        input_types={item["name"]: item["type"] for item in spec},
+    return (
+        model,
+        tuple(item["name"] for item in spec),
+        tuple((item["name"], item["type"]) for item in spec),
     )
 
 
