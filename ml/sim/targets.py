@@ -83,17 +83,25 @@ def value_targets(evaluation: pd.DataFrame, warm_up_end: date) -> list[dict[str,
     detail += f"probability-ranked {ranked:,.0f}, oracle {oracle:,.0f}"
     vs_ranked = mine / ranked if ranked > 0 else float("nan")
     vs_oracle = mine / oracle if oracle > 0 else float("nan")
+    beats_ranked: bool | None
+    if np.isfinite(vs_ranked):
+        shown_ranked = f"{vs_ranked:.2f}x"
+        beats_ranked = bool(vs_ranked >= MIN_VS_RANKED)
+    else:
+        # a baseline that lost value: any positive policy value beats it
+        shown_ranked = f"{mine:,.0f} vs {ranked:,.0f}"
+        beats_ranked = bool(mine > 0 and mine > ranked)
     return [
         _target(
             "value vs probability-ranked",
-            f"{vs_ranked:.2f}x",
+            shown_ranked,
             f">= {MIN_VS_RANKED}x",
-            bool(vs_ranked >= MIN_VS_RANKED) if np.isfinite(vs_ranked) else None,
+            beats_ranked,
             detail,
         ),
         _target(
             "value vs oracle",
-            f"{vs_oracle:.0%}",
+            f"{vs_oracle:.0%}" if np.isfinite(vs_oracle) else "oracle <= 0",
             f">= {MIN_VS_ORACLE:.0%}",
             bool(vs_oracle >= MIN_VS_ORACLE) if np.isfinite(vs_oracle) else None,
             detail,
