@@ -22,6 +22,9 @@ class SplitConfig(BaseModel):
     validation_days: int = 28
     train_days: int = 365
     gap_days: int = 30
+    # Leave out snapshots whose longest feature window reaches before the first
+    # transaction on record (their long-window features are truncated).
+    skip_truncated_windows: bool = True
 
 
 class ThinningConfig(BaseModel):

@@ -272,7 +272,11 @@ def build_training_set(
     frame = load_examples(
         settings.warehouse_path, earliest, windows.test.end, as_of, horizon, config
     )
-    warm_up_end = feature_warm_up_end(settings, max(business.features.windows))
+    warm_up_end = (
+        feature_warm_up_end(settings, max(business.features.windows))
+        if config.split.skip_truncated_windows
+        else None
+    )
     if warm_up_end is not None:
         frame = frame[frame["as_of_date"] > warm_up_end].reset_index(drop=True)
     if frame.empty:

@@ -49,7 +49,14 @@ def test_train_promote_and_score_on_real_marts(built: Settings) -> None:
     config = config.model_copy(
         update={
             "split": config.split.model_copy(
-                update={"train_days": 84, "validation_days": 21, "test_days": 21}
+                update={
+                    "train_days": 84,
+                    "validation_days": 21,
+                    "test_days": 21,
+                    # a 230-day world is shorter than the 180-day feature window
+                    # plus the split
+                    "skip_truncated_windows": False,
+                }
             ),
             "thinning": config.thinning.model_copy(update={"every_days": 1}),
         }
