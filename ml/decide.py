@@ -165,7 +165,7 @@ class DecideSummary:
         }
 
 
-def _scored_version(con: duckdb.DuckDBPyConnection, run_date: date) -> str | None:
+def scored_version(con: duckdb.DuckDBPyConnection, run_date: date) -> str | None:
     """The model version that scored ``run_date`` (None when nothing was scored)."""
     if not table_exists(con, "marts", "scores"):
         return None
@@ -557,8 +557,8 @@ def decide(
     with connect(settings.warehouse_path) as con:
         ensure_schemas(con)
         con.execute(DDL)
-        scored_version = _scored_version(con, run_date)
-    model, reference, age, notes = _champion(settings, scored_version, run_date)
+        version_scored = scored_version(con, run_date)
+    model, reference, age, notes = _champion(settings, version_scored, run_date)
     with connect(settings.warehouse_path, read_only=True) as con:
         candidates = _candidates(con, run_date, policy, reference)
         scoring_problem = _scoring_problem(con, run_date)
@@ -572,14 +572,14 @@ def decide(
     candidates["value_at_risk"] = value_at_risk(candidates, policy, horizon)
     p = (
         candidates["p_churn"].to_numpy(dtype=np.float64)
-        if scored_version is not None
+        if version_scored is not None
         else None
     )
     reasons = fallback_reasons(
         p, policy, champion_age_days=age, scoring_problem=scoring_problem
     )
     mode: Mode = "fallback" if reasons else "model"
-    model_version = scored_version if mode == "model" else None
+    model_version = version_scored if mode == "model" else None
 
     reviewed, applied = _apply_reviews(
         reviews, candidates, run_date, policy, mode, model_version, uplifts

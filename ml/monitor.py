@@ -32,7 +32,13 @@ import pandas as pd
 
 from ml.config import Settings, load_business_config
 from ml.policy.config import PolicyConfig, load_policy_config
-from ml.warehouse import connect, ensure_schemas, table_exists
+from ml.warehouse import (
+    connect,
+    ensure_schemas,
+    replace_run_date,
+    table_columns,
+    table_exists,
+)
 
 DRIFT_TABLE = "marts.drift"
 PARAMETERS_TABLE = "marts.policy_parameters"
@@ -114,15 +120,6 @@ def _prepare(settings: Settings) -> None:
         con.execute(DDL)
 
 
-def _scored_version(con: duckdb.DuckDBPyConnection, day: date) -> str | None:
-    if not table_exists(con, "marts", "scores"):
-        return None
-    rows = con.execute(
-        "select max(model_version) from marts.scores where run_date = ?", [day]
-    ).fetchall()
-    return rows[0][0] if rows and rows[0][0] is not None else None
-
-
 def _replace(
     con: duckdb.DuckDBPyConnection,
     table: str,
@@ -130,16 +127,10 @@ def _replace(
     day: date,
     frame: pd.DataFrame,
 ) -> None:
-    """Replace the rows of ``day`` (column ``key``) of ``table`` with ``frame``."""
+    """Replace the rows of ``day`` (date column ``key``) of ``table``, atomically."""
     con.execute("begin transaction")
     try:
-        con.execute(f"delete from {table} where {key} = ?", [day])
-        if not frame.empty:
-            con.register("_staged", frame)
-            try:
-                con.execute(f"insert into {table} by name select * from _staged")
-            finally:
-                con.unregister("_staged")
+        replace_run_date(con, table, day, frame, key=key)
         con.execute("commit")
     except Exception:
         con.execute("rollback")
@@ -153,12 +144,13 @@ def compute_drift(settings: Settings, day: date) -> DriftSummary:
     """PSI of the features and scores of ``day`` against the scoring model's
     training reference, into ``marts.drift`` (nothing when ``day`` was not scored,
     for example in fallback mode without a champion)."""
+    from ml.decide import scored_version
     from ml.feedback.monitors import drift_report
     from ml.registry import load_reference
 
     _prepare(settings)
     with connect(settings.warehouse_path, read_only=True) as con:
-        version = _scored_version(con, day)
+        version = scored_version(con, day)
     reference = load_reference(settings, version) if version else None
     report = pd.DataFrame(columns=["name", "kind", "psi"])
     if reference is not None:
@@ -168,13 +160,7 @@ def compute_drift(settings: Settings, day: date) -> DriftSummary:
             if c.isidentifier()
         ]
         with connect(settings.warehouse_path, read_only=True) as con:
-            available = set(
-                r[0]
-                for r in con.execute(
-                    "select column_name from information_schema.columns "
-                    "where table_schema = 'marts' and table_name = 'customer_features'"
-                ).fetchall()
-            )
+            available = set(table_columns(con, "marts.customer_features"))
             columns = ", ".join(f"f.{c}" for c in wanted if c in available)
             frame = con.execute(
                 f"""

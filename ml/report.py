@@ -602,7 +602,7 @@ def _model(data: ReportData, champion_test_auc: float | None) -> str:
 
 
 def _uplift(data: ReportData) -> str:
-    from ml.feedback.uplift import arm_comparison
+    from ml.feedback.uplift import PARAMETER_COLUMNS, arm_comparison
 
     parts: list[str] = []
     params = data.policy_parameters
@@ -616,15 +616,11 @@ def _uplift(data: ReportData) -> str:
             _table(
                 params,
                 [
-                    "action",
-                    "n_treated",
-                    "n_holdout",
-                    "raw_estimate",
-                    "prior_mean",
-                    "posterior_mean",
-                    "low",
-                    "high",
-                    "effective_n",
+                    *(
+                        c
+                        for c in PARAMETER_COLUMNS
+                        if c not in ("segment", "alpha", "beta")
+                    ),
                     "previous_mean",
                     "changed",
                     "effective_from",

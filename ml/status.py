@@ -15,6 +15,7 @@ from typing import Any
 
 import duckdb
 
+from ml.config import Settings
 from ml.warehouse import connect, table_exists
 
 
@@ -71,7 +72,7 @@ def _run_detail(
     return str(status), json.loads(detail) if detail else {}
 
 
-def day_status(settings: Any, day: date, horizon_days: int) -> DayStatus:
+def day_status(settings: Settings, day: date, horizon_days: int) -> DayStatus:
     """The :class:`DayStatus` of ``day`` (``horizon_days``: the label horizon, so
     the decisions of ``day - H`` matured on ``day``)."""
     from datetime import timedelta

@@ -197,19 +197,23 @@ def table_columns(con: duckdb.DuckDBPyConnection, table: str) -> list[str]:
 
 
 def replace_run_date(
-    con: duckdb.DuckDBPyConnection, table: str, run_date: date, frame: pd.DataFrame
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    run_date: date,
+    frame: pd.DataFrame,
+    key: str = "run_date",
 ) -> None:
-    """Replace the rows of ``run_date`` in ``table`` with ``frame`` (matched by
-    column name; its run_date column, if any, is replaced by the constant, since
-    object-dtype dates convert slowly). Runs inside the caller's transaction."""
-    con.execute(f"delete from {table} where run_date = ?", [run_date])
+    """Replace the rows whose date column ``key`` is ``run_date`` in ``table`` with
+    ``frame`` (matched by column name; its ``key`` column, if any, is replaced by
+    the constant, since object-dtype dates convert slowly). Runs inside the
+    caller's transaction."""
+    con.execute(f"delete from {table} where {key} = ?", [run_date])
     if frame.empty:
         return
-    con.register("_staged_run_date", frame.drop(columns=["run_date"], errors="ignore"))
+    con.register("_staged_run_date", frame.drop(columns=[key], errors="ignore"))
     try:
         con.execute(
-            f"insert into {table} by name "
-            "select *, $d as run_date from _staged_run_date",
+            f"insert into {table} by name select *, $d as {key} from _staged_run_date",
             {"d": run_date},
         )
     finally:
