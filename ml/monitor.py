@@ -212,7 +212,7 @@ def update_policy_parameters(
                 """
                 select arm, action, retained, segment
                 from marts.decision_outcomes
-                where run_date between $a and $b and arm in ('treated', 'holdout')
+                where run_date between $a and $b and is_randomized
                 """,
                 {"a": oldest, "b": newest},
             ).df()

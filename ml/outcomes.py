@@ -45,6 +45,24 @@ MODEL_PERFORMANCE_TABLE = "marts.model_performance"
 OVERRIDE_PERFORMANCE_TABLE = "marts.override_performance"
 DELIVERED = ("delivered", "answered", "redeemed")
 
+
+def randomized_sql(alias: str = "") -> str:
+    """SQL predicate over ``marts.decisions`` (columns ``arm``, ``reason_codes``,
+    optionally qualified by ``alias``): the decision is in the experiment.
+
+    The experiment is the holdout and the treated decisions the policy's walk
+    assigned itself: the holdout is a random draw among exactly those. A decision a
+    person approved or changed goes out without a holdout draw, and review routes
+    the high-value and out-of-range customers, whose churn differs from the rest;
+    counting them among the treated would compare two different populations.
+    """
+    q = f"{alias}." if alias else ""
+    return (
+        f"({q}arm = 'holdout' or ({q}arm = 'treated' "
+        f"and coalesce({q}reason_codes, '') not like 'review%'))"
+    )
+
+
 DDL = f"""
 create table if not exists {DECISION_OUTCOMES_TABLE} (
     decision_id varchar not null,
@@ -65,8 +83,10 @@ create table if not exists {DECISION_OUTCOMES_TABLE} (
     delivery_status varchar,
     delivered boolean,
     review_decision varchar,
-    overridden boolean not null
+    overridden boolean not null,
+    is_randomized boolean
 );
+alter table {DECISION_OUTCOMES_TABLE} add column if not exists is_randomized boolean;
 create table if not exists {MODEL_PERFORMANCE_TABLE} (
     run_date date not null,
     model_version varchar,
@@ -135,7 +155,8 @@ def _outcomes(
             case when r.status is null then null
                 else r.status in ({delivered}) end as delivered,
             a.decision as review_decision,
-            coalesce(a.decision in ('reject', 'change'), false) as overridden
+            coalesce(a.decision in ('reject', 'change'), false) as overridden,
+            {randomized_sql("d")} as is_randomized
         from marts.decisions d
         join marts.training_examples l
           on l.customer_id = d.customer_id and l.as_of_date = d.run_date
@@ -159,7 +180,7 @@ def _policy_performance(
 ) -> pd.DataFrame:
     from ml.feedback.uplift import arm_comparison
 
-    arms = outcomes[outcomes["arm"].isin(["treated", "holdout"])]
+    arms = outcomes[outcomes["is_randomized"].fillna(False).astype(bool)]
     if arms.empty:
         return pd.DataFrame()
     per_action = arm_comparison(arms, ["action"])

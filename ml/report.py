@@ -144,7 +144,7 @@ _QUERIES: dict[str, tuple[str, str, str]] = {
         "marts",
         "decision_outcomes",
         "select arm, action, retained, realized_spend, cost, expected_ev "
-        "from marts.decision_outcomes where arm in ('treated', 'holdout')",
+        "from marts.decision_outcomes where is_randomized",
     ),
     "policy_parameters": (
         "marts",
@@ -635,7 +635,10 @@ def _uplift(data: ReportData) -> str:
         )
     else:
         pooled = arm_comparison(outcomes, by=["action"])
-        parts.append("<h3>Treated against holdout, pooled over matured dates</h3>")
+        parts.append(
+            "<h3>Treated against holdout, pooled over matured dates "
+            "(the randomized experiment: reviewed decisions left out)</h3>"
+        )
         parts.append(
             _table(
                 pooled,
@@ -660,8 +663,9 @@ def _uplift(data: ReportData) -> str:
         parts.append(_table(truth))
         parts.append(
             _note(
-                "True uplift = Σ p·reach·u / Σ p over the treated and held-out "
-                "decisions of the matured dates: the relative churn reduction the "
+                "True uplift = Σ p·reach·u / Σ p over the randomized treated and "
+                "held-out decisions of the matured dates: the relative churn "
+                "reduction the "
                 "measured 1 − churn_treated / churn_holdout estimates."
             )
         )

@@ -49,6 +49,7 @@ import pyarrow.parquet as pq
 from ml.config import Settings
 from ml.contract import ACTIONS
 from ml.decide import DECISIONS_TABLE, load_candidates
+from ml.outcomes import randomized_sql
 from ml.policy import baselines
 from ml.policy.config import PolicyConfig, load_policy_config
 from ml.sim.config import ActionConfig as SimActionConfig
@@ -323,8 +324,9 @@ def evaluate_range(
 
 def true_uplift_by_action(settings: Settings, start: date, end: date) -> pd.DataFrame:
     """The true uplift of the policy's allocation per action, decision dates in
-    ``[start, end]``: over the rows of ``marts.decisions`` with arm ``treated`` or
-    ``holdout``, ``Σ p_i · reach · u_i / Σ p_i`` with ``p`` = p_churn.
+    ``[start, end]``: over the decisions of the randomized experiment
+    (:func:`ml.outcomes.randomized_sql`: the holdout and the treated decisions it
+    was drawn from), ``Σ p_i · reach · u_i / Σ p_i`` with ``p`` = p_churn.
 
     The measured uplift ``1 − churn_treated / churn_holdout`` compares churn counts,
     so each customer weighs in with their churn risk: this risk-weighted mean is in
@@ -339,7 +341,7 @@ def true_uplift_by_action(settings: Settings, start: date, end: date) -> pd.Data
             return pd.DataFrame(columns=columns)
         rows = con.execute(
             f"select customer_id, action, p_churn from {DECISIONS_TABLE} "
-            "where run_date between ? and ? and arm in ('treated', 'holdout') "
+            f"where run_date between ? and ? and {randomized_sql()} "
             "and action is not null",
             [start, end],
         ).df()

@@ -192,7 +192,7 @@ def uplift_targets(settings: Settings, start: date, end: date) -> list[dict[str,
         outcomes = con.execute(
             "select arm, action, retained, realized_spend, cost, expected_ev "
             "from marts.decision_outcomes where run_date between ? and ? "
-            "and arm in ('treated', 'holdout')",
+            "and is_randomized",
             [start, end],
         ).df()
     if outcomes.empty:

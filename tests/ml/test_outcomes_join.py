@@ -181,3 +181,33 @@ def test_a_rerun_replaces_the_same_rows(warehouse: Settings) -> None:
         "all": 2,
         "email": 2,
     }
+
+
+def test_reviewed_sends_stay_out_of_the_experiment(warehouse: Settings) -> None:
+    """A send a person approved had no holdout draw: it is joined and measured as
+    an override outcome, but the treated-vs-holdout comparison leaves it out."""
+    approved = {**_decision("c7", "treated", "call"), "reason_codes": "review_approved"}
+    with connect(warehouse.warehouse_path) as con:
+        con.register("_f", pd.DataFrame([approved]))
+        con.execute("insert into marts.decisions by name select * from _f")
+        con.unregister("_f")
+        con.execute(
+            "insert into marts.training_examples values "
+            f"('c7', date '{R}', false, 300.0)"
+        )
+    join_outcomes(warehouse, DAY, load_policy_config())
+    by = _rows(warehouse, "from marts.decision_outcomes").set_index("customer_id")
+    assert by.loc["c7", "arm"] == "treated" and by.loc["c7", "retained"]
+    assert not by.loc["c7", "is_randomized"]
+    assert by.loc[["c1", "c2", "c3"], "is_randomized"].all()
+    assert not by.loc[["c4", "c6"], "is_randomized"].any()
+    perf = _rows(
+        warehouse,
+        "select action, n_treated, n_holdout from "
+        "marts.policy_performance order by action",
+    )
+    # c7's call has no randomized counterpart: no call row, two treated e-mails
+    assert dict(zip(perf["action"], perf["n_treated"], strict=True)) == {
+        "all": 2,
+        "email": 2,
+    }

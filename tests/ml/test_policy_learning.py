@@ -48,6 +48,7 @@ def settings(tmp_path) -> Settings:  # type: ignore[no-untyped-def]
     frame["matured_on"] = DAY
     frame["customer_id"] = frame["decision_id"]
     frame["overridden"] = False
+    frame["is_randomized"] = True
     with connect(settings.warehouse_path) as con:
         ensure_schemas(con)
         con.execute("create schema if not exists marts")

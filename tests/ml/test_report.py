@@ -113,6 +113,7 @@ def _outcomes(decisions: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame
         delivered=True,
         review_decision=None,
         overridden=False,
+        is_randomized=decisions["arm"].isin(["treated", "holdout"]),
     )
     return frame
 
