@@ -69,6 +69,7 @@ POLICY_STYLE: dict[str, dict[str, Any]] = {
     "probability_ranked": {"color": "#ff7f0e"},
     "no_action": {"color": "#7f7f7f", "linestyle": "--"},
     "oracle": {"color": "#2ca02c", "linestyle": "-."},
+    "oracle_average": {"color": "#2ca02c", "linestyle": "--"},
 }
 STYLE = """
 body { font-family: system-ui, -apple-system, Segoe UI, Helvetica, Arial, sans-serif;
@@ -487,7 +488,10 @@ def _value(data: ReportData) -> str:
     _finish(figure, cumulative, legend=False)
     parts = [_image(figure, "incremental true value per night and cumulative")]
     totals: list[dict[str, Any]] = []
-    oracle = float(frame["value_oracle"].sum()) if "oracle" in policies else np.nan
+    reference = "oracle_average" if "oracle_average" in policies else "oracle"
+    oracle = (
+        float(frame[f"value_{reference}"].sum()) if reference in policies else np.nan
+    )
     for name in policies:
         value = float(frame[f"value_{name}"].sum())
         cost = float(frame[f"cost_{name}"].sum()) if f"cost_{name}" in frame else np.nan
@@ -501,14 +505,14 @@ def _value(data: ReportData) -> str:
                 "cost": cost,
                 "treated": treated,
                 "value per cost": value / cost if cost > 0 else np.nan,
-                "share of oracle": value / oracle if oracle > 0 else np.nan,
+                f"share of {reference}": value / oracle if oracle > 0 else np.nan,
             }
         )
     parts.append(_table(pd.DataFrame(totals)))
     total = {str(t["policy"]): float(t["true value"]) for t in totals}
     ratios = []
     for mine in ("loopline", "loopline_executed"):
-        for other in ("probability_ranked", "oracle"):
+        for other in ("probability_ranked", "oracle_average", "oracle"):
             if mine in total and other in total:
                 ratios.append(
                     {
@@ -527,7 +531,10 @@ def _value(data: ReportData) -> str:
             "under the same capacities and budget. 'loopline' is the allocation as "
             "planned: the randomised holdout is valued as if treated (it consumed no "
             "budget, so this plan may cost up to budget / (1 − holdout fraction)); "
-            "'loopline_executed' counts only the contacts actually sent."
+            "'loopline_executed' counts only the contacts actually sent. 'oracle' "
+            "knows each customer's true uplift (who is persuadable: a ceiling no "
+            "policy on this data can reach); 'oracle_average' knows only each "
+            "action's true average uplift, and is the oracle the targets use."
         )
     )
     return "".join(parts)

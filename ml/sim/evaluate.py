@@ -16,7 +16,14 @@ per-customer uplift of the simulated world, four plans under the same
   price of measuring is the difference to ``loopline``);
 * ``probability_ranked``: :func:`ml.policy.baselines.probability_ranked`;
 * ``no_action``: :func:`ml.policy.baselines.no_action` (0 by definition);
-* ``oracle``: :func:`ml.policy.baselines.oracle` with the true uplift.
+* ``oracle``: :func:`ml.policy.baselines.oracle` with the true uplift of each
+  customer: a clairvoyant ceiling. It knows who is persuadable and who is a sleeping
+  dog, which the simulator draws from hidden traits no feature carries, so no
+  policy acting on the warehouse can reach it;
+* ``oracle_average``: the same allocation with each action's true *average*
+  uplift over the day's candidates (reach-weighted): what the EV policy would do
+  if it knew the world's effects exactly but, like any policy on this data, not
+  who responds. The targets compare the policy with this oracle.
 
 **True uplift.** The simulator's ``uplift_<action>`` is the relative reduction of a
 customer's churn risk *when the contact reaches them* (negative for sleeping dogs,
@@ -61,6 +68,7 @@ POLICIES = (
     "probability_ranked",
     "no_action",
     "oracle",
+    "oracle_average",
 )
 PLANNED_ARMS = ("treated", "holdout")
 METRICS = ("value", "cost", "treated")
@@ -253,6 +261,12 @@ def _evaluate(
         "probability_ranked": baselines.probability_ranked(candidates, policy),
         "no_action": baselines.no_action(candidates, policy),
         "oracle": baselines.oracle(candidates, policy, uplift, true_p=p),
+        "oracle_average": baselines.oracle(
+            candidates,
+            policy,
+            {a: np.full(len(ids), float(u.mean())) for a, u in uplift.items()},
+            true_p=p,
+        ),
     }
     row: dict[str, Any] = {
         "run_date": run_date,

@@ -314,8 +314,11 @@ def test_evaluate_day_values_every_plan_with_the_truth(
     assert row["value_oracle"] >= row["value_loopline"]
     assert row["value_oracle"] >= row["value_probability_ranked"]
     assert row["value_oracle"] > 0
+    # knowing only each action's average uplift is worth less than knowing who
+    # responds, but it is still a plan with positive true value
+    assert row["value_oracle"] >= row["value_oracle_average"] > 0
     # equal budget and capacities for the baselines
-    for name in ("probability_ranked", "oracle"):
+    for name in ("probability_ranked", "oracle", "oracle_average"):
         assert row[f"cost_{name}"] <= policy.daily_budget + 1e-9
         assert row[f"treated_{name}"] <= sum(policy.capacity.values())
 
