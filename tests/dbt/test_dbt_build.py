@@ -276,3 +276,17 @@ def test_only_days_since_last_contact_may_be_null(bulk: BuiltWorld) -> None:
     null_counts = dict(zip(columns, row, strict=True))
     assert null_counts.pop("days_since_last_contact") > 0
     assert all(count == 0 for count in null_counts.values()), null_counts
+
+
+def test_nightly_build_leaves_the_staging_data_tests_to_the_landing_gate(
+    nightly: BuiltWorld,
+) -> None:
+    result = nightly.results[-1]
+    tests = [n for n in result.nodes if n.resource_type == "test"]
+    models = {n.name for n in result.nodes if n.resource_type == "model"}
+    assert not [n for n in tests if "stg_landing__" in n.unique_id]
+    assert not [n for n in result.nodes if n.resource_type == "unit_test"]
+    # the staging views are still built, and the marts keep their data tests
+    assert {"stg_landing__transactions", "customer_features"} <= models
+    assert any("customer_features" in n.unique_id for n in tests)
+    assert all(n.status == "pass" for n in tests)
