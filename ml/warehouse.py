@@ -8,6 +8,7 @@ a rerun loads the same rows and no other partition is touched.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import date
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING
 import duckdb
 import pyarrow as pa
 
+from ml.config import DUCKDB_MEMORY_LIMIT, DUCKDB_MEMORY_LIMIT_ENV
 from ml.contract import TABLES, TableContract
 
 if TYPE_CHECKING:
@@ -83,10 +85,20 @@ def raw_table_ddl(contract: TableContract) -> str:
     return f"create table if not exists raw.{contract.name} ({', '.join(cols)})"
 
 
+def memory_limit() -> str:
+    """DuckDB's memory limit for this process (``LOOPLINE_DUCKDB_MEMORY_LIMIT``,
+    the environment form of ``Settings.duckdb_memory_limit``). Every connection
+    of a process must use the same value: DuckDB refuses a second connection to
+    an open file with another configuration."""
+    return os.environ.get(DUCKDB_MEMORY_LIMIT_ENV) or DUCKDB_MEMORY_LIMIT
+
+
 @contextmanager
 def connect(path: Path, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
     """Open the warehouse and close it on exit, whatever happens."""
-    con = duckdb.connect(str(path), read_only=read_only)
+    con = duckdb.connect(
+        str(path), read_only=read_only, config={"memory_limit": memory_limit()}
+    )
     try:
         yield con
     finally:

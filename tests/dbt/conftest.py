@@ -98,6 +98,15 @@ def bulk(tmp_path_factory: pytest.TempPathFactory, world: World) -> BuiltWorld:
 
 
 @pytest.fixture(scope="session")
+def chunked(tmp_path_factory: pytest.TempPathFactory, world: World) -> BuiltWorld:
+    """The same range rebuilt 15 as_of dates per dbt invocation."""
+    settings = make_settings(tmp_path_factory.mktemp("chunked"))
+    load_world(settings.warehouse_path, world)
+    result = rebuild(settings, BUILD_START, BUILD_END, chunk_dates=15)
+    return BuiltWorld(settings, world, [result])
+
+
+@pytest.fixture(scope="session")
 def nightly(tmp_path_factory: pytest.TempPathFactory, world: World) -> BuiltWorld:
     settings = make_settings(tmp_path_factory.mktemp("nightly"))
     load_world(settings.warehouse_path, world)
