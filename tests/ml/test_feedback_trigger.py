@@ -164,3 +164,14 @@ def test_never_fires_during_cooldown() -> None:
         _history(DECAYED), CHAMPION_AUC, _drift(0.5), TODAY, TODAY - timedelta(14)
     )
     assert after.fire and after.blocked == []
+
+
+def test_the_shipped_key_features_are_behavioural_feature_columns() -> None:
+    from expectations.customer_features import FEATURE_COLUMNS
+
+    from ml.config import load_business_config
+
+    key = load_business_config().retrain_trigger.psi_features
+    assert key and set(key) <= set(FEATURE_COLUMNS)
+    # calendar- and policy-driven columns move without any drift in the customers
+    assert not {"tenure_days", "contacts_90d", "days_since_last_contact"} & set(key)
