@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import pendulum
 from airflow.sdk import dag, task
+from loopline_airflow.alerts import alert_on_failure
 from loopline_airflow.assets import (
     DECISIONS,
     FEATURE_MARTS,
@@ -45,7 +46,7 @@ from loopline_airflow.assets import (
     max_active_runs=1,
     tags=["loopline", "nightly"],
     doc_md=__doc__,
-    default_args={"retries": 0},
+    default_args={"retries": 0, "on_failure_callback": alert_on_failure},
 )
 def loopline_nightly() -> None:
     @task

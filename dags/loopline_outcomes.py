@@ -31,6 +31,7 @@ from typing import Any
 
 import pendulum
 from airflow.sdk import dag, task
+from loopline_airflow.alerts import alert_on_failure
 from loopline_airflow.assets import RETRAIN_REQUESTED, WAREHOUSE_POOL
 
 
@@ -42,7 +43,7 @@ from loopline_airflow.assets import RETRAIN_REQUESTED, WAREHOUSE_POOL
     max_active_runs=1,
     tags=["loopline", "feedback"],
     doc_md=__doc__,
-    default_args={"retries": 0},
+    default_args={"retries": 0, "on_failure_callback": alert_on_failure},
 )
 def loopline_outcomes() -> None:
     @task(pool=WAREHOUSE_POOL, retries=12, retry_delay=timedelta(minutes=10))
