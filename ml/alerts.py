@@ -479,6 +479,7 @@ def write_alert_rows(settings: Settings, rows: Sequence[list[Any]]) -> None:
         os.replace(spool, claimed)
     try:
         pending = _spooled_rows(claimed) if claimed else []
+        settings.warehouse_path.parent.mkdir(parents=True, exist_ok=True)
         with connect(settings.warehouse_path) as con:
             con.execute("create schema if not exists ops")
             con.execute(ALERTS_DDL)
