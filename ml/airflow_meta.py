@@ -35,7 +35,8 @@ CONNECT_TIMEOUT_SECONDS = 5
 
 @dataclass(frozen=True)
 class DagRunInfo:
-    """The last run of one DAG (the most recently created one)."""
+    """The last run of one DAG (the most recently created one), and the latest
+    run date that succeeded (``last_success``)."""
 
     dag_id: str
     run_id: str
@@ -223,7 +224,8 @@ def _last_run(con: Any, text: Any, dag_id: str) -> DagRunInfo | None:
     success = con.execute(
         text(
             "select logical_date, run_after from dag_run where dag_id = :d "
-            "and state = 'success' order by id desc limit 1"
+            "and state = 'success' "
+            "order by coalesce(logical_date, run_after) desc limit 1"
         ),
         {"d": dag_id},
     ).fetchone()
