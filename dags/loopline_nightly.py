@@ -22,6 +22,9 @@ The nightly run for one logical date *d*:
 Every task works on the partition of its logical date, so reruns and backfills are
 idempotent. Warehouse writers share the one-slot `warehouse` pool. The logic lives in
 `ml.pipeline`.
+
+A failed task writes one alert (DAG, task, run date, cause, what to do) to
+`ops.alerts` and its log, and to Slack or e-mail when configured (`ml.alerts`).
 """
 
 from __future__ import annotations

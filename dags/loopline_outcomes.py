@@ -22,6 +22,9 @@ A failed task stops the run before `request_retrain`, so it emits nothing. Every
 task works on the rows of its logical date, so reruns and backfills are
 idempotent. Warehouse writers share the one-slot `warehouse` pool with the nightly
 DAG, so the two never write at the same time. The logic lives in `ml.pipeline`.
+
+A failed task writes one alert (DAG, task, run date, cause, what to do) to
+`ops.alerts` and its log, and to Slack or e-mail when configured (`ml.alerts`).
 """
 
 from __future__ import annotations

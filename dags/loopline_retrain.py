@@ -23,6 +23,9 @@ the MLflow training run. Intermediate results live
 under `LOOPLINE_HOME` and in MLflow; XCom carries paths, ids and versions. A rerun
 registers a new version and goes through the gate again. The logic lives in
 `ml.train.steps`.
+
+A failed task writes one alert (DAG, task, run date, cause, what to do) to
+`ops.alerts` and its log, and to Slack or e-mail when configured (`ml.alerts`).
 """
 
 from __future__ import annotations
