@@ -22,12 +22,16 @@ The nightly run for one logical date *d*:
 Every task works on the partition of its logical date, so reruns and backfills are
 idempotent. Warehouse writers share the one-slot `warehouse` pool. The logic lives in
 `ml.pipeline`.
+
+A failed task writes one alert (DAG, task, run date, cause, what to do) to
+`ops.alerts` and its log, and to Slack or e-mail when configured (`ml.alerts`).
 """
 
 from __future__ import annotations
 
 import pendulum
 from airflow.sdk import dag, task
+from loopline_airflow.alerts import alert_on_failure
 from loopline_airflow.assets import (
     DECISIONS,
     FEATURE_MARTS,
@@ -45,7 +49,7 @@ from loopline_airflow.assets import (
     max_active_runs=1,
     tags=["loopline", "nightly"],
     doc_md=__doc__,
-    default_args={"retries": 0},
+    default_args={"retries": 0, "on_failure_callback": alert_on_failure},
 )
 def loopline_nightly() -> None:
     @task

@@ -22,6 +22,9 @@ A failed task stops the run before `request_retrain`, so it emits nothing. Every
 task works on the rows of its logical date, so reruns and backfills are
 idempotent. Warehouse writers share the one-slot `warehouse` pool with the nightly
 DAG, so the two never write at the same time. The logic lives in `ml.pipeline`.
+
+A failed task writes one alert (DAG, task, run date, cause, what to do) to
+`ops.alerts` and its log, and to Slack or e-mail when configured (`ml.alerts`).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from typing import Any
 
 import pendulum
 from airflow.sdk import dag, task
+from loopline_airflow.alerts import alert_on_failure
 from loopline_airflow.assets import RETRAIN_REQUESTED, WAREHOUSE_POOL
 
 
@@ -42,7 +46,7 @@ from loopline_airflow.assets import RETRAIN_REQUESTED, WAREHOUSE_POOL
     max_active_runs=1,
     tags=["loopline", "feedback"],
     doc_md=__doc__,
-    default_args={"retries": 0},
+    default_args={"retries": 0, "on_failure_callback": alert_on_failure},
 )
 def loopline_outcomes() -> None:
     @task(pool=WAREHOUSE_POOL, retries=12, retry_delay=timedelta(minutes=10))

@@ -23,6 +23,9 @@ the MLflow training run. Intermediate results live
 under `LOOPLINE_HOME` and in MLflow; XCom carries paths, ids and versions. A rerun
 registers a new version and goes through the gate again. The logic lives in
 `ml.train.steps`.
+
+A failed task writes one alert (DAG, task, run date, cause, what to do) to
+`ops.alerts` and its log, and to Slack or e-mail when configured (`ml.alerts`).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from typing import Any
 
 import pendulum
 from airflow.sdk import Param, dag, task
+from loopline_airflow.alerts import alert_on_failure
 from loopline_airflow.assets import RETRAIN_REQUESTED, WAREHOUSE_POOL
 
 
@@ -42,7 +46,7 @@ from loopline_airflow.assets import RETRAIN_REQUESTED, WAREHOUSE_POOL
     max_active_runs=1,
     tags=["loopline", "training"],
     doc_md=__doc__,
-    default_args={"retries": 0},
+    default_args={"retries": 0, "on_failure_callback": alert_on_failure},
     params={
         "as_of": Param(
             None,

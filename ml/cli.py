@@ -21,6 +21,7 @@ from rich.table import Table
 from ml.config import Settings, get_settings
 from ml.decide_cli import register_commands as register_decision_commands
 from ml.demo_cli import register_commands as register_demo_commands
+from ml.ops_cli import register_commands as register_ops_commands
 from ml.train.cli import register_commands as register_model_commands
 
 app = typer.Typer(
@@ -33,6 +34,7 @@ app.add_typer(import_app, name="import")
 register_model_commands(app)
 register_decision_commands(app)
 register_demo_commands(app)
+register_ops_commands(app)
 console = Console()
 
 DateOpt = Annotated[str, typer.Option(help="A date, YYYY-MM-DD.")]
@@ -49,6 +51,7 @@ STATE_ENTRIES = (
     "gx",
     "dbt",
     "config",
+    "alerts.pending.jsonl",
 )
 
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 import hashlib
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 import yaml
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ml.feedback.trigger import TriggerConfig
@@ -23,6 +24,12 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 # machine. Below the limit DuckDB spills joins, aggregates and sorts to disk.
 DUCKDB_MEMORY_LIMIT = "40%"
 DUCKDB_MEMORY_LIMIT_ENV = "LOOPLINE_DUCKDB_MEMORY_LIMIT"
+
+
+def _default_tracking_uri(data: dict[str, Any]) -> str:
+    """The embedded MLflow store: ``sqlite:///$LOOPLINE_HOME/mlflow.db``."""
+    home = Path(data.get("home") or ".loopline").expanduser().resolve()
+    return f"sqlite:///{home / 'mlflow.db'}"
 
 
 class Settings(BaseSettings):
@@ -49,6 +56,28 @@ class Settings(BaseSettings):
         description="OpenMP/BLAS threads for training and scoring; overrides "
         "n_threads of config/model.yml (0 = one per core).",
     )
+    mlflow_tracking_uri: str = Field(
+        default_factory=_default_tracking_uri,
+        description="MLflow tracking and registry URI; default the SQLite file "
+        "under home (the compose stack points it at its MLflow server).",
+    )
+    # Failure alerts (ml/alerts.py) always go to ops.alerts and the task log; these
+    # notifiers are off until set.
+    alert_slack_webhook: SecretStr | None = Field(
+        default=None, description="Slack incoming-webhook URL for failure alerts."
+    )
+    alert_email: str | None = Field(
+        default=None, description="Comma-separated recipients of failure alerts."
+    )
+    alert_email_from: str = Field(default="loopline@localhost")
+    alert_smtp_host: str = Field(default="localhost")
+    alert_smtp_port: int = Field(default=25, ge=1, le=65535)
+
+    @field_validator("alert_slack_webhook", "alert_email", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        """``VAR=`` (as compose passes an unset ``${VAR:-}``) means off."""
+        return None if isinstance(value, str) and not value.strip() else value
 
     @cached_property
     def root(self) -> Path:
@@ -72,16 +101,18 @@ class Settings(BaseSettings):
         return self.root / "mlflow.db"
 
     @property
-    def mlflow_tracking_uri(self) -> str:
-        return f"sqlite:///{self.mlflow_db}"
-
-    @property
     def mlartifacts_dir(self) -> Path:
         return self.root / "mlartifacts"
 
     @property
     def airflow_home(self) -> Path:
         return self.root / "airflow"
+
+    @property
+    def alerts_spool(self) -> Path:
+        """Alerts that could not be written to ``ops.alerts`` (the warehouse was
+        locked) wait here, one JSON per line, until the next alert is written."""
+        return self.root / "alerts.pending.jsonl"
 
     @property
     def reports_dir(self) -> Path:

@@ -1,13 +1,16 @@
 """The steps of the nightly run, one function per Airflow task.
 
 Each function takes the run's logical date, does its work on that date's partition
-only, records itself in ``ops.runs`` with the business-config hash, and returns a
-small JSON-able summary (it travels through XCom, so it stays small).
+only, records itself in ``ops.runs`` with the business-config hash, logs one
+structured line with its counts (:func:`log_step`; it shows in the Airflow task
+log), and returns a small JSON-able summary (it travels through XCom, so it stays
+small).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import asdict, dataclass, field
 from datetime import date, timedelta
 from typing import Any
@@ -16,6 +19,9 @@ from ml.config import Settings, get_settings, load_business_config
 from ml.contract import TABLES
 from ml.landing import partition_files
 from ml.warehouse import connect, ensure_schemas
+
+logger = logging.getLogger(__name__)
+STEP_EVENT = "loopline_step"
 
 
 class LandingNotReadyError(RuntimeError):
@@ -34,10 +40,47 @@ class StepSummary:
         return asdict(self)
 
 
+def step_log_line(
+    step: str,
+    run_date: date | None,
+    status: str,
+    counts: dict[str, Any],
+    config_hash: str | None = None,
+) -> str:
+    """One step's outcome as one JSON object on one line: ``event``
+    (``loopline_step``), ``step``, ``run_date``, ``status``, ``config_hash`` and
+    ``counts`` (what the step returns and stores in ``ops.runs.detail``)."""
+    return json.dumps(
+        {
+            "event": STEP_EVENT,
+            "step": step,
+            "run_date": run_date.isoformat() if run_date else None,
+            "status": status,
+            "config_hash": config_hash,
+            "counts": counts,
+        },
+        default=str,
+        separators=(",", ":"),
+    )
+
+
+def log_step(
+    step: str,
+    run_date: date | None,
+    status: str,
+    counts: dict[str, Any],
+    config_hash: str | None = None,
+) -> None:
+    """Log :func:`step_log_line` (INFO, WARNING when the step failed)."""
+    level = logging.INFO if status == "success" else logging.WARNING
+    logger.log(level, step_log_line(step, run_date, status, counts, config_hash))
+
+
 def record_run(
     settings: Settings, run_date: date, step: str, status: str, detail: dict[str, Any]
 ) -> None:
-    """Replace the ``ops.runs`` row of (run_date, step) with this outcome."""
+    """Replace the ``ops.runs`` row of (run_date, step) with this outcome, and log
+    it (:func:`log_step`)."""
     config_hash = load_business_config(settings.config_file).config_hash
     with connect(settings.warehouse_path) as con:
         ensure_schemas(con)
@@ -48,6 +91,7 @@ def record_run(
             "insert into ops.runs values (?, ?, ?, ?, ?)",
             [run_date, step, status, config_hash, json.dumps(detail, default=str)],
         )
+    log_step(step, run_date, status, detail, config_hash)
 
 
 def check_landing(run_date: date, settings: Settings | None = None) -> StepSummary:
@@ -174,7 +218,9 @@ def check_nightly(run_date: date, settings: Settings | None = None) -> StepSumma
             "'decide' in ops.runs): run loopline_nightly for this date first; "
             "this task retries"
         )
-    return StepSummary(run_date.isoformat(), "check_nightly", {"decide": "success"})
+    summary = StepSummary(run_date.isoformat(), "check_nightly", {"decide": "success"})
+    log_step("check_nightly", run_date, "success", summary.counts)
+    return summary
 
 
 def outcomes(run_date: date, settings: Settings | None = None) -> StepSummary:

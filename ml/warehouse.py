@@ -33,7 +33,24 @@ _ARROW_TO_DUCKDB = {
     pa.int64(): "bigint",
 }
 
-OPS_DDL = """
+# One row per failed task (ml/alerts.py): the alert line and its parts.
+ALERTS_DDL = """
+create table if not exists ops.alerts (
+    failed_at timestamp not null,
+    dag_id varchar not null,
+    task_id varchar not null,
+    run_id varchar,
+    run_date date,
+    try_number integer,
+    error_type varchar,
+    cause varchar,
+    hint varchar,
+    line varchar,
+    notified varchar
+)
+"""
+
+OPS_DDL = f"""
 create schema if not exists ops;
 create table if not exists ops.quarantine (
     run_date date not null,
@@ -70,6 +87,7 @@ create table if not exists ops.runs (
     config_hash varchar,
     detail varchar
 );
+{ALERTS_DDL};
 """
 
 

@@ -7,9 +7,14 @@ imports ``airflow``. Training and scoring use one thread per worker.
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -35,3 +40,49 @@ def airflow_settings(pytestconfig: pytest.Config):  # type: ignore[no-untyped-de
     from ml.config import Settings
 
     return Settings(home=pytestconfig.stash[E2E_HOME])
+
+
+@dataclass
+class Webhook:
+    """A real HTTP server on 127.0.0.1 that records the JSON bodies posted to it
+    (a stand-in for a Slack incoming webhook); ``status`` is its reply code."""
+
+    url: str = ""
+    received: list[dict[str, Any]] = field(default_factory=list)
+    status: int = 200
+
+
+@pytest.fixture
+def webhook() -> Iterator[Webhook]:
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    hook = Webhook()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 (the http.server API)
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            # recorded before the reply, so the sender sees it once it returns
+            hook.received.append(
+                {
+                    "path": self.path,
+                    "content_type": self.headers["Content-Type"],
+                    "json": json.loads(body),
+                }
+            )
+            self.send_response(hook.status)
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    hook.url = f"http://127.0.0.1:{server.server_port}/services/T0/B0/token"
+    try:
+        yield hook
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()

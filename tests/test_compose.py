@@ -396,6 +396,43 @@ def test_loopline_env_names_are_settings_fields() -> None:
     assert "LOOPLINE_HOME" in seen
 
 
+def test_tasks_use_the_mlflow_server() -> None:
+    """Every Airflow service logs to and loads models from the stack's MLflow
+    server; the services that run tasks wait until it is healthy."""
+    from ml.config import Settings
+
+    services = _services()
+    command = services["mlflow"]["command"]
+    port = command[command.index("--port") + 1]
+    for name in AIRFLOW_SERVICES:
+        uri = _environment(name)["LOOPLINE_MLFLOW_TRACKING_URI"]
+        parsed = urlsplit(uri)
+        assert (parsed.scheme, parsed.hostname) == ("http", "mlflow"), name
+        assert str(parsed.port) == port, name
+        # the server accepts that Host header
+        allowed = _environment("mlflow")["MLFLOW_SERVER_ALLOWED_HOSTS"].split(",")
+        assert "mlflow:*" in allowed
+        assert Settings(mlflow_tracking_uri=uri).mlflow_tracking_uri == uri
+    for name in ("airflow-scheduler", "airflow-worker"):
+        assert services[name]["depends_on"]["mlflow"] == {
+            "condition": "service_healthy"
+        }, name
+
+
+def test_alert_notifiers_are_off_by_default() -> None:
+    from ml.config import Settings
+
+    env = _environment("airflow-scheduler")
+    rendered = {
+        key.removeprefix("LOOPLINE_").lower(): _render(value)
+        for key, value in env.items()
+        if key.startswith("LOOPLINE_ALERT_")
+    }
+    assert rendered["alert_slack_webhook"] == rendered["alert_email"] == ""
+    settings = Settings(**rendered)  # type: ignore[arg-type]
+    assert settings.alert_slack_webhook is None and settings.alert_email is None
+
+
 def test_loopline_home_is_on_shared_named_volumes() -> None:
     from ml.config import Settings
 

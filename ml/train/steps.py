@@ -33,6 +33,7 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from ml.config import Settings, load_business_config
+from ml.pipeline import log_step
 from ml.train import metrics
 from ml.train.config import ModelConfig, load_model_config, resolve_threads
 from ml.train.data import (
@@ -314,7 +315,9 @@ def build_training_set(
     staged = path / f".{MANIFEST_FILE}.{os.getpid()}"
     staged.write_text(json.dumps(manifest, indent=2, sort_keys=True))
     os.replace(staged, path / MANIFEST_FILE)
-    return TrainingSet(path, as_of, horizon, folds, rows, fingerprint)
+    training = TrainingSet(path, as_of, horizon, folds, rows, fingerprint)
+    log_step("build_training_set", as_of, "success", training.as_dict())
+    return training
 
 
 @dataclass(frozen=True)
@@ -421,7 +424,9 @@ def train_candidates(
                 pip_requirements=["scikit-learn", "skops"],
             ).model_uri
         run_id = str(run.info.run_id)
-    return CandidateRun(run_id, uris[GRADIENT_BOOSTING], uris[BASELINE])
+    candidates = CandidateRun(run_id, uris[GRADIENT_BOOSTING], uris[BASELINE])
+    log_step("train_candidates", training.as_of, "success", candidates.as_dict())
+    return candidates
 
 
 @dataclass(frozen=True)
@@ -664,7 +669,9 @@ def evaluate(
                 "model_card.md",
             )
     version = register_challenger(settings, model_uri, run_id, config)
-    return Evaluation(run_id, version, challenger, baseline, backtest)
+    evaluation = Evaluation(run_id, version, challenger, baseline, backtest)
+    log_step("evaluate", training.as_of, "success", evaluation.as_dict())
+    return evaluation
 
 
 def gate(
@@ -689,6 +696,7 @@ def gate(
     if alias_version(settings, CHAMPION, config) == version:
         recorded = recorded_gate(settings, version, config)
         if recorded is not None:
+            log_step("gate", None, "success", recorded.as_dict() | {"recorded": True})
             return recorded
     training = TrainingSet.load(Path(path))
     frame = training.frame()
@@ -703,7 +711,7 @@ def gate(
     if not baseline:
         raise ValueError(f"run {run_id} has no baseline test metrics; evaluate first")
     with threadpool_limits(limits=resolve_threads(config, settings.threads)):
-        return judge_challenger(
+        decision = judge_challenger(
             settings,
             version,
             test.features,
@@ -713,6 +721,8 @@ def gate(
             training.windows.test,
             config,
         )
+    log_step("gate", training.as_of, "success", decision.as_dict())
+    return decision
 
 
 def promote(
@@ -721,4 +731,6 @@ def promote(
     """Make ``version`` the champion if its gate decision says so (idempotent)."""
     from ml.registry import promote_gated
 
-    return promote_gated(settings, version, config or load_model_config())
+    promotion = promote_gated(settings, version, config or load_model_config())
+    log_step("promote", None, "success", promotion.as_dict() | {"version": version})
+    return promotion

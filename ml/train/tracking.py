@@ -1,7 +1,8 @@
 """MLflow wiring: where runs and artifacts go, and what every run records.
 
 Nothing here runs on import; :func:`use_mlflow` points the MLflow client at the
-settings' SQLite store when a step starts.
+settings' tracking URI (the SQLite store under ``LOOPLINE_HOME`` by default, an MLflow
+server in the compose stack) when a step starts.
 """
 
 from __future__ import annotations
@@ -19,18 +20,30 @@ from ml.train.config import ModelConfig
 def use_mlflow(settings: Settings, config: ModelConfig) -> str:
     """Point MLflow at the settings' store and return the experiment id.
 
-    The experiment keeps its artifacts under ``settings.mlartifacts_dir`` (a local
-    path), whatever the default artifact root of the tracking store is.
+    With a store the client opens itself (SQLite by default) the experiment keeps
+    its artifacts under ``settings.mlartifacts_dir``, whatever the store's default
+    artifact root is. With a tracking server the server chooses (the compose
+    stack's server proxies them to its own volume), so every container reads the
+    same artifacts.
     """
-    settings.mlartifacts_dir.mkdir(parents=True, exist_ok=True)
-    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
-    mlflow.set_registry_uri(settings.mlflow_tracking_uri)
+    uri = settings.mlflow_tracking_uri
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
     client = MlflowClient()
     experiment = client.get_experiment_by_name(config.experiment)
     if experiment is not None:
         return str(experiment.experiment_id)
+    if is_tracking_server(uri):
+        return str(client.create_experiment(config.experiment))
+    settings.mlartifacts_dir.mkdir(parents=True, exist_ok=True)
     location = (settings.mlartifacts_dir / config.experiment).resolve().as_uri()
     return str(client.create_experiment(config.experiment, artifact_location=location))
+
+
+def is_tracking_server(tracking_uri: str) -> bool:
+    """Whether ``tracking_uri`` names an MLflow server (not a store the client
+    opens itself, like ``sqlite:///...``)."""
+    return tracking_uri.startswith(("http://", "https://", "databricks"))
 
 
 def git_sha(repo: Path = REPO_ROOT) -> str:

@@ -93,3 +93,20 @@ def test_outcomes_shape(dagbag) -> None:  # type: ignore[no-untyped-def]
     ]
     retrain = dagbag.dags["loopline_retrain"]
     assert "retrain_requested" in str(retrain.timetable.asset_condition)
+
+
+def test_every_task_alerts_on_failure(dagbag) -> None:  # type: ignore[no-untyped-def]
+    """A failed task of any Loopline DAG writes one alert (ml.alerts)."""
+    from loopline_airflow.alerts import alert_on_failure
+
+    loopline = [d for d in dagbag.dags.values() if "loopline" in (d.tags or [])]
+    assert {d.dag_id for d in loopline} == {
+        "loopline_nightly",
+        "loopline_outcomes",
+        "loopline_retrain",
+    }
+    for dag in loopline:
+        for task in dag.tasks:
+            callbacks = task.on_failure_callback
+            callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
+            assert alert_on_failure in callbacks, f"{dag.dag_id}.{task.task_id}"

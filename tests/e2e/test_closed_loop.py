@@ -150,3 +150,45 @@ def test_the_report_has_its_sections(loop: tuple[Settings, str]) -> None:
     assert "data:image/png;base64," in html
     assert str(report) in stdout.replace("\n", "")
     assert "targets" in stdout
+
+
+def test_status_after_the_loop(loop: tuple[Settings, str]) -> None:
+    """``loopline status --json`` reads the loop's Airflow metadata, registry,
+    exports and warehouse (in a fresh process, like an operator would)."""
+    settings, _ = loop
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("AIRFLOW", "LOOPLINE_"))
+    }
+    env |= {"LOOPLINE_HOME": str(settings.home)}
+    loopline = Path(sys.executable).with_name("loopline")
+    done = subprocess.run(
+        [str(loopline), "status", "--json"],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    status = json.loads(done.stdout)
+    with connect(settings.warehouse_path, read_only=True) as con:
+        last_day = con.execute("select max(run_date) from marts.decisions").fetchall()
+        retrains = con.execute(
+            "select count(*) from ops.retrain_events where fired"
+        ).fetchall()
+    assert status["day"] == last_day[0][0].isoformat()
+    runs = status["airflow"]["runs"]
+    assert status["airflow"]["available"], status["airflow"]["error"]
+    for dag_id in ("loopline_nightly", "loopline_outcomes"):
+        assert runs[dag_id]["state"] == "success", dag_id
+        assert runs[dag_id]["logical_date"] == status["day"], dag_id
+    assert retrains[0][0] > 0 and runs["loopline_retrain"] is not None
+    champion = status["champion"]
+    assert champion["version"] is not None and champion["age_days"] >= 0
+    assert status["queues"]["exported"] is True
+    assert set(status["queues"]["rows"]) == {"phone", "voucher", "email", "review"}
+    assert status["validation"] and status["last_verdict"] is not None
+    # the loop runs loopline_retrain right after each request: none is pending
+    assert status["pending_retrain"] is None

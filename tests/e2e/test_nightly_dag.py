@@ -3,16 +3,22 @@
 A small world is simulated, its history rebuilt in bulk, and then the nightly DAG
 runs for three consecutive logical dates with ``dag.test()``, ending with
 ``decide`` and the action-queue exports. A fourth date arrives with a renamed
-column: the gate must stop the run before dbt, load nothing and export no queue.
+column: the gate must stop the run before dbt, load nothing and export no queue;
+the failed task leaves one alert in ``ops.alerts`` (posted to a Slack webhook served
+on 127.0.0.1 when one is configured), and ``loopline status`` shows both.
 """
 
 from __future__ import annotations
 
+import json
 from datetime import date, timedelta
+from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
+from typer.testing import CliRunner
 
+from ml.cli import app
 from ml.config import Settings
 from ml.exports import MANIFEST_FILE, export_dir
 from ml.landing import partition_files, write_raw_partition
@@ -121,10 +127,15 @@ def test_three_consecutive_nights(world: Settings) -> None:
     assert _exports(world, days[1]) == files
 
 
-def test_schema_fault_stops_the_run_before_dbt(world: Settings) -> None:
+def test_schema_fault_stops_the_run_before_dbt(
+    world: Settings, webhook: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from loopline_airflow.runner import run_dag
 
     from ml.sim import simulate_next_day
+
+    # read by the failure callback, in this process (dag.test runs tasks in-process)
+    monkeypatch.setenv("LOOPLINE_ALERT_SLACK_WEBHOOK", webhook.url)
 
     simulate_next_day(world)
     bad_day = LAST + timedelta(days=1)
@@ -160,6 +171,45 @@ def test_schema_fault_stops_the_run_before_dbt(world: Settings) -> None:
             [bad_day, "validate_landing"],
         ).fetchone()
     assert error is not None and "amount" in error[0]
+
+    # one alert for the failed task: DAG, task, run date, cause and what to do
+    with connect(world.warehouse_path, read_only=True) as con:
+        alerts = con.execute(
+            "select dag_id, task_id, error_type, cause, hint, line, notified "
+            "from ops.alerts where run_date = ?",
+            [bad_day],
+        ).fetchall()
+    [(dag_id, task_id, error_type, cause, hint, line, notified)] = alerts
+    assert (dag_id, task_id) == ("loopline_nightly", "validate_landing")
+    assert error_type == "ml.validation.errors.ValidationGateError"
+    assert "transactions" in cause and "amount" in cause
+    assert hint.startswith("a schema fault") and bad_day.isoformat() in hint
+    assert line.startswith(
+        f"FAILED loopline_nightly.validate_landing run_date={bad_day}: "
+        "ValidationGateError: "
+    )
+    assert "\n" not in line and line.endswith(hint)
+    assert json.loads(notified) == {"slack": "sent"}
+    [posted] = webhook.received
+    assert posted["json"]["text"] == line
+
+    # loopline status shows the failed run, its failed task and the alert
+    shown = CliRunner().invoke(app, ["status", "--json"])
+    assert shown.exit_code == 0, shown.output
+    status = json.loads(shown.output)
+    assert status["day"] == bad_day.isoformat()
+    nightly = status["airflow"]["runs"]["loopline_nightly"]
+    assert nightly["state"] == "failed"
+    assert nightly["logical_date"] == bad_day.isoformat()
+    assert nightly["failed_tasks"] == ["validate_landing"]
+    assert nightly["last_success"] == LAST.isoformat()
+    assert status["alerts"][0]["line"] == line
+    assert status["queues"]["exported"] is False
+    failing = {s["suite_name"]: s["failed"] for s in status["validation"]}
+    assert failing["landing.transactions"] > 0
+    table = CliRunner().invoke(app, ["status"], env={"COLUMNS": "200"})
+    assert "loopline_nightly.validate_landing run date" in table.output
+    assert f"what to do: {hint}" in table.output
 
     # Once the corrected partition lands, the same logical date runs through.
     write_raw_partition(world.landing_dir, "transactions", bad_day, good)

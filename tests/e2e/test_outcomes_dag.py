@@ -3,7 +3,8 @@
 The DAG's tasks write to a throw-away LOOPLINE_HOME whose warehouse says the
 nightly run of the date decided but holds no marts, so ``join_outcomes`` fails.
 Nothing downstream may run: no retrain verdict, and above all no
-``retrain_requested`` asset event, so ``loopline_retrain`` is not scheduled.
+``retrain_requested`` asset event, so ``loopline_retrain`` is not scheduled. The
+failed task leaves one alert in ``ops.alerts``.
 """
 
 from __future__ import annotations
@@ -53,4 +54,8 @@ def test_a_failed_outcomes_task_emits_nothing(
     assert _retrain_events() == before
     with connect(Settings(home=tmp_path).warehouse_path, read_only=True) as con:
         steps = [r[0] for r in con.execute("select step from ops.runs").fetchall()]
+        alerts = con.execute("select dag_id, task_id, run_date from ops.alerts")
+        alerted = alerts.fetchall()
     assert "retrain_check" not in steps
+    # one alert, for the task that failed (the upstream_failed ones never ran)
+    assert alerted == [("loopline_outcomes", "join_outcomes", DAY)]
