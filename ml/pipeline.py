@@ -152,6 +152,32 @@ def decide(run_date: date, settings: Settings | None = None) -> StepSummary:
     return StepSummary(run_date.isoformat(), "decide", counts)
 
 
+def publish(
+    run_date: date, settings: Settings | None = None, step: str = "publish"
+) -> StepSummary:
+    """Write the analyst copy (``analytics.duckdb``) from the warehouse and swap it
+    in atomically: the last task of the nightly run. Analysts and ``loopline sql``
+    read that copy, never the live warehouse, so they never block a writer."""
+    from ml.publish import publish_analytics
+
+    settings = settings or get_settings()
+    try:
+        summary = publish_analytics(settings, run_date, published_by=step)
+    except Exception as exc:
+        record_run(settings, run_date, step, "failed", {"error": str(exc)})
+        raise
+    counts = summary.as_dict()
+    record_run(settings, run_date, step, "success", counts)
+    return StepSummary(run_date.isoformat(), step, counts)
+
+
+def publish_outcomes(run_date: date, settings: Settings | None = None) -> StepSummary:
+    """:func:`publish` as the last task of the feedback run, so the analyst copy
+    carries that date's outcome, drift and policy-learning marts (recorded as step
+    ``publish_outcomes``)."""
+    return publish(run_date, settings, step="publish_outcomes")
+
+
 class NightlyNotDoneError(RuntimeError):
     """The outcomes run of a date started before that date's nightly run decided."""
 
