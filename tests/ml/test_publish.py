@@ -9,6 +9,7 @@ midway, leaves the previous copy byte for byte and no temporary file behind.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import subprocess
@@ -179,31 +180,49 @@ def test_a_copy_failing_midway_leaves_the_previous_copy_and_no_temp_file(
     publish_analytics(settings, DAY, "publish")
     before = _sha256(settings.analytics_path)
     _build_warehouse(settings, decisions=70)
-    copy_table = publish_module._copy_table
-    copied: list[str] = []
+    written: list[Path] = []
 
-    def copy_then_fail(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> int:
-        # fault injection: the second table's copy fails after the first succeeded
-        if copied:
-            raise duckdb.IOException("disk full while copying " + table)
-        copied.append(table)
-        return copy_table(con, schema, table)
+    def half_then_disk_full(source: Path, target: Path) -> None:
+        # fault injection: the disk fills up halfway through the file copy
+        data = source.read_bytes()
+        target.write_bytes(data[: len(data) // 2])
+        written.append(target)
+        raise OSError(errno.ENOSPC, "No space left on device", str(target))
 
-    monkeypatch.setattr(publish_module, "_copy_table", copy_then_fail)
-    with pytest.raises(duckdb.IOException, match="disk full"):
+    monkeypatch.setattr(publish_module, "_copy_file", half_then_disk_full)
+    with pytest.raises(OSError, match="No space left"):
         publish(DAY, settings)
 
-    assert copied, "the copy never started"
+    assert written and written[0].parent == settings.root
     assert _sha256(settings.analytics_path) == before
     assert _counts(settings.analytics_path)["marts.decisions"] == 40
     assert _temp_files(settings) == []
-    assert not list(settings.root.glob("*.wal"))
     with connect(settings.warehouse_path, read_only=True) as con:
         status = con.execute(
             "select status, detail from ops.runs where step = 'publish'"
         ).fetchone()
     assert status is not None and status[0] == "failed"
-    assert "disk full" in status[1]
+    assert "No space left" in status[1]
+
+
+def test_a_failure_after_the_copy_leaves_no_temp_file(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    publish_analytics(settings, DAY, "publish")
+    before = _sha256(settings.analytics_path)
+    broken = publish_module.ReportingView(
+        "broken", ("marts.decisions",), "select no_such_column from marts.decisions"
+    )
+    monkeypatch.setattr(
+        publish_module,
+        "REPORTING_VIEWS",
+        (*publish_module.REPORTING_VIEWS, broken),
+    )
+    with pytest.raises(duckdb.BinderException, match="no_such_column"):
+        publish_analytics(settings, DAY, "publish")
+    assert _sha256(settings.analytics_path) == before
+    assert _temp_files(settings) == []
+    assert not list(settings.root.glob("*.tmp.wal"))
 
 
 def test_a_warehouse_held_by_a_writer_fails_cleanly(settings: Settings) -> None:
