@@ -1,16 +1,21 @@
 """Benchmark of ``publish``: writing the analyst copy from a demo-sized warehouse.
 
-Point it at a ``LOOPLINE_HOME`` whose warehouse holds the marts (for the demo's
-size: ``loopline simulate --customers 20000 --days 365`` then ``loopline rebuild``
-over the same range, or a finished ``loopline demo``). With ``--loop-days N`` it
-first adds, where they are missing, the rows a closed loop of N nights leaves
-behind: one ``marts.scores`` and one ``marts.decisions`` row per active customer
-and night, and one ``marts.decision_outcomes`` row per decision (the three tables
-that grow with the loop; values are placeholders, sizes are real). Then it times
-``ml.publish.publish_analytics`` ``--repeat`` times and prints the warehouse and
-copy sizes, the rows copied, and the seconds per publish.
+Point ``--home`` at a ``LOOPLINE_HOME`` whose warehouse the pipeline has built
+(a finished ``loopline demo``, or ``loopline demo --quick``). With
+``--scale-from SRC --scale K`` it first builds that warehouse from the one under
+``SRC``: every table of every schema ``K`` times, the ``*_id`` text columns
+suffixed with the copy number so the keys stay distinct. The quick demo's world
+(2,000 customers, 344 days) times 15 has about as many rows as the full demo's
+(20,000 customers, 485 days), through the same tables and types.
 
-Run: ``.venv/bin/python benchmarks/bench_publish.py --home DIR [--loop-days 120]``.
+It then times ``ml.publish.publish_analytics`` ``--repeat`` times and prints the
+warehouse and copy sizes, the rows published and the seconds per publish. With
+``--compare`` it also times the alternative that was not kept: a new database
+filled with one ``create table … as`` per published table (every row read,
+decompressed, compressed and written again).
+
+Run: ``.venv/bin/python benchmarks/bench_publish.py --home DIR [--scale-from SRC
+--scale 15] [--repeat 3] [--compare]``.
 """
 
 from __future__ import annotations
@@ -21,81 +26,101 @@ import time
 from datetime import date
 from pathlib import Path
 
+import duckdb
+
 from ml.config import Settings
-from ml.decide import DDL as DECISIONS_DDL
-from ml.outcomes import DDL as OUTCOMES_DDL
-from ml.publish import publish_analytics
-from ml.score import SCORES_DDL
-from ml.warehouse import connect, table_exists
+from ml.publish import PUBLISHED_SCHEMAS, publish_analytics, published_tables
+
+MIB = 1024 * 1024
 
 
-def add_loop_rows(settings: Settings, days: int) -> dict[str, int]:
-    """Add placeholder loop rows for the last ``days`` feature snapshots to the
-    loop tables that are missing; returns the rows added per table."""
-    added: dict[str, int] = {}
-    with connect(settings.warehouse_path) as con:
-        if table_exists(con, "marts", "decisions"):
-            return added
-        con.execute(DECISIONS_DDL)
-        con.execute(SCORES_DDL)
-        con.execute(OUTCOMES_DDL)
-        recent = (
-            "from marts.customer_features where as_of_date > "
-            f"(select max(as_of_date) from marts.customer_features) - {days}"
-        )
-        con.execute(
-            "insert into marts.scores by name select as_of_date as run_date, "
-            "customer_id, (hash(customer_id, as_of_date) % 1000) / 1000.0 "
-            f"as p_churn, '1' as model_version, 'champion' as model_alias {recent}"
-        )
-        con.execute(
-            "insert into marts.decisions by name select "
-            "md5(customer_id || as_of_date)[:16] as decision_id, "
-            "as_of_date as run_date, customer_id, "
-            "case when hash(customer_id) % 20 = 0 then 'treated' else 'none' end "
-            "as arm, 'email' as action, 0.3 as p_churn, spend_90d / 3 "
-            "as value_at_risk, 0.1 as ev_call, 0.2 as ev_voucher, 0.3 as ev_email, "
-            "0.3 as chosen_ev, 'ev' as reason_codes, 'p' as policy_version, "
-            f"'1' as model_version, 'model' as policy_mode {recent}"
-        )
-        con.execute(
-            "insert into marts.decision_outcomes by name select decision_id, "
-            "run_date, run_date + 30 as matured_on, customer_id, arm, action, "
-            "p_churn, value_at_risk, chosen_ev as expected_ev, 0.0 as cost, "
-            "policy_mode, model_version, 'basic' as segment, "
-            "hash(decision_id) % 3 > 0 as retained, 10.0 as realized_spend, "
-            "false as overridden from marts.decisions"
-        )
-        for table in ("scores", "decisions", "decision_outcomes"):
-            row = con.execute(f"select count(*) from marts.{table}").fetchone()
-            added[table] = int(row[0]) if row else 0
-    return added
+def scale_warehouse(source: Path, target: Path, copies: int) -> float:
+    """Write ``target`` with every table of ``source`` repeated ``copies`` times
+    (views are left out); returns the seconds it took."""
+    started = time.perf_counter()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.unlink(missing_ok=True)
+    con = duckdb.connect(str(target))
+    try:
+        con.execute(f"attach '{source}' as src (read_only)")
+        tables = con.execute(
+            "select schema_name, table_name from duckdb_tables() "
+            "where database_name = 'src'"
+        ).fetchall()
+        for schema, table in tables:
+            columns = con.execute(
+                "select column_name, data_type from duckdb_columns() where "
+                "database_name = 'src' and schema_name = ? and table_name = ? "
+                "order by column_index",
+                [schema, table],
+            ).fetchall()
+            select = ", ".join(
+                f'"{name}" || \'_\' || k as "{name}"'
+                if kind == "VARCHAR" and name.endswith("_id")
+                else f'"{name}"'
+                for name, kind in columns
+            )
+            con.execute(f"create schema if not exists {schema}")
+            con.execute(
+                f'create table {schema}."{table}" as select {select} '
+                f'from src.{schema}."{table}", range({copies}) as r(k)'
+            )
+        con.execute("detach src")
+        con.execute("checkpoint")
+    finally:
+        con.close()
+    return time.perf_counter() - started
+
+
+def copy_by_rows(settings: Settings) -> float:
+    """The alternative: one ``create table … as`` per published table into a new
+    database; returns its seconds (the file is deleted afterwards)."""
+    target = settings.root / "bench_copy_by_rows.duckdb"
+    target.unlink(missing_ok=True)
+    started = time.perf_counter()
+    con = duckdb.connect(str(target))
+    try:
+        con.execute(f"attach '{settings.warehouse_path}' as live (read_only)")
+        for schema in PUBLISHED_SCHEMAS:
+            con.execute(f"create schema {schema}")
+        for schema, table in published_tables(con, "live"):
+            con.execute(
+                f'create table {schema}."{table}" as from live.{schema}."{table}"'
+            )
+        con.execute("detach live")
+        con.execute("checkpoint")
+    finally:
+        con.close()
+    seconds = time.perf_counter() - started
+    print(f"copy by rows: {seconds:.2f} s, {target.stat().st_size / MIB:,.0f} MiB")
+    target.unlink()
+    return seconds
 
 
 def main() -> None:
-    """Parse arguments, optionally grow the loop tables, time the publishes."""
+    """Parse arguments, build the scaled warehouse if asked, time the publishes."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--home", type=Path, required=True)
-    parser.add_argument("--loop-days", type=int, default=0)
+    parser.add_argument("--scale-from", type=Path)
+    parser.add_argument("--scale", type=int, default=1)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--compare", action="store_true")
     args = parser.parse_args()
     settings = Settings(home=args.home)
-    if args.loop_days:
-        started = time.perf_counter()
-        added = add_loop_rows(settings, args.loop_days)
-        if added:
-            print(f"added loop rows {added} in {time.perf_counter() - started:.1f} s")
+    if args.scale_from is not None:
+        source = Settings(home=args.scale_from).warehouse_path
+        seconds = scale_warehouse(source, settings.warehouse_path, args.scale)
+        print(f"built {settings.warehouse_path} ({args.scale}x) in {seconds:.1f} s")
     seconds = []
     summary = None
     for _ in range(args.repeat):
         summary = publish_analytics(settings, date.today(), "bench_publish")
         seconds.append(summary.elapsed_seconds)
     assert summary is not None
-    mib = 1024 * 1024
-    warehouse = settings.warehouse_path.stat().st_size / mib
+    warehouse = settings.warehouse_path.stat().st_size / MIB
     print(f"warehouse {settings.warehouse_path}: {warehouse:,.0f} MiB")
-    print(f"analyst copy {summary.path}: {summary.size_bytes / mib:,.0f} MiB")
-    largest = sorted(summary.tables.items(), key=lambda kv: -kv[1])[:6]
+    print(f"analyst copy {summary.path}: {summary.size_bytes / MIB:,.0f} MiB")
+    largest = sorted(summary.tables.items(), key=lambda kv: -kv[1])[:5]
     print(
         f"{len(summary.tables)} tables, {sum(summary.tables.values()):,} rows; "
         "largest: " + ", ".join(f"{name} {rows:,}" for name, rows in largest)
@@ -104,6 +129,8 @@ def main() -> None:
         f"publish: {', '.join(f'{s:.2f}' for s in seconds)} s "
         f"(median {statistics.median(seconds):.2f} s)"
     )
+    if args.compare:
+        copy_by_rows(settings)
 
 
 if __name__ == "__main__":

@@ -48,9 +48,18 @@ def test_a_failed_outcomes_task_emits_nothing(
     assert not outcome.ok
     assert outcome.task_states["check_nightly"] == "success"
     assert outcome.task_states["join_outcomes"] == "failed"
-    for task in ("drift", "learn_policy", "retrain_check", "request_retrain"):
+    for task in (
+        "drift",
+        "learn_policy",
+        "retrain_check",
+        "request_retrain",
+        "publish",
+    ):
         assert outcome.task_states[task] == "upstream_failed", task
     assert _retrain_events() == before
     with connect(Settings(home=tmp_path).warehouse_path, read_only=True) as con:
         steps = [r[0] for r in con.execute("select step from ops.runs").fetchall()]
     assert "retrain_check" not in steps
+    # and the analyst copy was not replaced by a failed run's state
+    assert "publish_outcomes" not in steps
+    assert not Settings(home=tmp_path).analytics_path.exists()
