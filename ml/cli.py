@@ -320,7 +320,16 @@ def publish(
     if not settings.warehouse_path.is_file():
         console.print(f"[red]no warehouse at {settings.warehouse_path} yet[/red]")
         raise typer.Exit(1)
-    run_date = _date(date_) if date_ else _latest_run_date(settings)
+    import duckdb
+
+    try:
+        run_date = _date(date_) if date_ else _latest_run_date(settings)
+    except duckdb.IOException as error:
+        console.print(
+            f"[red]cannot read {settings.warehouse_path}: another process holds it "
+            f"(a pipeline task writing?); try again after the run. {error}[/red]"
+        )
+        raise typer.Exit(1) from error
     _publish(settings, run_date or date.today())
 
 

@@ -8,9 +8,12 @@ small JSON-able summary (it travels through XCom, so it stays small).
 from __future__ import annotations
 
 import json
+from contextlib import suppress
 from dataclasses import asdict, dataclass, field
 from datetime import date, timedelta
 from typing import Any
+
+import duckdb
 
 from ml.config import Settings, get_settings, load_business_config
 from ml.contract import TABLES
@@ -164,7 +167,10 @@ def publish(
     try:
         summary = publish_analytics(settings, run_date, published_by=step)
     except Exception as exc:
-        record_run(settings, run_date, step, "failed", {"error": str(exc)})
+        # When another process holds the warehouse, the failure cannot be
+        # recorded either; the original error says why.
+        with suppress(duckdb.IOException):
+            record_run(settings, run_date, step, "failed", {"error": str(exc)})
         raise
     counts = summary.as_dict()
     record_run(settings, run_date, step, "success", counts)

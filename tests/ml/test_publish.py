@@ -225,7 +225,9 @@ def test_a_failure_after_the_copy_leaves_no_temp_file(
     assert not list(settings.root.glob("*.tmp.wal"))
 
 
-def test_a_warehouse_held_by_a_writer_fails_cleanly(settings: Settings) -> None:
+def test_a_warehouse_held_by_a_writer_fails_cleanly(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
     publish_analytics(settings, DAY, "publish")
     before = _sha256(settings.analytics_path)
     holder = subprocess.Popen(
@@ -244,7 +246,12 @@ def test_a_warehouse_held_by_a_writer_fails_cleanly(settings: Settings) -> None:
     try:
         assert holder.stdout is not None and holder.stdout.readline() == "holding\n"
         with pytest.raises(PublishError, match="another process holds it"):
-            publish_analytics(settings, DAY, "publish")
+            publish(DAY, settings)
+        # by hand: a clear message, not a traceback
+        monkeypatch.setenv("LOOPLINE_HOME", str(settings.root))
+        result = CliRunner().invoke(app, ["publish", "--date", DAY.isoformat()])
+        assert result.exit_code == 1
+        assert "another process holds it" in result.output.replace("\n", " ")
     finally:
         assert holder.stdin is not None
         holder.stdin.close()
