@@ -205,8 +205,9 @@ def publish_analytics(
     ``run_date`` is the logical date the copy is published for and
     ``published_by`` the step that published it; both are kept with each table's
     row count and latest date in ``ops.publication`` inside the copy. The live
-    warehouse is only read (attached read-only), so this runs in the warehouse
-    pool like every other task that opens it.
+    warehouse is only read (copied while a read-only connection holds it), yet
+    that connection makes a writer fail, so this runs in the warehouse pool like
+    every other task that opens the warehouse.
     """
     source = settings.warehouse_path
     target = settings.analytics_path
@@ -246,7 +247,7 @@ def remove_stale_temp_files(target: Path) -> list[Path]:
     if not target.parent.is_dir():
         return removed
     for path in target.parent.iterdir():
-        found = _TEMP_PATTERN.match(path.name.removesuffix(".wal").rstrip())
+        found = _TEMP_PATTERN.match(path.name.removesuffix(".wal"))
         if not found or found["name"] != target.name:
             continue
         if _process_alive(int(found["pid"])):
