@@ -18,6 +18,10 @@ The nightly run for one logical date *d*:
    exports the action queues to `exports/dt=d/`. Without trusted scores it uses the
    rule fallback. A failed gate upstream stops the run before this task, so no
    queue is written.
+7. `publish`: writes the read-only analyst copy (`analytics.duckdb`: the `marts`
+   and `ops` schemas and the `reporting` views) and swaps it in atomically, so
+   analysts see the night's results and never open the live warehouse. A failed
+   task upstream stops the run before it: the previous copy stays.
 
 Every task works on the partition of its logical date, so reruns and backfills are
 idempotent. Warehouse writers share the one-slot `warehouse` pool. The logic lives in
@@ -88,6 +92,12 @@ def loopline_nightly() -> None:
 
         return decide(parse_ds(ds)).as_dict()
 
+    @task(pool=WAREHOUSE_POOL)
+    def publish(ds: str | None = None) -> dict:
+        from ml.pipeline import parse_ds, publish
+
+        return publish(parse_ds(ds)).as_dict()
+
     (
         check_landing()
         >> validate_landing()
@@ -95,6 +105,7 @@ def loopline_nightly() -> None:
         >> validate_marts()
         >> score()
         >> decide()
+        >> publish()
     )
 
 

@@ -17,8 +17,13 @@ The feedback run for one logical date *d*, after the nightly run of *d*:
    `ops.retrain_events`; when nothing breaches, the next task is skipped.
 6. `request_retrain`: emits the `retrain_requested` asset with the reasons, which
    schedules `loopline_retrain` (the reasons become tags of its MLflow run).
+7. `publish`: writes the analyst copy again, now with the outcome, drift and
+   policy marts of *d* and the retrain verdict. It runs whether or not a retrain
+   was requested (`retrain_check` skips only its direct downstream task), and not
+   after a failed task (`none_failed`).
 
-A failed task stops the run before `request_retrain`, so it emits nothing. Every
+A failed task stops the run before `request_retrain` and `publish`, so it emits
+nothing and the previous analyst copy stays. Every
 task works on the rows of its logical date, so reruns and backfills are
 idempotent. Warehouse writers share the one-slot `warehouse` pool with the nightly
 DAG, so the two never write at the same time. The logic lives in `ml.pipeline`.
@@ -73,7 +78,9 @@ def loopline_outcomes() -> None:
 
         return learn_policy(parse_ds(ds)).as_dict()
 
-    @task.short_circuit(pool=WAREHOUSE_POOL)
+    # Only request_retrain (the direct downstream task) is skipped when nothing
+    # breaches; publish keeps its own trigger rule.
+    @task.short_circuit(pool=WAREHOUSE_POOL, ignore_downstream_trigger_rules=False)
     def retrain_check(ds: str | None = None) -> dict:
         from ml.pipeline import parse_ds, retrain_check
 
@@ -91,9 +98,15 @@ def loopline_outcomes() -> None:
         }
         return verdict
 
+    @task(pool=WAREHOUSE_POOL, trigger_rule="none_failed")
+    def publish(ds: str | None = None) -> dict:
+        from ml.pipeline import parse_ds, publish_outcomes
+
+        return publish_outcomes(parse_ds(ds)).as_dict()
+
     verdict = retrain_check()
     (check_nightly() >> join_outcomes() >> drift() >> learn_policy() >> verdict)
-    request_retrain(verdict)
+    request_retrain(verdict) >> publish()
 
 
 loopline_outcomes()

@@ -42,6 +42,7 @@ STATE_ENTRIES = (
     "landing",
     "warehouse.duckdb",
     "warehouse.duckdb.wal",
+    "analytics.duckdb",
     "exports",
     "mlflow.db",
     "mlartifacts",
@@ -180,6 +181,7 @@ def rebuild(
     with console.status(f"rebuilding marts {start} → {end} (every {every} days)"):
         detail = run_rebuild(_date(start), _date(end), every=every, settings=settings)
     console.print(detail)
+    _publish(settings, _date(end))
 
 
 def _run_nightly(settings: Settings, days: list[date]) -> list[Any]:
@@ -229,11 +231,22 @@ def backfill(start: DateOpt, end: DateOpt) -> None:
         raise typer.Exit(1)
 
 
-def print_query(query: str, settings: Settings, title: str | None = None) -> None:
-    """Run a read-only query on the warehouse and print it as a table."""
+def analyst_database(settings: Settings) -> Path:
+    """The analyst copy, or exit with what to run when nothing is published."""
+    from ml.publish import NotPublishedError, analytics_database
+
+    try:
+        return analytics_database(settings)
+    except NotPublishedError as error:
+        console.print(f"[red]{error}[/red]")
+        raise typer.Exit(1) from error
+
+
+def print_query(query: str, database: Path, title: str | None = None) -> None:
+    """Run a query on ``database``, opened read-only, and print it as a table."""
     from ml.warehouse import connect
 
-    with connect(settings.warehouse_path, read_only=True) as con:
+    with connect(database, read_only=True) as con:
         result = con.execute(query)
         columns = [d[0] for d in result.description or []]
         rows = result.fetchall()
@@ -244,72 +257,105 @@ def print_query(query: str, settings: Settings, title: str | None = None) -> Non
 
 
 @app.command()
-def sql(query: Annotated[str, typer.Argument(help="A SQL query (read-only).")]) -> None:
-    """Run a read-only SQL query on the warehouse and print the result."""
-    print_query(query, get_settings())
+def sql(
+    query: Annotated[str, typer.Argument(help="A SQL query (read-only).")],
+    live: Annotated[
+        bool,
+        typer.Option(
+            help="Query the live warehouse (raw, staging and intermediate too) "
+            "instead of the analyst copy. A pipeline task that writes while the "
+            "query runs fails at once: use only when no run is in progress."
+        ),
+    ] = False,
+) -> None:
+    """Run a read-only SQL query on the analyst copy (analytics.duckdb): the marts,
+    the ops tables and the reporting views as of the last published run."""
+    settings = get_settings()
+    if live:
+        print_query(query, settings.warehouse_path)
+        return
+    print_query(query, analyst_database(settings))
 
 
-SUMMARY_QUERIES = {
-    "quarantined rows": """
-        select table_name, reason, count(*) as rows,
-            min(partition_date) as first_day, max(partition_date) as last_day
-        from ops.quarantine group by all order by rows desc
-    """,
-    "validation results": """
-        select suite_name, severity,
-            count(*) as expectations,
-            count(*) filter (where success) as passed,
-            count(*) filter (where not success) as failed,
-            min(partition_date) as first_day, max(partition_date) as last_day
-        from ops.validation_results group by all order by suite_name, severity
-    """,
-    "scores per night": """
-        select run_date, model_version, model_alias, count(*) as customers,
-            round(avg(p_churn), 4) as mean_p_churn
-        from marts.scores group by all order by run_date desc limit 8
-    """,
-    "nightly runs": """
-        select run_date, step, status from ops.runs
-        where step <> 'rebuild' order by run_date desc, step limit 8
-    """,
-}
-
-
-def table_row_counts(settings: Settings) -> list[tuple[str, int]]:
-    """Exact row counts of every table in the raw, marts and ops schemas."""
-    from ml.warehouse import connect
-
-    with connect(settings.warehouse_path, read_only=True) as con:
-        names = con.execute(
-            "select schema_name || '.' || table_name from duckdb_tables() "
-            "where schema_name in ('raw', 'marts', 'ops') "
-            "order by schema_name = 'marts' desc, schema_name, table_name"
-        ).fetchall()
-        counts = []
-        for (name,) in names:
-            row = con.execute(f"select count(*) from {name}").fetchone()
-            counts.append((name, int(row[0]) if row else 0))
-        return counts
-
-
-def print_summary(settings: Settings) -> None:
-    """Rows per table, quarantined rows, validation results and recent runs."""
-    table = Table("table", "rows", title="rows per table")
-    for name, rows in table_row_counts(settings):
-        table.add_row(name, f"{rows:,}")
-    console.print(table)
-    for title, query in SUMMARY_QUERIES.items():
-        if "marts.scores" in query and not _scores_exist(settings):
-            continue
-        print_query(query, settings, title=title)
-    print_champion(settings)
-
-
-def _scores_exist(settings: Settings) -> bool:
+def _latest_run_date(settings: Settings) -> date | None:
+    """The latest run date recorded in ``ops.runs`` of the warehouse."""
     from ml.warehouse import connect, table_exists
 
+    if not settings.warehouse_path.is_file():
+        return None
     with connect(settings.warehouse_path, read_only=True) as con:
-        return table_exists(con, "marts", "scores")
+        if not table_exists(con, "ops", "runs"):
+            return None
+        found = con.execute("select max(run_date) from ops.runs").fetchone()
+    return found[0] if found else None
+
+
+def _publish(settings: Settings, run_date: date) -> None:
+    from ml.pipeline import publish as run_publish
+    from ml.publish import PublishError
+
+    try:
+        summary = run_publish(run_date, settings, step="publish_manual")
+    except PublishError as error:
+        console.print(f"[red]{error}[/red]")
+        raise typer.Exit(1) from error
+    counts = summary.counts
+    rows = sum(counts["tables"].values())
+    console.print(
+        f"published {len(counts['tables'])} tables ({rows:,} rows) and "
+        f"{len(counts['views'])} views to [bold]{counts['path']}[/bold] "
+        f"in {counts['elapsed_seconds']:.1f} s"
+    )
+
+
+@app.command()
+def publish(
+    date_: Annotated[
+        str | None,
+        typer.Option(
+            "--date", help="Run date to record it under (default: the latest run)."
+        ),
+    ] = None,
+) -> None:
+    """Write the analyst copy (analytics.duckdb) from the warehouse now and swap it
+    in atomically; the nightly and outcomes runs do this as their last task."""
+    settings = get_settings()
+    if not settings.warehouse_path.is_file():
+        console.print(f"[red]no warehouse at {settings.warehouse_path} yet[/red]")
+        raise typer.Exit(1)
+    import duckdb
+
+    try:
+        run_date = _date(date_) if date_ else _latest_run_date(settings)
+    except duckdb.IOException as error:
+        console.print(
+            f"[red]cannot read {settings.warehouse_path}: another process holds it "
+            f"(a pipeline task writing?); try again after the run. {error}[/red]"
+        )
+        raise typer.Exit(1) from error
+    _publish(settings, run_date or date.today())
+
+
+@app.command()
+def docs() -> None:
+    """Generate the dbt documentation site of the analyst copy and print where
+    its index.html is."""
+    from ml.publish import NotPublishedError
+    from ml.transform import DbtBuildError, generate_docs
+
+    settings = get_settings()
+    try:
+        with console.status("dbt docs generate"):
+            site = generate_docs(settings)
+    except (NotPublishedError, DbtBuildError) as error:
+        console.print(f"[red]{error}[/red]")
+        raise typer.Exit(1) from error
+    console.print(f"dbt docs: [bold]{site / 'index.html'}[/bold]")
+    console.print(f"one file that opens from disk: {site / 'static_index.html'}")
+    console.print(
+        f"or serve the folder: .venv/bin/python -m http.server --directory {site} "
+        "8080 (then open http://127.0.0.1:8080)"
+    )
 
 
 def print_champion(settings: Settings) -> None:

@@ -93,6 +93,16 @@ class Settings(BaseSettings):
         return self.root / "warehouse.duckdb"
 
     @property
+    def analytics_path(self) -> Path:
+        """The read-only analyst copy of the marts and ops tables (``ml.publish``)."""
+        return self.root / "analytics.duckdb"
+
+    @property
+    def dbt_docs_dir(self) -> Path:
+        """Where ``loopline docs`` writes the dbt documentation site."""
+        return self.reports_dir / "dbt_docs"
+
+    @property
     def exports_dir(self) -> Path:
         return self.root / "exports"
 

@@ -3,6 +3,10 @@
 ``register_commands(app)`` adds ``decisions`` (the daily policy summary) and the
 ``review`` group (``list``, ``approve``, ``reject``, ``change``) to the ``loopline``
 app. Each calls one function of :mod:`ml.decide_report` or :mod:`ml.review`.
+
+They read the analyst copy (``analytics.duckdb``), never the live warehouse: a
+person may run them while the pipeline writes, and a reader of the live file
+would make a writer fail.
 """
 
 from __future__ import annotations
@@ -36,9 +40,11 @@ def _number(value: Any) -> str:
 
 def print_decisions(run_date: date | None = None) -> None:
     """The policy summary of ``run_date`` (default: the latest decided date)."""
+    from ml.cli import analyst_database
     from ml.decide_report import daily_summary
 
-    found = daily_summary(get_settings(), run_date)
+    settings = get_settings()
+    found = daily_summary(settings, run_date, analyst_database(settings))
     if found is None:
         console.print("no decisions yet: run the nightly DAG (loopline run --date D)")
         raise typer.Exit(1)
@@ -75,9 +81,15 @@ def review_list(
     ] = None,
 ) -> None:
     """Open review cases with their evidence."""
+    from ml.cli import analyst_database
     from ml.review import pending_cases
 
-    cases = pending_cases(get_settings(), date.fromisoformat(date_) if date_ else None)
+    settings = get_settings()
+    cases = pending_cases(
+        settings,
+        date.fromisoformat(date_) if date_ else None,
+        analyst_database(settings),
+    )
     if cases.empty:
         console.print("no open review cases")
         return
@@ -102,11 +114,13 @@ def _record(
     arrives: str | None,
     new_action: str | None = None,
 ) -> None:
+    from ml.cli import analyst_database
     from ml.review import ReviewError, record_decision
 
+    settings = get_settings()
     try:
         record = record_decision(
-            get_settings(),
+            settings,
             decision_id,
             decision,
             reviewer,
@@ -114,6 +128,7 @@ def _record(
             note=note,
             new_action=new_action,
             arrives_on=date.fromisoformat(arrives) if arrives else None,
+            database=analyst_database(settings),
         )
     except ReviewError as error:
         console.print(f"[red]{error}")

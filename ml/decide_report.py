@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 from ml.config import Settings
@@ -11,12 +12,13 @@ from ml.warehouse import connect, table_exists
 
 
 def daily_summary(
-    settings: Settings, run_date: date | None = None
+    settings: Settings, run_date: date | None = None, database: Path | None = None
 ) -> tuple[dict[str, Any], list[tuple[Any, ...]]] | None:
     """The ``marts.policy_daily`` row of ``run_date`` (default: the latest) with a
     ``resources`` list of (resource, used, limit), and the decision counts and
-    expected value per arm and action. None when nothing was decided."""
-    with connect(settings.warehouse_path, read_only=True) as con:
+    expected value per arm and action. None when nothing was decided. Reads
+    ``database`` (default: the warehouse; the CLI passes the analyst copy)."""
+    with connect(database or settings.warehouse_path, read_only=True) as con:
         if not table_exists(con, "marts", "policy_daily"):
             return None
         if run_date is None:

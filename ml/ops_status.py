@@ -44,7 +44,7 @@ from ml.airflow_meta import (
 )
 from ml.config import Settings
 from ml.exports import read_manifest
-from ml.warehouse import table_exists
+from ml.warehouse import duckdb_config, table_exists
 
 ALERTS_SHOWN = 5
 # Seconds between attempts to open the warehouse while a writer holds it.
@@ -271,7 +271,7 @@ def _open_read_only(path: Path) -> duckdb.DuckDBPyConnection:
     """A read-only connection, retried briefly while a writer holds the file."""
     for delay in (*OPEN_RETRY_DELAYS, None):
         try:
-            return duckdb.connect(str(path), read_only=True)
+            return duckdb.connect(str(path), read_only=True, config=duckdb_config())
         except duckdb.IOException as exc:
             if delay is None or "lock" not in str(exc).lower():
                 raise

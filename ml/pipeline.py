@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import json
 import logging
+from contextlib import suppress
 from dataclasses import asdict, dataclass, field
 from datetime import date, timedelta
 from typing import Any
+
+import duckdb
 
 from ml.config import Settings, get_settings, load_business_config
 from ml.contract import TABLES
@@ -194,6 +197,35 @@ def decide(run_date: date, settings: Settings | None = None) -> StepSummary:
     counts = summary.as_dict()
     record_run(settings, run_date, "decide", "success", counts)
     return StepSummary(run_date.isoformat(), "decide", counts)
+
+
+def publish(
+    run_date: date, settings: Settings | None = None, step: str = "publish"
+) -> StepSummary:
+    """Write the analyst copy (``analytics.duckdb``) from the warehouse and swap it
+    in atomically: the last task of the nightly run. Analysts and ``loopline sql``
+    read that copy, never the live warehouse, so they never block a writer."""
+    from ml.publish import publish_analytics
+
+    settings = settings or get_settings()
+    try:
+        summary = publish_analytics(settings, run_date, published_by=step)
+    except Exception as exc:
+        # When another process holds the warehouse, the failure cannot be
+        # recorded either; the original error says why.
+        with suppress(duckdb.IOException):
+            record_run(settings, run_date, step, "failed", {"error": str(exc)})
+        raise
+    counts = summary.as_dict()
+    record_run(settings, run_date, step, "success", counts)
+    return StepSummary(run_date.isoformat(), step, counts)
+
+
+def publish_outcomes(run_date: date, settings: Settings | None = None) -> StepSummary:
+    """:func:`publish` as the last task of the feedback run, so the analyst copy
+    carries that date's outcome, drift and policy-learning marts (recorded as step
+    ``publish_outcomes``)."""
+    return publish(run_date, settings, step="publish_outcomes")
 
 
 class NightlyNotDoneError(RuntimeError):

@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 from ml.config import Settings
 from ml.contract import ACTIONS, REVIEW_DECISIONS, REVIEW_DECISIONS_TABLE
 from ml.landing import partition_dir
-from ml.warehouse import connect
+from ml.warehouse import connect, table_exists
 
 TABLE = REVIEW_DECISIONS_TABLE.name
 
@@ -45,10 +45,15 @@ class ReviewRecord:
     path: Path
 
 
-def pending_cases(settings: Settings, run_date: date | None = None) -> pd.DataFrame:
+def pending_cases(
+    settings: Settings, run_date: date | None = None, database: Path | None = None
+) -> pd.DataFrame:
     """Review cases of ``run_date`` (default: the latest queued date) that no
-    applied review decision has closed yet."""
-    with connect(settings.warehouse_path, read_only=True) as con:
+    applied review decision has closed yet, read from ``database`` (default: the
+    warehouse; the CLI passes the analyst copy)."""
+    with connect(database or settings.warehouse_path, read_only=True) as con:
+        if not table_exists(con, "marts", "review_queue"):
+            return pd.DataFrame()
         if run_date is None:
             found = con.execute(
                 "select max(run_date) from marts.review_queue"
@@ -74,8 +79,10 @@ def pending_cases(settings: Settings, run_date: date | None = None) -> pd.DataFr
         ).df()
 
 
-def _case(settings: Settings, decision_id: str) -> tuple[str, str, date]:
-    with connect(settings.warehouse_path, read_only=True) as con:
+def _case(
+    settings: Settings, decision_id: str, database: Path | None = None
+) -> tuple[str, str, date]:
+    with connect(database or settings.warehouse_path, read_only=True) as con:
         row = con.execute(
             "select customer_id, action, run_date from marts.review_queue "
             "where decision_id = ?",
@@ -96,12 +103,15 @@ def record_decision(
     new_action: str | None = None,
     arrives_on: date | None = None,
     decided_at: datetime | None = None,
+    database: Path | None = None,
 ) -> ReviewRecord:
     """Write one review decision on case ``decision_id`` as landing data.
 
     ``arrives_on`` defaults to the day after the case was queued; ``decided_at``
     defaults to the current time, moved back to noon of ``arrives_on`` when that day
     is already over (an event time after its partition day would be quarantined).
+    The case is looked up in ``database`` (default: the warehouse; the CLI passes
+    the analyst copy, so a reviewer never holds the live file).
     """
     if decision not in REVIEW_DECISIONS:
         raise ReviewError(f"decision must be one of {REVIEW_DECISIONS}")
@@ -112,7 +122,7 @@ def record_decision(
         raise ReviewError("only a change carries a new action")
     if not reviewer.strip() or not reason_code.strip():
         raise ReviewError("a review decision needs a reviewer and a reason code")
-    customer_id, _, queued_on = _case(settings, decision_id)
+    customer_id, _, queued_on = _case(settings, decision_id, database)
     arrives_on = arrives_on or queued_on + timedelta(days=1)
     if arrives_on <= queued_on:
         raise ReviewError(

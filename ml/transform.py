@@ -231,6 +231,76 @@ def dbt_build(
     )
 
 
+DOCS_TARGET = "analytics"
+ANALYTICS_ENV = "LOOPLINE_ANALYTICS"
+DOCS_FILES = ("index.html", "manifest.json", "catalog.json", "static_index.html")
+
+
+def dbt_docs_args(settings: Settings) -> list[str]:
+    """The command line of ``dbt docs generate`` (without the ``dbt``): profile
+    target ``analytics``, which attaches the analyst copy read-only, and the docs
+    site's own target path."""
+    project_dir = str(settings.dbt_project_dir)
+    return [
+        "docs",
+        "generate",
+        "--project-dir",
+        project_dir,
+        "--profiles-dir",
+        project_dir,
+        "--target",
+        DOCS_TARGET,
+        "--target-path",
+        str(settings.dbt_docs_dir),
+        "--log-path",
+        str(settings.dbt_log_dir),
+        "--vars",
+        json.dumps(dbt_vars(settings)),
+        "--static",
+        "--no-use-colors",
+        "--log-level",
+        settings.dbt_log_level,
+        "--log-level-file",
+        "info",
+    ]
+
+
+def generate_docs(settings: Settings) -> Path:
+    """Generate dbt's documentation site into ``settings.dbt_docs_dir`` and return
+    that folder: ``index.html`` with ``manifest.json`` and ``catalog.json`` (served
+    over HTTP), and ``static_index.html``, one file that opens from disk.
+
+    The catalog (column types, row counts) is read from the analyst copy, attached
+    read-only, so this never holds the live warehouse: the marts appear with their
+    columns; staging and intermediate, which are not published, with their
+    descriptions and SQL only. The SQL is compiled for the copy's run date.
+    Raises :class:`ml.publish.NotPublishedError` when there is no copy yet and
+    :class:`DbtBuildError` when dbt fails.
+    """
+    from ml.publish import analytics_database, published_run_date
+
+    analytics = analytics_database(settings)
+    run_date = published_run_date(analytics)
+    settings.dbt_docs_dir.mkdir(parents=True, exist_ok=True)
+    settings.dbt_log_dir.mkdir(parents=True, exist_ok=True)
+
+    from dbt.cli.main import dbtRunner  # heavy import, only when docs are built
+
+    env = {ANALYTICS_ENV: str(analytics)} | dbt_run_env(run_date, run_date, 1)
+    with _DBT_LOCK, _environment(env):
+        try:
+            outcome = dbtRunner().invoke(dbt_docs_args(settings))
+        finally:
+            _close_dbt_warehouse()
+    missing = [f for f in DOCS_FILES if not (settings.dbt_docs_dir / f).is_file()]
+    if not outcome.success or missing:
+        raise DbtBuildError(
+            f"dbt docs generate failed ({outcome.exception or 'see the dbt log'}); "
+            f"missing: {', '.join(missing) or 'nothing'}"
+        )
+    return settings.dbt_docs_dir
+
+
 def rebuild(
     settings: Settings,
     start: date,

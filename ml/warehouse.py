@@ -111,12 +111,15 @@ def memory_limit() -> str:
     return os.environ.get(DUCKDB_MEMORY_LIMIT_ENV) or DUCKDB_MEMORY_LIMIT
 
 
+def duckdb_config() -> dict[str, str | bool | int | float | list[str]]:
+    """The configuration every DuckDB file connection of Loopline opens with."""
+    return {"memory_limit": memory_limit()}
+
+
 @contextmanager
 def connect(path: Path, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
     """Open the warehouse and close it on exit, whatever happens."""
-    con = duckdb.connect(
-        str(path), read_only=read_only, config={"memory_limit": memory_limit()}
-    )
+    con = duckdb.connect(str(path), read_only=read_only, config=duckdb_config())
     try:
         yield con
     finally:

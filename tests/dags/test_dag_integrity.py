@@ -35,11 +35,14 @@ def test_nightly_shape(dagbag) -> None:  # type: ignore[no-untyped-def]
         "validate_marts",
         "score",
         "decide",
+        "publish",
     ]
     for upstream, downstream in zip(order, order[1:], strict=False):
         assert downstream in dag.get_task(upstream).downstream_task_ids
     for task_id in order[1:]:
         assert dag.get_task(task_id).pool == "warehouse", task_id
+    # the analyst copy is written last, after the decisions
+    assert dag.get_task("publish").downstream_task_ids == set()
 
 
 @pytest.mark.parametrize("path", sorted(DAGS_DIR.glob("*.py")), ids=lambda p: p.name)
@@ -93,6 +96,14 @@ def test_outcomes_shape(dagbag) -> None:  # type: ignore[no-untyped-def]
     ]
     retrain = dagbag.dags["loopline_retrain"]
     assert "retrain_requested" in str(retrain.timetable.asset_condition)
+    # The analyst copy is written last, whether or not a retrain was requested:
+    # the short-circuit skips only its direct downstream task.
+    publish = dag.get_task("publish")
+    assert publish.upstream_task_ids == {"request_retrain"}
+    assert publish.downstream_task_ids == set()
+    assert publish.pool == "warehouse"
+    assert publish.trigger_rule == "none_failed"
+    assert dag.get_task("retrain_check").ignore_downstream_trigger_rules is False
 
 
 def test_every_task_alerts_on_failure(dagbag) -> None:  # type: ignore[no-untyped-def]

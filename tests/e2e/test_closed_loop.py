@@ -6,17 +6,21 @@ outcomes → retrain when requested), with a drift event on its third loop day a
 7-day label horizon. It runs in its own process and ``LOOPLINE_HOME`` because
 Airflow and MLflow keep per-process state. The test then reads what the loop left
 behind: the retrain request and its reasons, the retrain run's MLflow tags and gate
-verdict, the learned policy parameters, the outcome marts, and the report.
+verdict, the learned policy parameters, the outcome marts, the report, and the
+analyst copy the last run published, on which every query of
+``docs/analyst_guide.md`` must run.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
+import duckdb
 import pytest
 from mlflow.tracking import MlflowClient
 
@@ -25,6 +29,7 @@ from ml.warehouse import connect
 
 MODEL = "loopline-churn"
 SECTIONS = ("summary", "value", "model", "uplift", "drift", "operations", "retrains")
+GUIDE = REPO_ROOT / "docs" / "analyst_guide.md"
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +72,14 @@ def test_the_loop_ran_every_day_through_the_real_dags(
             "select count(distinct run_date) from marts.decisions"
         ).fetchall()[0][0]
     assert nights == days >= 14
-    for step in ("join_outcomes", "drift", "learn_policy", "retrain_check"):
+    for step in (
+        "join_outcomes",
+        "drift",
+        "learn_policy",
+        "retrain_check",
+        "publish",
+        "publish_outcomes",
+    ):
         assert steps[step] == nights, step
     assert stdout.count(" gate=ok ") >= nights
     assert "label horizon H = 7 days" in stdout
@@ -192,3 +204,40 @@ def test_status_after_the_loop(loop: tuple[Settings, str]) -> None:
     assert status["validation"] and status["last_verdict"] is not None
     # the loop runs loopline_retrain right after each request: none is pending
     assert status["pending_retrain"] is None
+
+
+def test_the_analyst_copy_is_the_last_run_and_the_guide_runs_on_it(
+    loop: tuple[Settings, str],
+) -> None:
+    settings, _ = loop
+    with connect(settings.warehouse_path, read_only=True) as live:
+        last = live.execute("select max(run_date) from marts.decisions").fetchone()
+        live_counts = {
+            f"marts.{name}": live.execute(
+                f"select count(*) from marts.{name}"
+            ).fetchone()[0]
+            for (name,) in live.execute(
+                "select table_name from duckdb_tables() where schema_name = 'marts'"
+            ).fetchall()
+        }
+    queries = re.findall(r"```sql\n(.*?)```", GUIDE.read_text(), re.S)
+    assert len(queries) == 10
+    con = duckdb.connect(str(settings.analytics_path), read_only=True)
+    try:
+        published = con.execute(
+            "select distinct run_date, published_by from ops.publication"
+        ).fetchall()
+        copied = dict(
+            con.execute(
+                "select table_name, row_count from ops.publication "
+                "where table_name like 'marts.%'"
+            ).fetchall()
+        )
+        for number, query in enumerate(queries, 1):
+            rows = con.execute(query).fetchall()
+            assert rows, f"query {number} of the analyst guide returned no row"
+    finally:
+        con.close()
+    # the loop's last run published the copy, and nothing wrote the marts after it
+    assert last is not None and published == [(last[0], "publish_outcomes")]
+    assert copied == live_counts

@@ -1,11 +1,12 @@
 """End to end: the real ``loopline_nightly`` DAG, in-process, on a simulated world.
 
 A small world is simulated, its history rebuilt in bulk, and then the nightly DAG
-runs for three consecutive logical dates with ``dag.test()``, ending with
-``decide`` and the action-queue exports. A fourth date arrives with a renamed
-column: the gate must stop the run before dbt, load nothing and export no queue;
-the failed task leaves one alert in ``ops.alerts`` (posted to a Slack webhook served
-on 127.0.0.1 when one is configured), and ``loopline status`` shows both.
+runs for three consecutive logical dates with ``dag.test()``: ``decide`` with the
+action-queue exports, then ``publish`` of the analyst copy. A fourth date arrives
+with a renamed column: the gate must stop the run before dbt, load nothing, export
+no queue and publish nothing; the failed task leaves one alert in ``ops.alerts``
+(posted to a Slack webhook served on 127.0.0.1 when one is configured), and
+``loopline status`` shows both.
 """
 
 from __future__ import annotations
@@ -101,7 +102,8 @@ def test_three_consecutive_nights(world: Settings) -> None:
         ).fetchone()
     assert sorted(per_day) == days
     assert all(n > 100 for n in per_day.values())
-    assert steps == (NIGHTS * 6,)
+    # six steps and the publish of the analyst copy, every night
+    assert steps == (NIGHTS * 7,)
     assert loaded == (NIGHTS,)
     with connect(world.warehouse_path, read_only=True) as con:
         decided = dict(
@@ -158,6 +160,7 @@ def test_schema_fault_stops_the_run_before_dbt(
     assert outcome.task_states["validate_marts"] == "upstream_failed"
     assert outcome.task_states["score"] == "upstream_failed"
     assert outcome.task_states["decide"] == "upstream_failed"
+    assert outcome.task_states["publish"] == "upstream_failed"
     # the safe default: no queue at all for a day whose data failed its gate
     assert not export_dir(world.exports_dir, bad_day).exists()
     assert _decisions(world, bad_day) == []

@@ -49,7 +49,13 @@ def test_a_failed_outcomes_task_emits_nothing(
     assert not outcome.ok
     assert outcome.task_states["check_nightly"] == "success"
     assert outcome.task_states["join_outcomes"] == "failed"
-    for task in ("drift", "learn_policy", "retrain_check", "request_retrain"):
+    for task in (
+        "drift",
+        "learn_policy",
+        "retrain_check",
+        "request_retrain",
+        "publish",
+    ):
         assert outcome.task_states[task] == "upstream_failed", task
     assert _retrain_events() == before
     with connect(Settings(home=tmp_path).warehouse_path, read_only=True) as con:
@@ -59,3 +65,6 @@ def test_a_failed_outcomes_task_emits_nothing(
     assert "retrain_check" not in steps
     # one alert, for the task that failed (the upstream_failed ones never ran)
     assert alerted == [("loopline_outcomes", "join_outcomes", DAY)]
+    # and the analyst copy was not replaced by a failed run's state
+    assert "publish_outcomes" not in steps
+    assert not Settings(home=tmp_path).analytics_path.exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,7 @@ def runner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
     return CliRunner()
 
 
-def test_import_rebuild_and_query(runner: CliRunner) -> None:
+def test_import_rebuild_query_and_docs(runner: CliRunner, tmp_path: Path) -> None:
     result = runner.invoke(
         app,
         [
@@ -46,18 +47,40 @@ def test_import_rebuild_and_query(runner: CliRunner) -> None:
     )
     assert result.exit_code == 0, result.output
 
+    # a rebuild by hand ends by publishing the analyst copy, which sql reads
+    assert "published" in result.output
     result = runner.invoke(
         app, ["sql", "select count(*) as purchases from marts.fct_transactions"]
     )
     assert result.exit_code == 0, result.output
     assert "purchases" in result.output and "17" in result.output
+    result = runner.invoke(app, ["sql", "create table ops.nope (x int)"])
+    assert result.exit_code != 0
+    assert "read-only" in str(result.exception).lower()
+
+    # dbt docs of the analyst copy: the site and a catalog with the marts' columns
+    result = runner.invoke(app, ["docs"])
+    assert result.exit_code == 0, result.output
+    site = tmp_path / "home" / "reports" / "dbt_docs"
+    assert str(site / "index.html") in result.output.replace("\n", "")
+    for name in ("index.html", "catalog.json", "manifest.json", "static_index.html"):
+        assert (site / name).is_file(), name
+    catalog = json.loads((site / "catalog.json").read_text())
+    features = catalog["nodes"]["model.loopline.customer_features"]
+    assert features["metadata"]["schema"] == "marts"
+    assert {"customer_id", "as_of_date", "recency_days"} <= set(features["columns"])
 
 
 def test_sql_is_read_only(runner: CliRunner) -> None:
     assert runner.invoke(app, ["init"]).exit_code == 0
-    result = runner.invoke(app, ["sql", "create table ops.nope (x int)"])
+    result = runner.invoke(app, ["sql", "--live", "create table ops.nope (x int)"])
     assert result.exit_code != 0
     assert "read-only" in str(result.exception).lower()
+    # nothing published yet: the analyst commands say what to run
+    for command in (["sql", "select 1"], ["docs"], ["decisions"], ["review", "list"]):
+        result = runner.invoke(app, command)
+        assert result.exit_code == 1, command
+        assert "loopline publish" in result.output.replace("\n", " "), command
 
 
 def test_bad_date_is_a_clear_error(runner: CliRunner) -> None:
