@@ -48,7 +48,7 @@ def loop(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, str]:
         env=env,
         capture_output=True,
         text=True,
-        timeout=900,
+        timeout=1200,
     )
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
     settings = Settings(home=home, config_file=home / "config" / "loopline.yml")
