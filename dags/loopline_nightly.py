@@ -20,8 +20,10 @@ The nightly run for one logical date *d*:
    queue is written.
 
 Every task works on the partition of its logical date, so reruns and backfills are
-idempotent. Warehouse writers share the one-slot `warehouse` pool. The logic lives in
-`ml.pipeline`.
+idempotent. Every task opens the warehouse (each records itself in `ops.runs`), so
+all share the one-slot `warehouse` pool. A night's decisions depend on earlier
+nights' (contact cooldowns, learned uplifts): backfill with *Max Active Runs* 1 so
+that the dates run in order. The logic lives in `ml.pipeline`.
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ from loopline_airflow.assets import (
     default_args={"retries": 0},
 )
 def loopline_nightly() -> None:
-    @task
+    @task(pool=WAREHOUSE_POOL)
     def check_landing(ds: str | None = None) -> dict:
         from ml.pipeline import check_landing, parse_ds
 
