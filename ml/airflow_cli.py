@@ -10,7 +10,6 @@ Ctrl-C (or when one of them exits).
 from __future__ import annotations
 
 import signal
-import socket
 import time
 from typing import Annotated, Any
 from urllib.parse import urlsplit
@@ -21,12 +20,6 @@ from rich.console import Console
 from ml.config import Settings, get_settings
 
 console = Console()
-
-
-def _port_in_use(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.settimeout(1)
-        return sock.connect_ex((host, port)) == 0
 
 
 def _mlflow_address(settings: Settings) -> tuple[str, int]:
@@ -66,14 +59,19 @@ def register_commands(app: typer.Typer) -> None:
         ] = True,
     ) -> None:
         """Start Airflow 3 locally with Loopline's DAGs and plugin (until Ctrl-C)."""
-        from loopline_airflow.services import COMPONENTS, login, start_services
+        from loopline_airflow.services import (
+            COMPONENTS,
+            login,
+            port_in_use,
+            start_services,
+        )
 
         settings = get_settings()
         settings.ensure_dirs()
         host = host or settings.airflow_host
         port = port or settings.airflow_port
-        busy = [f"{host}:{port}"] if _port_in_use(host, port) else []
-        if mlflow and _port_in_use(*_mlflow_address(settings)):
+        busy = [f"{host}:{port}"] if port_in_use(host, port) else []
+        if mlflow and port_in_use(*_mlflow_address(settings)):
             busy.append(settings.mlflow_ui_url)
         if busy:
             console.print(

@@ -61,6 +61,15 @@ SIMPLE_AUTH_MANAGER = (
     "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
 )
 ADMIN_USER = "admin"
+# SQLite's busy timeout for Airflow's metadata connections ([database]
+# sql_alchemy_connect_args names this dict): with Python's default of 5 s the
+# api-server answered `POST /api/v2/backfills` with 503 "database is locked" while
+# the scheduler held the write lock on a busy machine. No timeout helps a
+# transaction that read before another one committed and then writes (Airflow
+# runs SQLite in write-ahead-log mode, where SQLite fails that write at once), so
+# the 503 can still happen: Airflow calls backfill creation on SQLite under
+# concurrent access unsupported, and the client retries.
+SQLITE_CONNECT_ARGS: dict[str, object] = {"timeout": 60}
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 PASSWORDS_FILE = "simple_auth_manager_passwords.json"
 
@@ -110,6 +119,9 @@ def services_env(
                 passwords_file(settings)
             ),
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS": (
+                "loopline_airflow.services.SQLITE_CONNECT_ARGS"
+            ),
             "AIRFLOW__API__HOST": host,
             "AIRFLOW__API__PORT": str(port),
             "AIRFLOW__API__BASE_URL": url,
@@ -174,10 +186,29 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
+def port_in_use(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(1)
+        return sock.connect_ex((host, port)) == 0
+
+
+def _port_or_free(host: str, port: int) -> int:
+    return free_port(host) if port_in_use(host, port) else port
+
+
 def _process_env(env: Mapping[str, str]) -> dict[str, str]:
-    """The caller's environment without its own Airflow configuration, plus ``env``;
-    the venv's ``bin`` first on PATH (Airflow starts ``airflow`` subprocesses)."""
-    base = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
+    """The caller's environment, then ``env`` over it; the venv's ``bin`` first on
+    PATH (Airflow starts ``airflow`` subprocesses).
+
+    The caller's ``AIRFLOW__SECTION__KEY`` options pass through (say, a larger
+    ``AIRFLOW__CORE__PARALLELISM``) unless ``env`` sets the same option; its other
+    ``AIRFLOW*`` variables (``AIRFLOW_HOME``, ``AIRFLOW_CONFIG``…) do not: the home
+    comes from the settings."""
+    base = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("AIRFLOW") or k.startswith("AIRFLOW__")
+    }
     bin_dir = str(Path(sys.executable).parent)
     base["PATH"] = os.pathsep.join([bin_dir, base.get("PATH", "")])
     return base | dict(env)
@@ -329,14 +360,17 @@ def start_services(
     port: int | None = None,
     components: Iterable[str] = COMPONENTS,
     schedule: bool = False,
-    log_server_ports: tuple[int, int] = (8793, 8794),
+    log_server_ports: tuple[int, int] | None = None,
     extra_env: Mapping[str, str] | None = None,
 ) -> AirflowServices:
     """Prepare the metadata, then start ``components``; returns at once (see
     :meth:`AirflowServices.wait_until_ready`). ``mlflow`` is an extra component:
-    the MLflow UI on ``settings.mlflow_ui_url``."""
+    the MLflow UI on ``settings.mlflow_ui_url``. The log servers take Airflow's
+    ports (8793, 8794) when nobody listens there, else free ones."""
     host = host or settings.airflow_host
     port = port or settings.airflow_port
+    if log_server_ports is None:
+        log_server_ports = (_port_or_free(host, 8793), _port_or_free(host, 8794))
     env = services_env(
         settings, host, port, schedule, log_server_ports=log_server_ports
     ) | dict(extra_env or {})

@@ -1,10 +1,11 @@
 """The real Airflow services: backfills, concurrent runs and the Loopline plugin.
 
-One set of Airflow 3 services (api-server, scheduler, dag-processor, triggerer;
+One ``loopline airflow`` (api-server, scheduler, dag-processor, triggerer;
 LocalExecutor, SQLite metadata) runs for the whole module on a free loopback port,
 over a throw-away LOOPLINE_HOME holding a small simulated world (history rebuilt in
-bulk, nights left to run). Everything goes through the REST API the UI uses, with a
-JWT from the simple auth manager's ``POST /auth/token``:
+bulk, nights left to run). It must print the URL and the login; then everything
+goes through the REST API the UI uses, with a JWT from the simple auth manager's
+``POST /auth/token``:
 
 - a backfill of ``loopline_nightly`` over three logical dates (``POST
   /api/v2/backfills``) gives the same warehouse and exports as ``dag.test()`` of the
@@ -17,19 +18,22 @@ JWT from the simple auth manager's ``POST /auth/token``:
   the same time;
 - the Loopline pages are refused without a login and served with one.
 
-Run alone with ``pytest -m airflow_services``. The fixture's finalizer ends every
-service process and their descendants.
+Run alone with ``pytest -m airflow_services``. The fixture's finalizer interrupts
+the command (Ctrl-C), which stops every service process and their descendants, and
+fails if any process of the tree is left.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -85,6 +89,32 @@ class Airflow:
         response = self.client.request(method, path, json=body)
         assert response.status_code in (200, 201), (path, response.text)
         return response.json()
+
+    def create_backfill(self, body: dict[str, Any]) -> dict[str, Any]:
+        """``POST /api/v2/backfills``, retried as a user would retry the dialog.
+
+        On SQLite, Airflow answers 503 "Database is locked" when the scheduler's
+        writes collide with the creation (documented as unsupported under
+        concurrent access); a half-created backfill then counts as running (409)
+        until the scheduler closes it, at most about two minutes later."""
+        locked = False
+
+        def created() -> dict[str, Any] | None:
+            nonlocal locked
+            response = self.client.post("/api/v2/backfills", json=body)
+            if response.status_code in (200, 201):
+                found: dict[str, Any] = response.json()
+                return found
+            locked = locked or (
+                response.status_code == 503 and "locked" in response.text
+            )
+            assert response.status_code == 503 or (
+                response.status_code == 409 and locked
+            ), response.text
+            return None
+
+        backfill: dict[str, Any] = _wait(created, "the backfill to be created")
+        return backfill
 
     def unpause(self, dag_id: str) -> None:
         assert not self.send("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})[
@@ -151,11 +181,7 @@ def homes(request: pytest.FixtureRequest) -> Iterator[tuple[Settings, Settings]]
     """
     failed_before = request.session.testsfailed
     root = Path(tempfile.mkdtemp(prefix="loopline-airflow-services-"))
-    served = Settings(
-        home=root / "served",
-        nightly_wait_poke_seconds=2,
-        nightly_wait_timeout_seconds=TIMEOUT,
-    )
+    served = Settings(home=root / "served")
     _build_world(served)
     reference = Settings(home=root / "reference")
     _copy_state(served, reference)
@@ -214,39 +240,94 @@ def airflow(
     homes: tuple[Settings, Settings],
     reference: Callable[[], dict[str, dict[str, str]]],
 ) -> Iterator[Airflow]:
-    from loopline_airflow.services import free_port, login, start_services
+    """``loopline airflow`` on a free port, as a user starts it; Ctrl-C at the end.
+
+    The finalizer interrupts the command, which stops its services' process group
+    and their descendants, then ends whatever of the process tree (snapshotted
+    first) is still alive, and fails the test run if anything was."""
+    import psutil
+    from loopline_airflow.services import free_port, login
 
     settings, _ = homes
-    services = start_services(
-        settings,
-        host="127.0.0.1",
-        port=free_port(),
-        log_server_ports=(free_port(), free_port()),
+    port = free_port()
+    output = settings.root / "loopline-airflow.out"
+    env = _child_env(settings) | {
+        "LOOPLINE_AIRFLOW_PORT": str(port),
+        "LOOPLINE_NIGHTLY_WAIT_POKE_SECONDS": "2",
+        "LOOPLINE_NIGHTLY_WAIT_TIMEOUT_SECONDS": str(TIMEOUT),
         # the DAG files do not change during the tests: parse them once
-        extra_env={"AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "600"},
-    )
+        "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "600",
+        "COLUMNS": "200",
+    }
+    with output.open("w") as out:
+        command = subprocess.Popen(
+            [str(Path(sys.executable).with_name("loopline")), "airflow", "--no-mlflow"],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            process_group=0,
+        )
+    url = f"http://127.0.0.1:{port}"
     try:
+        _wait(
+            lambda: command.poll() is not None or "Airflow is up" in output.read_text(),
+            "loopline airflow",
+        )
+        printed = output.read_text()
+        assert command.poll() is None, printed
         credentials = login(settings)
-        services.wait_until_ready(timeout=TIMEOUT)
+        assert url in printed
+        assert f"sign in as admin with password {credentials.password}" in printed
         response = httpx.post(
-            f"{services.url}/auth/token",
+            f"{url}/auth/token",
             json={"username": credentials.username, "password": credentials.password},
             timeout=30,
         )
         assert response.status_code == 201, response.text
         token = response.json()["access_token"]
-        services.wait_until_ready(timeout=TIMEOUT, dags=DAGS, token=token)
         with httpx.Client(
-            base_url=services.url,
-            headers={"Authorization": f"Bearer {token}"},
-            timeout=60,
+            base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=60
         ) as client:
-            yield Airflow(services.url, settings, client, token)
+            api = Airflow(url, settings, client, token)
+            _wait(lambda: set(DAGS) <= _parsed(api), "the DAGs to be parsed")
+            yield api
     finally:
-        tree = services.process_tree()
-        services.stop()
-        left = [p for p in tree if p.is_running() and p.status() != "zombie"]
-        assert left == [], f"processes left running: {left}"
+        tree = [psutil.Process(command.pid), *_descendants(command.pid)]
+        command.send_signal(signal.SIGINT)
+        try:
+            code = command.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            code = None
+        left = [proc for proc in tree if _alive(proc)]
+        for proc in left:
+            proc.kill()
+        with suppress(ProcessLookupError):
+            os.killpg(command.pid, signal.SIGKILL)
+        assert left == [] and code == 0, (code, left, output.read_text()[-3000:])
+
+
+def _parsed(airflow: Airflow) -> set[str]:
+    return {d["dag_id"] for d in airflow.get("/api/v2/dags", limit=100)["dags"]}
+
+
+def _descendants(pid: int) -> list[Any]:
+    import psutil
+
+    try:
+        return list(psutil.Process(pid).children(recursive=True))
+    except psutil.NoSuchProcess:
+        return []
+
+
+def _alive(proc: Any) -> bool:
+    import psutil
+
+    try:
+        return bool(proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE)
+    except psutil.NoSuchProcess:
+        return False
 
 
 @pytest.fixture(scope="module")
@@ -259,9 +340,7 @@ def backfilled(
 
 
 def _backfill(airflow: Airflow, reprocess: str) -> dict[str, Any]:
-    created = airflow.send(
-        "POST",
-        "/api/v2/backfills",
+    created = airflow.create_backfill(
         {
             "dag_id": NIGHTLY,
             "from_date": _midnight(BACKFILL[0]),
