@@ -17,9 +17,10 @@ On top of that:
   (mode 0600, under ``LOOPLINE_HOME``, never in the repo). It is written before the
   api-server starts, so :func:`login` can print it and the tests can use it.
 - **Loopback only** (``[api] host``), one api-server worker.
-- **A warm scheduler.** The scheduler runs as ``python -m
-  loopline_airflow.scheduler``: ``airflow scheduler`` after importing the tasks'
-  libraries, which every task process then inherits (see that module).
+- **A warm scheduler, a serialized api-server** (``loopline_airflow.launch``):
+  the scheduler imports the tasks' libraries first, which every task process then
+  inherits; the api-server takes SQLite's write lock before a savepoint, so that
+  creating a backfill does not fail halfway while the other services commit.
 - **No calendar schedule unless asked** (``[scheduler] use_job_schedule``): a local
   world (the simulated one) lives in the past, and the @daily schedule would start
   runs for today's calendar date. Runs come from triggers and backfills.
@@ -62,13 +63,9 @@ SIMPLE_AUTH_MANAGER = (
 )
 ADMIN_USER = "admin"
 # SQLite's busy timeout for Airflow's metadata connections ([database]
-# sql_alchemy_connect_args names this dict): with Python's default of 5 s the
-# api-server answered `POST /api/v2/backfills` with 503 "database is locked" while
-# the scheduler held the write lock on a busy machine. No timeout helps a
-# transaction that read before another one committed and then writes (Airflow
-# runs SQLite in write-ahead-log mode, where SQLite fails that write at once), so
-# the 503 can still happen: Airflow calls backfill creation on SQLite under
-# concurrent access unsupported, and the client retries.
+# sql_alchemy_connect_args names this dict), for the waits on the write lock
+# (loopline_airflow.launch makes the api-server take it early when it creates a
+# backfill); Python's default is 5 s.
 SQLITE_CONNECT_ARGS: dict[str, object] = {"timeout": 60}
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 PASSWORDS_FILE = "simple_auth_manager_passwords.json"
@@ -200,10 +197,10 @@ def _process_env(env: Mapping[str, str]) -> dict[str, str]:
     """The caller's environment, then ``env`` over it; the venv's ``bin`` first on
     PATH (Airflow starts ``airflow`` subprocesses).
 
-    The caller's ``AIRFLOW__SECTION__KEY`` options pass through (say, a larger
-    ``AIRFLOW__CORE__PARALLELISM``) unless ``env`` sets the same option; its other
-    ``AIRFLOW*`` variables (``AIRFLOW_HOME``, ``AIRFLOW_CONFIG``…) do not: the home
-    comes from the settings."""
+    The caller's ``AIRFLOW__SECTION__KEY`` options pass through (say,
+    ``AIRFLOW__CORE__DEFAULT_TIMEZONE``) unless ``env`` sets the same option; its
+    other ``AIRFLOW*`` variables (``AIRFLOW_HOME``, ``AIRFLOW_CONFIG``…) do not:
+    the home comes from the settings."""
     base = {
         k: v
         for k, v in os.environ.items()
@@ -242,9 +239,9 @@ class AirflowServices:
         full_env = _process_env(env)
         airflow = str(Path(sys.executable).with_name("airflow"))
         for component in components:
-            if component == "scheduler":
-                # `airflow scheduler` with the tasks' libraries preloaded
-                command = [sys.executable, "-m", "loopline_airflow.scheduler"]
+            if component in ("api-server", "scheduler"):
+                # `airflow <component>` with additions (loopline_airflow.launch)
+                command = [sys.executable, "-m", "loopline_airflow.launch", component]
             elif component in COMPONENTS:
                 command = [airflow, component]
             else:

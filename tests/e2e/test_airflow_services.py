@@ -90,32 +90,6 @@ class Airflow:
         assert response.status_code in (200, 201), (path, response.text)
         return response.json()
 
-    def create_backfill(self, body: dict[str, Any]) -> dict[str, Any]:
-        """``POST /api/v2/backfills``, retried as a user would retry the dialog.
-
-        On SQLite, Airflow answers 503 "Database is locked" when the scheduler's
-        writes collide with the creation (documented as unsupported under
-        concurrent access); a half-created backfill then counts as running (409)
-        until the scheduler closes it, at most about two minutes later."""
-        locked = False
-
-        def created() -> dict[str, Any] | None:
-            nonlocal locked
-            response = self.client.post("/api/v2/backfills", json=body)
-            if response.status_code in (200, 201):
-                found: dict[str, Any] = response.json()
-                return found
-            locked = locked or (
-                response.status_code == 503 and "locked" in response.text
-            )
-            assert response.status_code == 503 or (
-                response.status_code == 409 and locked
-            ), response.text
-            return None
-
-        backfill: dict[str, Any] = _wait(created, "the backfill to be created")
-        return backfill
-
     def unpause(self, dag_id: str) -> None:
         assert not self.send("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})[
             "is_paused"
@@ -171,21 +145,29 @@ def _child_env(settings: Settings) -> dict[str, str]:
     return env | {"LOOPLINE_HOME": str(settings.root), "LOOPLINE_THREADS": "1"}
 
 
+@dataclass
+class Launched:
+    """``loopline airflow`` running in the background."""
+
+    settings: Settings
+    url: str
+    command: subprocess.Popen[bytes]
+    output: Path
+
+    def printed(self) -> str:
+        return self.output.read_text()
+
+
 @pytest.fixture(scope="module")
-def homes(request: pytest.FixtureRequest) -> Iterator[tuple[Settings, Settings]]:
-    """The served home, with its world, and a copy of it for ``dag.test()``.
+def served(request: pytest.FixtureRequest) -> Iterator[Settings]:
+    """The home the services serve.
 
     Not under pytest's basetemp: other pytest sessions on the machine prune old
     basetemp directories, and the services write here for minutes. Kept when a
-    test failed (the services' and tasks' logs are under ``served/airflow/logs``).
-    """
+    test failed (the services' and tasks' logs are under ``airflow/logs``)."""
     failed_before = request.session.testsfailed
     root = Path(tempfile.mkdtemp(prefix="loopline-airflow-services-"))
-    served = Settings(home=root / "served")
-    _build_world(served)
-    reference = Settings(home=root / "reference")
-    _copy_state(served, reference)
-    yield served, reference
+    yield Settings(home=root / "served")
     if request.session.testsfailed == failed_before:
         shutil.rmtree(root, ignore_errors=True)
     else:
@@ -193,11 +175,69 @@ def homes(request: pytest.FixtureRequest) -> Iterator[tuple[Settings, Settings]]
 
 
 @pytest.fixture(scope="module")
+def launched(served: Settings) -> Iterator[Launched]:
+    """``loopline airflow`` on a free port, as a user starts it, started first so
+    that it comes up while the world is built; Ctrl-C at the end.
+
+    The finalizer interrupts the command, which stops its services' process group
+    and their descendants, then ends whatever of the process tree (snapshotted
+    first) is still alive, and fails the test run if anything was."""
+    import psutil
+    from loopline_airflow.services import free_port
+
+    port = free_port()
+    served.root.mkdir(parents=True)
+    output = served.root / "loopline-airflow.out"
+    env = _child_env(served) | {
+        "LOOPLINE_AIRFLOW_PORT": str(port),
+        "LOOPLINE_NIGHTLY_WAIT_POKE_SECONDS": "2",
+        "LOOPLINE_NIGHTLY_WAIT_TIMEOUT_SECONDS": str(TIMEOUT),
+        # the DAG files do not change during the tests: parse them once
+        "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "600",
+        "COLUMNS": "200",
+    }
+    with output.open("w") as out:
+        command = subprocess.Popen(
+            [str(Path(sys.executable).with_name("loopline")), "airflow", "--no-mlflow"],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            process_group=0,
+        )
+    try:
+        yield Launched(served, f"http://127.0.0.1:{port}", command, output)
+    finally:
+        tree = [psutil.Process(command.pid), *_descendants(command.pid)]
+        command.send_signal(signal.SIGINT)
+        try:
+            code = command.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            code = None
+        left = [proc for proc in tree if _alive(proc)]
+        for proc in left:
+            proc.kill()
+        with suppress(ProcessLookupError):
+            os.killpg(command.pid, signal.SIGKILL)
+        assert left == [] and code == 0, (code, left, output.read_text()[-3000:])
+
+
+@pytest.fixture(scope="module")
+def homes(served: Settings, launched: Launched) -> tuple[Settings, Settings]:
+    """The served home with its world, and a copy of it for ``dag.test()``."""
+    _build_world(served)
+    reference = Settings(home=served.root.parent / "reference")
+    _copy_state(served, reference)
+    return served, reference
+
+
+@pytest.fixture(scope="module")
 def reference(
     homes: tuple[Settings, Settings],
 ) -> Iterator[Callable[[], dict[str, dict[str, str]]]]:
-    """``dag.test()`` of the same dates in another process, started before the
-    services (so that the two start together); call it for its digests."""
+    """``dag.test()`` of the same dates in another process, running while the
+    services come up; call it for its digests."""
     import json
 
     _, home = homes
@@ -237,75 +277,37 @@ def reference(
 
 @pytest.fixture(scope="module")
 def airflow(
+    launched: Launched,
     homes: tuple[Settings, Settings],
     reference: Callable[[], dict[str, dict[str, str]]],
 ) -> Iterator[Airflow]:
-    """``loopline airflow`` on a free port, as a user starts it; Ctrl-C at the end.
+    """The services, once ``loopline airflow`` says they are up and the DAGs are
+    parsed, with a REST client holding the admin's JWT."""
+    from loopline_airflow.services import login
 
-    The finalizer interrupts the command, which stops its services' process group
-    and their descendants, then ends whatever of the process tree (snapshotted
-    first) is still alive, and fails the test run if anything was."""
-    import psutil
-    from loopline_airflow.services import free_port, login
-
-    settings, _ = homes
-    port = free_port()
-    output = settings.root / "loopline-airflow.out"
-    env = _child_env(settings) | {
-        "LOOPLINE_AIRFLOW_PORT": str(port),
-        "LOOPLINE_NIGHTLY_WAIT_POKE_SECONDS": "2",
-        "LOOPLINE_NIGHTLY_WAIT_TIMEOUT_SECONDS": str(TIMEOUT),
-        # the DAG files do not change during the tests: parse them once
-        "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "600",
-        "COLUMNS": "200",
-    }
-    with output.open("w") as out:
-        command = subprocess.Popen(
-            [str(Path(sys.executable).with_name("loopline")), "airflow", "--no-mlflow"],
-            cwd=REPO_ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            process_group=0,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait(
-            lambda: command.poll() is not None or "Airflow is up" in output.read_text(),
-            "loopline airflow",
-        )
-        printed = output.read_text()
-        assert command.poll() is None, printed
-        credentials = login(settings)
-        assert url in printed
-        assert f"sign in as admin with password {credentials.password}" in printed
-        response = httpx.post(
-            f"{url}/auth/token",
-            json={"username": credentials.username, "password": credentials.password},
-            timeout=30,
-        )
-        assert response.status_code == 201, response.text
-        token = response.json()["access_token"]
-        with httpx.Client(
-            base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=60
-        ) as client:
-            api = Airflow(url, settings, client, token)
-            _wait(lambda: set(DAGS) <= _parsed(api), "the DAGs to be parsed")
-            yield api
-    finally:
-        tree = [psutil.Process(command.pid), *_descendants(command.pid)]
-        command.send_signal(signal.SIGINT)
-        try:
-            code = command.wait(timeout=120)
-        except subprocess.TimeoutExpired:
-            code = None
-        left = [proc for proc in tree if _alive(proc)]
-        for proc in left:
-            proc.kill()
-        with suppress(ProcessLookupError):
-            os.killpg(command.pid, signal.SIGKILL)
-        assert left == [] and code == 0, (code, left, output.read_text()[-3000:])
+    command, url = launched.command, launched.url
+    _wait(
+        lambda: command.poll() is not None or "Airflow is up" in launched.printed(),
+        "loopline airflow",
+    )
+    printed = launched.printed()
+    assert command.poll() is None, printed
+    credentials = login(launched.settings)
+    assert url in printed
+    assert f"sign in as admin with password {credentials.password}" in printed
+    response = httpx.post(
+        f"{url}/auth/token",
+        json={"username": credentials.username, "password": credentials.password},
+        timeout=30,
+    )
+    assert response.status_code == 201, response.text
+    token = response.json()["access_token"]
+    with httpx.Client(
+        base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=60
+    ) as client:
+        api = Airflow(url, launched.settings, client, token)
+        _wait(lambda: set(DAGS) <= _parsed(api), "the DAGs to be parsed")
+        yield api
 
 
 def _parsed(airflow: Airflow) -> set[str]:
@@ -340,7 +342,9 @@ def backfilled(
 
 
 def _backfill(airflow: Airflow, reprocess: str) -> dict[str, Any]:
-    created = airflow.create_backfill(
+    created = airflow.send(
+        "POST",
+        "/api/v2/backfills",
         {
             "dag_id": NIGHTLY,
             "from_date": _midnight(BACKFILL[0]),
