@@ -9,7 +9,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?= -n 2 --dist loadscope
 
-.PHONY: demo test lint typecheck env clean bench
+.PHONY: demo test lint typecheck env clean bench airflow
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -24,6 +24,10 @@ env: $(VENV)/.synced
 
 demo: env
 	$(BIN)/loopline demo
+
+# Airflow 3 on 127.0.0.1:8080 with the DAGs and the Loopline plugin (Ctrl-C stops).
+airflow: env
+	$(BIN)/loopline airflow
 
 lint: env
 	$(BIN)/ruff check .

@@ -24,8 +24,10 @@ The nightly run for one logical date *d*:
    task upstream stops the run before it: the previous copy stays.
 
 Every task works on the partition of its logical date, so reruns and backfills are
-idempotent. Warehouse writers share the one-slot `warehouse` pool. The logic lives in
-`ml.pipeline`.
+idempotent. Every task opens the warehouse (each records itself in `ops.runs`), so
+all share the one-slot `warehouse` pool. A night's decisions depend on earlier
+nights' (contact cooldowns, learned uplifts): backfill with *Max Active Runs* 1 so
+that the dates run in order. The logic lives in `ml.pipeline`.
 
 A failed task writes one alert (DAG, task, run date, cause, what to do) to
 `ops.alerts` and its log, and to Slack or e-mail when configured (`ml.alerts`).
@@ -56,7 +58,7 @@ from loopline_airflow.assets import (
     default_args={"retries": 0, "on_failure_callback": alert_on_failure},
 )
 def loopline_nightly() -> None:
-    @task
+    @task(pool=WAREHOUSE_POOL)
     def check_landing(ds: str | None = None) -> dict:
         from ml.pipeline import check_landing, parse_ds
 

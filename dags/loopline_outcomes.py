@@ -3,7 +3,10 @@
 
 The feedback run for one logical date *d*, after the nightly run of *d*:
 
-1. `check_nightly`: the nightly run of *d* has decided (else fail and retry).
+1. `check_nightly`: waits until the nightly run of *d* has decided (a sensor in
+   reschedule mode: it looks again every `LOOPLINE_NIGHTLY_WAIT_POKE_SECONDS`,
+   600 by default, holds no pool slot in between, and fails after
+   `LOOPLINE_NIGHTLY_WAIT_TIMEOUT_SECONDS`, 7200 by default).
 2. `join_outcomes`: the decisions of *d − H* have matured; join them with their
    labels, delivery results and review outcomes into `marts.decision_outcomes`,
    `marts.policy_performance` (uplift against the holdout, with intervals),
@@ -34,13 +37,15 @@ A failed task writes one alert (DAG, task, run date, cause, what to do) to
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 import pendulum
 from airflow.sdk import dag, task
+from loopline_airflow import nightly_wait
 from loopline_airflow.alerts import alert_on_failure
 from loopline_airflow.assets import RETRAIN_REQUESTED, WAREHOUSE_POOL
+
+NIGHTLY_WAIT = nightly_wait()
 
 
 @dag(
@@ -54,11 +59,16 @@ from loopline_airflow.assets import RETRAIN_REQUESTED, WAREHOUSE_POOL
     default_args={"retries": 0, "on_failure_callback": alert_on_failure},
 )
 def loopline_outcomes() -> None:
-    @task(pool=WAREHOUSE_POOL, retries=12, retry_delay=timedelta(minutes=10))
-    def check_nightly(ds: str | None = None) -> dict:
-        from ml.pipeline import check_nightly, parse_ds
+    @task.sensor(
+        pool=WAREHOUSE_POOL,
+        mode="reschedule",
+        poke_interval=NIGHTLY_WAIT.poke_seconds,
+        timeout=NIGHTLY_WAIT.timeout_seconds,
+    )
+    def check_nightly(ds: str | None = None) -> bool:
+        from ml.pipeline import nightly_decided, parse_ds
 
-        return check_nightly(parse_ds(ds)).as_dict()
+        return nightly_decided(parse_ds(ds))
 
     @task(pool=WAREHOUSE_POOL)
     def join_outcomes(ds: str | None = None) -> dict:

@@ -117,9 +117,9 @@ HINTS: tuple[Hint, ...] = (
         "from validate_landing on",
     ),
     Hint(
-        "ml.pipeline.NightlyNotDoneError",
-        "the nightly run of {run_date} did not decide: make loopline_nightly "
-        "succeed for that date, then clear check_nightly",
+        "airflow.sdk.exceptions.AirflowSensorTimeout",
+        "the nightly run of {run_date} did not decide in time: make "
+        "loopline_nightly succeed for that date, then clear check_nightly",
     ),
     Hint(
         "builtins.ValueError",

@@ -18,6 +18,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from ml.airflow_cli import register_commands as register_airflow_commands
 from ml.config import Settings, get_settings
 from ml.decide_cli import register_commands as register_decision_commands
 from ml.demo_cli import register_commands as register_demo_commands
@@ -35,6 +36,7 @@ register_model_commands(app)
 register_decision_commands(app)
 register_demo_commands(app)
 register_ops_commands(app)
+register_airflow_commands(app)
 console = Console()
 
 DateOpt = Annotated[str, typer.Option(help="A date, YYYY-MM-DD.")]

@@ -32,6 +32,9 @@ def _default_tracking_uri(data: dict[str, Any]) -> str:
     return f"sqlite:///{home / 'mlflow.db'}"
 
 
+REPORT_FILE = "loopline_report.html"
+
+
 class Settings(BaseSettings):
     """Where Loopline keeps its state, read from ``LOOPLINE_*`` env variables."""
 
@@ -78,6 +81,28 @@ class Settings(BaseSettings):
     def _empty_is_unset(cls, value: Any) -> Any:
         """``VAR=`` (as compose passes an unset ``${VAR:-}``) means off."""
         return None if isinstance(value, str) and not value.strip() else value
+
+    airflow_host: str = Field(
+        default="127.0.0.1", description="Where `loopline airflow` serves Airflow."
+    )
+    airflow_port: int = Field(default=8080, ge=1, le=65535)
+    mlflow_ui_url: str = Field(
+        default="http://127.0.0.1:5000",
+        description="The MLflow UI that the Airflow plugin's Loopline page links to.",
+    )
+    nightly_wait_poke_seconds: int = Field(
+        default=600,
+        ge=1,
+        description="How often loopline_outcomes' check_nightly looks again for the "
+        "nightly decide of its date (a rescheduling sensor: it holds no pool slot "
+        "in between).",
+    )
+    nightly_wait_timeout_seconds: int = Field(
+        default=7200,
+        ge=1,
+        description="How long check_nightly waits for the nightly decide before the "
+        "outcomes run fails.",
+    )
 
     @cached_property
     def root(self) -> Path:
@@ -129,6 +154,11 @@ class Settings(BaseSettings):
         return self.root / "reports"
 
     @property
+    def report_path(self) -> Path:
+        """The HTML report ``loopline report`` writes."""
+        return self.reports_dir / REPORT_FILE
+
+    @property
     def truth_dir(self) -> Path:
         """The simulator's ground truth. The pipeline never reads it."""
         return self.root / "truth"
@@ -137,6 +167,11 @@ class Settings(BaseSettings):
     def gx_dir(self) -> Path:
         """Great Expectations project dir (Data Docs are built under it)."""
         return self.root / "gx"
+
+    @property
+    def data_docs_dir(self) -> Path:
+        """The GX Data Docs site (``index.html`` and its assets)."""
+        return self.gx_dir / "uncommitted" / "data_docs" / "local_site"
 
     @property
     def dbt_target_dir(self) -> Path:

@@ -21,7 +21,9 @@ import duckdb
 from ml.config import Settings, get_settings, load_business_config
 from ml.contract import TABLES
 from ml.landing import partition_files
-from ml.warehouse import connect, ensure_schemas
+from ml.warehouse import connect, ensure_schemas, table_exists
+
+log = logging.getLogger(__name__)
 
 logger = logging.getLogger(__name__)
 STEP_EVENT = "loopline_step"
@@ -228,31 +230,31 @@ def publish_outcomes(run_date: date, settings: Settings | None = None) -> StepSu
     return publish(run_date, settings, step="publish_outcomes")
 
 
-class NightlyNotDoneError(RuntimeError):
-    """The outcomes run of a date started before that date's nightly run decided."""
+def nightly_decided(run_date: date, settings: Settings | None = None) -> bool:
+    """Whether the nightly ``decide`` of ``run_date`` has succeeded (``ops.runs``).
 
-
-def check_nightly(run_date: date, settings: Settings | None = None) -> StepSummary:
-    """The feedback run of ``run_date`` needs that date's decisions and scores:
-    fail with a clear message (and retry later) until the nightly ``decide`` of
-    ``run_date`` has succeeded."""
+    The feedback run of ``run_date`` needs that date's decisions and scores; its
+    first task waits on this (a sensor that looks again later), and says why it
+    waits in the task log.
+    """
     settings = settings or get_settings()
     rows: list[tuple[Any, ...]] = []
     if settings.warehouse_path.exists():
         with connect(settings.warehouse_path, read_only=True) as con:
-            rows = con.execute(
-                "select status from ops.runs where run_date = ? and step = 'decide'",
-                [run_date],
-            ).fetchall()
-    if not rows or rows[0][0] != "success":
-        raise NightlyNotDoneError(
-            f"the nightly run of {run_date} has not decided yet (no successful "
-            "'decide' in ops.runs): run loopline_nightly for this date first; "
-            "this task retries"
-        )
-    summary = StepSummary(run_date.isoformat(), "check_nightly", {"decide": "success"})
-    log_step("check_nightly", run_date, "success", summary.counts)
-    return summary
+            if table_exists(con, "ops", "runs"):
+                rows = con.execute(
+                    "select status from ops.runs "
+                    "where run_date = ? and step = 'decide'",
+                    [run_date],
+                ).fetchall()
+    if rows and rows[0][0] == "success":
+        return True
+    log.info(
+        "the nightly run of %s has not decided yet (no successful 'decide' in "
+        "ops.runs); run loopline_nightly for this date; looking again later",
+        run_date,
+    )
+    return False
 
 
 def outcomes(run_date: date, settings: Settings | None = None) -> StepSummary:

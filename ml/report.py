@@ -45,11 +45,10 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from ml.config import Settings
+from ml.config import REPORT_FILE, Settings
 from ml.contract import ACTIONS, CHANNELS
 from ml.warehouse import connect, table_exists
 
-REPORT_FILE = "loopline_report.html"
 EVALUATION_FILE = "evaluation.parquet"
 PSI_THRESHOLD = 0.2
 TOP_DRIFT_FEATURES = 5
@@ -1098,7 +1097,7 @@ def build_report(
     The warehouse is opened read-only; the simulator's truth is read only to add
     the true uplift when it exists.
     """
-    path = path or settings.reports_dir / REPORT_FILE
+    path = path or settings.report_path
     data = load_report_data(settings)
     data.evaluation = (
         evaluation if evaluation is not None else _read_evaluation(settings)

@@ -183,7 +183,7 @@ def run_suite(
 
 def docs_index(settings: Settings) -> Path:
     """Where the Data Docs site's index page is written."""
-    return settings.gx_dir / "uncommitted" / "data_docs" / "local_site" / "index.html"
+    return settings.data_docs_dir / "index.html"
 
 
 def prune_results(settings: Settings, keep_from: date) -> int:

@@ -1,10 +1,33 @@
-"""Airflow-side wiring for Loopline (in-process runs, pools, shared assets).
+"""Airflow-side wiring for Loopline (in-process runs, services, pools, shared assets,
+the UI plugin's pages).
 
 This module itself imports nothing from Airflow: :mod:`loopline_airflow.runner` must
 configure Airflow before Airflow is first imported.
 """
 
+from __future__ import annotations
+
+from typing import NamedTuple
+
 # The one-slot pool of every task that opens the DuckDB warehouse: DuckDB allows one
 # writing process, and a writer fails at once while any other process holds the
 # file, readers included.
 WAREHOUSE_POOL = "warehouse"
+
+
+class NightlyWait(NamedTuple):
+    """How loopline_outcomes waits for the nightly decide of its date."""
+
+    poke_seconds: int
+    timeout_seconds: int
+
+
+def nightly_wait() -> NightlyWait:
+    """The wait from the settings (``LOOPLINE_NIGHTLY_WAIT_*``), read when the DAG
+    file is parsed: a sensor's poke interval and timeout are task attributes."""
+    from ml.config import get_settings
+
+    settings = get_settings()
+    return NightlyWait(
+        settings.nightly_wait_poke_seconds, settings.nightly_wait_timeout_seconds
+    )

@@ -121,3 +121,41 @@ def test_every_task_alerts_on_failure(dagbag) -> None:  # type: ignore[no-untype
             callbacks = task.on_failure_callback
             callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
             assert alert_on_failure in callbacks, f"{dag.dag_id}.{task.task_id}"
+
+
+# Tasks that never open the DuckDB warehouse, and why. Every other task of every DAG
+# must be in the one-slot `warehouse` pool: DuckDB allows one writing process, and a
+# writer fails at once while another process holds the file, readers included.
+OUTSIDE_THE_POOL = {
+    # sets the asset event's extra from its upstream's XCom
+    ("loopline_outcomes", "request_retrain"): "asset event only",
+    # these read the training set files build_training_set wrote, and MLflow
+    ("loopline_retrain", "train_candidates"): "training files and MLflow",
+    ("loopline_retrain", "evaluate"): "training files and MLflow",
+    ("loopline_retrain", "gate"): "training files and MLflow",
+    ("loopline_retrain", "promote"): "MLflow registry",
+}
+
+
+def test_every_warehouse_task_is_in_the_one_slot_pool(dagbag) -> None:  # type: ignore[no-untyped-def]
+    tasks = {
+        (dag_id, task.task_id): task
+        for dag_id, dag in dagbag.dags.items()
+        for task in dag.tasks
+    }
+    # the exceptions name real tasks (a rename must revisit them)
+    assert set(OUTSIDE_THE_POOL) <= set(tasks)
+    for key, task in tasks.items():
+        if key in OUTSIDE_THE_POOL:
+            assert task.pool != "warehouse", key
+        else:
+            assert task.pool == "warehouse", f"{key} opens the warehouse: pool it"
+    assert sum(task.pool == "warehouse" for task in tasks.values()) == len(tasks) - 5
+
+
+def test_outcomes_waits_for_the_nightly_run_without_holding_the_pool(dagbag) -> None:  # type: ignore[no-untyped-def]
+    """check_nightly is a rescheduling sensor: between two looks it frees its
+    worker and its warehouse slot, so the nightly run it waits for can run."""
+    sensor = dagbag.dags["loopline_outcomes"].get_task("check_nightly")
+    assert sensor.mode == "reschedule"
+    assert sensor.poke_interval > 0 and sensor.timeout >= sensor.poke_interval
