@@ -16,8 +16,12 @@ $(UV):
 	$(TOOLS)/bin/pip install --quiet uv==$(UV_VERSION)
 
 # The environment comes from the lock file only (--frozen: never re-resolve).
+# --compile-bytecode: every task, test and service is a new Python process, and
+# with PYTHONDONTWRITEBYTECODE set (as on the CI machines) nothing would ever be
+# cached; measured here, importing great_expectations took 18.4 s from source and
+# 8 s compiled, dbt 7 s and 3.5 s, mlflow 9.6 s and 2.9 s. Compiling costs ~36 s once.
 $(VENV)/.synced: $(UV) uv.lock pyproject.toml
-	$(UV) sync --frozen --python $(PYTHON)
+	$(UV) sync --frozen --compile-bytecode --python $(PYTHON)
 	@touch $@
 
 env: $(VENV)/.synced

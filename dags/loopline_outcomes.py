@@ -6,7 +6,9 @@ The feedback run for one logical date *d*, after the nightly run of *d*:
 1. `check_nightly`: waits until the nightly run of *d* has decided (a sensor in
    reschedule mode: it looks again every `LOOPLINE_NIGHTLY_WAIT_POKE_SECONDS`,
    600 by default, holds no pool slot in between, and fails after
-   `LOOPLINE_NIGHTLY_WAIT_TIMEOUT_SECONDS`, 7200 by default).
+   `LOOPLINE_NIGHTLY_WAIT_TIMEOUT_SECONDS`, 7200 by default, counted from its
+   first look). It has three retries, against an Airflow race that can fail a
+   rescheduling sensor between two looks.
 2. `join_outcomes`: the decisions of *d − H* have matured; join them with their
    labels, delivery results and review outcomes into `marts.decision_outcomes`,
    `marts.policy_performance` (uplift against the holdout, with intervals),
@@ -37,6 +39,7 @@ A failed task writes one alert (DAG, task, run date, cause, what to do) to
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pendulum
@@ -46,6 +49,7 @@ from loopline_airflow.alerts import alert_on_failure
 from loopline_airflow.assets import RETRAIN_REQUESTED, WAREHOUSE_POOL
 
 NIGHTLY_WAIT = nightly_wait()
+NIGHTLY_WAIT_RETRIES = 3
 
 
 @dag(
@@ -59,11 +63,16 @@ NIGHTLY_WAIT = nightly_wait()
     default_args={"retries": 0, "on_failure_callback": alert_on_failure},
 )
 def loopline_outcomes() -> None:
+    # Retries: Airflow can fail a rescheduling sensor when the executor reports
+    # one poke's exit after the next poke was already scheduled (apache/airflow
+    # #71172). A retry keeps looking; the timeout still counts from the first try.
     @task.sensor(
         pool=WAREHOUSE_POOL,
         mode="reschedule",
         poke_interval=NIGHTLY_WAIT.poke_seconds,
         timeout=NIGHTLY_WAIT.timeout_seconds,
+        retries=NIGHTLY_WAIT_RETRIES,
+        retry_delay=timedelta(seconds=NIGHTLY_WAIT.poke_seconds),
     )
     def check_nightly(ds: str | None = None) -> bool:
         from ml.pipeline import nightly_decided, parse_ds

@@ -80,7 +80,10 @@ def register_commands(app: typer.Typer) -> None:
             )
             raise typer.Exit(1)
         components = (*COMPONENTS, "mlflow") if mlflow else COMPONENTS
+        # both stop every service; SIGINT explicitly too, because a shell starts a
+        # background command with SIGINT ignored, and Python keeps it ignored
         signal.signal(signal.SIGTERM, _raise_interrupt)
+        signal.signal(signal.SIGINT, _raise_interrupt)
         with console.status(
             f"preparing Airflow's metadata under {settings.airflow_home}"
         ):
