@@ -31,6 +31,15 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[E2E_HOME] = home
 
 
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Remove the session's Airflow home (each xdist worker has its own)."""
+    import shutil
+
+    home = config.stash.get(E2E_HOME, None)
+    if home is not None:
+        shutil.rmtree(home, ignore_errors=True)
+
+
 E2E_HOME = pytest.StashKey[Path]()
 
 
