@@ -23,8 +23,6 @@ from ml.contract import TABLES
 from ml.landing import partition_files
 from ml.warehouse import connect, ensure_schemas, table_exists
 
-log = logging.getLogger(__name__)
-
 logger = logging.getLogger(__name__)
 STEP_EVENT = "loopline_step"
 
@@ -249,7 +247,7 @@ def nightly_decided(run_date: date, settings: Settings | None = None) -> bool:
                 ).fetchall()
     if rows and rows[0][0] == "success":
         return True
-    log.info(
+    logger.info(
         "the nightly run of %s has not decided yet (no successful 'decide' in "
         "ops.runs); run loopline_nightly for this date; looking again later",
         run_date,
