@@ -10,8 +10,9 @@
     and purchased within the last active_window_days. Point in time: a row counts
     at d only when it had arrived by d (partition_date <= d) and its event day is
     <= d. The nightly build (one as_of_date) and a bulk build (many) run this same
-    query, so they give the same rows; each as_of_date reads only the last
-    feature_lookback_days() of arrivals and events.
+    query, so they give the same rows; a build reads only the arrivals and events
+    of the last feature_lookback_days() before its first as_of_date and those of
+    its range.
 -#}
 
 {%- set lookback_days = feature_lookback_days() -%}
@@ -19,6 +20,51 @@
 {%- set windows = feature_windows() -%}
 {%- set categories = var('categories') -%}
 {%- set earliest_date = shift_date(run_start_date(), -lookback_days) -%}
+
+{#-
+    The summed features: (name, value per customer day, first day_ago, end day_ago).
+    A row adds its value to the feature at d while lo <= d - activity_date < hi.
+-#}
+{%- set summed = [] -%}
+{%- for window in windows -%}
+    {%- do summed.append(('tx_count_' ~ window ~ 'd', 'purchases', 0, window)) -%}
+    {%- do summed.append(('spend_' ~ window ~ 'd', 'spend', 0, window)) -%}
+{%- endfor -%}
+{%- do summed.append(('tx_count_prior_30d', 'purchases', 30, 60)) -%}
+{%- do summed.append(('spend_prior_30d', 'spend', 30, 60)) -%}
+{%- do summed.append(('discounted_tx_count_90d', 'discounted_purchases', 0, 90)) -%}
+{%- for category in categories -%}
+    {%- do summed.append((
+        category ~ '_rows_90d',
+        'case when ' ~ category ~ '_purchases > 0 then 1 else 0 end',
+        0,
+        90,
+    )) -%}
+{%- endfor -%}
+{%- do summed.append(('tickets_30d', 'tickets', 0, 30)) -%}
+{%- do summed.append(('tickets_90d', 'tickets', 0, 90)) -%}
+{%- do summed.append(('complaint_tickets_90d', 'complaint_tickets', 0, 90)) -%}
+{%- do summed.append(('high_severity_tickets_90d', 'high_severity_tickets', 0, 90)) -%}
+{%- do summed.append(('contacts_90d', 'contacts', 0, 90)) -%}
+{%- do summed.append(('purchase_days_90d', 'first_purchase_rows', 0, 90)) -%}
+{%- set offsets = [] -%}
+{%- for feature in summed -%}
+    {%- for day in feature[2:] if day > 0 and day not in offsets -%}
+        {%- do offsets.append(day) -%}
+    {%- endfor -%}
+{%- endfor -%}
+
+{#-
+    How it is computed: every feature at d is a function of the rows known at d,
+    and that set changes only on a few days. A row is known from
+    known_on = greatest(activity_date, partition_date) (the landing gate quarantines
+    event days after their partition, so this is the partition date) and counts in
+    a window until it leaves it. So each row turns into entry and exit events, the
+    events become running totals per customer, and each as_of_date takes the latest
+    totals (ASOF join). The cost grows with the rows and the dates, not with
+    dates x look-back. Sums of integers and decimals are exact, so the nightly
+    build (one as_of_date) and a bulk build (many) give the same rows.
+-#}
 
 with
 
@@ -46,124 +92,265 @@ as_of_dates as (
 
 ),
 
-known_arrivals as (
+known_rows as (
 
-    -- as known on d: arrived by d, event day in (d - lookback, d]; the sums below
-    -- add up over arrivals, so rows of one day that arrived apart need no merging
+    -- each row as known from the day it arrived; a purchase day counts once
+    -- towards purchase_days_90d, on the first row of it that arrived
     select
-        as_of_dates.as_of_date,
         customer_days.*,
-        {{ dbt.datediff('customer_days.activity_date', 'as_of_dates.as_of_date', 'day') }}
-            as days_ago
+        greatest(customer_days.activity_date, customer_days.partition_date)
+            as known_on,
+        case
+            when customer_days.purchases > 0
+                and row_number() over (
+                    partition by
+                        customer_days.customer_id,
+                        customer_days.activity_date,
+                        customer_days.purchases > 0
+                    order by customer_days.partition_date
+                ) = 1
+                then 1
+            else 0
+        end as first_purchase_rows
 
-    from as_of_dates
-    inner join customer_days
-        on customer_days.partition_date <= as_of_dates.as_of_date
-        and customer_days.partition_date
-            > {{ add_days('as_of_dates.as_of_date', -lookback_days) }}
-        and customer_days.activity_date <= as_of_dates.as_of_date
-        and customer_days.activity_date
-            > {{ add_days('as_of_dates.as_of_date', -lookback_days) }}
+    from customer_days
+
+),
+
+offsets as (
+
+    -- null: the day a row becomes known; a number: activity_date + that many days
+    select cast(offset_days as integer) as offset_days
+    from (
+        values (null){% for day in offsets %}, ({{ day }}){% endfor %}
+    ) as event_offsets (offset_days)
+
+),
+
+row_events as (
+
+    select
+        known_rows.customer_id,
+        coalesce(
+            {{ add_days('known_rows.activity_date', 'offsets.offset_days') }},
+            known_rows.known_on
+        ) as event_date,
+        case
+            when offsets.offset_days is null and known_rows.purchases > 0
+                then known_rows.activity_date
+        end as purchase_date,
+        case
+            when offsets.offset_days is null and known_rows.contacts > 0
+                then known_rows.activity_date
+        end as contact_date,
+        {%- for name, value, lo, hi in summed %}
+        case
+            when offsets.offset_days is null
+                and known_rows.known_on >= {{ add_days('known_rows.activity_date', lo) }}
+                and known_rows.known_on < {{ add_days('known_rows.activity_date', hi) }}
+                then {{ value }}
+            {%- if lo > 0 %}
+            when offsets.offset_days = {{ lo }}
+                and known_rows.known_on < {{ add_days('known_rows.activity_date', lo) }}
+                then {{ value }}
+            {%- endif %}
+            when offsets.offset_days = {{ hi }}
+                and known_rows.known_on < {{ add_days('known_rows.activity_date', hi) }}
+                then -({{ value }})
+            else 0
+        end as {{ name }}{{ ',' if not loop.last }}
+        {%- endfor %}
+
+    from known_rows
+    cross join offsets
+
+),
+
+day_events as (
+
+    select
+        customer_id,
+        event_date,
+        max(purchase_date) as purchase_date,
+        max(contact_date) as contact_date,
+        {%- for name, value, lo, hi in summed %}
+        sum({{ name }}) as {{ name }}{{ ',' if not loop.last }}
+        {%- endfor %}
+
+    from row_events
+    where event_date <= {{ date_literal(run_end_date()) }}
+    group by customer_id, event_date
+
+),
+
+running_totals as (
+
+    -- the state of each customer after the events of event_date
+    select
+        customer_id,
+        event_date,
+        max(purchase_date) over customer_history as last_purchase_date,
+        max(contact_date) over customer_history as last_contact_date,
+        {%- for name, value, lo, hi in summed %}
+        sum({{ name }}) over customer_history as {{ name }}{{ ',' if not loop.last }}
+        {%- endfor %}
+
+    from day_events
+    window customer_history as (
+        partition by customer_id
+        order by event_date
+        rows between unbounded preceding and current row
+    )
 
 ),
 
 purchase_days as (
 
-    -- distinct purchase days within the active window, each with the one before
+    -- each purchase day, known from the first of its rows to arrive
     select
-        as_of_date,
         customer_id,
         activity_date,
-        lag(activity_date) over (
-            partition by as_of_date, customer_id
-            order by activity_date
-        ) as previous_activity_date
+        min(known_on) as known_on
 
-    from (
-        select distinct
-            as_of_date,
-            customer_id,
-            activity_date
-
-        from known_arrivals
-        where purchases > 0
-            and days_ago < {{ active_window_days }}
-    ) as known_purchase_days
+    from known_rows
+    where purchases > 0
+    group by customer_id, activity_date
 
 ),
 
-purchase_gaps as (
+gap_change_dates as (
+
+    -- the set of purchase days in the active window changes only when a day
+    -- becomes known or leaves the window
+    select customer_id, known_on as change_date from purchase_days
+    union
+    select
+        customer_id,
+        {{ add_days('activity_date', active_window_days) }} as change_date
+    from purchase_days
+
+),
+
+window_purchase_days as (
 
     select
-        as_of_date,
-        customer_id,
-        {{ dbt.datediff('previous_activity_date', 'activity_date', 'day') }}
-            as gap_days
+        gap_change_dates.customer_id,
+        gap_change_dates.change_date,
+        purchase_days.activity_date,
+        lag(purchase_days.activity_date) over (
+            partition by gap_change_dates.customer_id, gap_change_dates.change_date
+            order by purchase_days.activity_date
+        ) as previous_activity_date
 
-    from purchase_days
-    where previous_activity_date is not null
+    from gap_change_dates
+    inner join purchase_days
+        on gap_change_dates.customer_id = purchase_days.customer_id
+        and purchase_days.known_on <= gap_change_dates.change_date
+        and purchase_days.activity_date <= gap_change_dates.change_date
+        and purchase_days.activity_date
+            > {{ add_days('gap_change_dates.change_date', -active_window_days) }}
+    where gap_change_dates.change_date <= {{ date_literal(run_end_date()) }}
 
 ),
 
 gap_sums as (
 
-    -- integer sums, so mean and deviation do not depend on the summation order
+    -- integer sums, so mean and deviation do not depend on the summation order;
+    -- every change date has a row, also when it leaves fewer than two days
     select
-        as_of_date,
-        customer_id,
-        count(gap_days) as gap_count,
-        sum(gap_days) as gap_sum,
-        sum(gap_days * gap_days) as gap_square_sum
+        gap_change_dates.customer_id,
+        gap_change_dates.change_date,
+        count(gaps.gap_days) as gap_count,
+        coalesce(sum(gaps.gap_days), 0) as gap_sum,
+        coalesce(sum(gaps.gap_days * gaps.gap_days), 0) as gap_square_sum
 
-    from purchase_gaps
-    group by as_of_date, customer_id
+    from gap_change_dates
+    left join (
+        select
+            customer_id,
+            change_date,
+            {{ dbt.datediff('previous_activity_date', 'activity_date', 'day') }}
+                as gap_days
+        from window_purchase_days
+        where previous_activity_date is not null
+    ) as gaps
+        on gap_change_dates.customer_id = gaps.customer_id
+        and gap_change_dates.change_date = gaps.change_date
+    where gap_change_dates.change_date <= {{ date_literal(run_end_date()) }}
+    group by gap_change_dates.customer_id, gap_change_dates.change_date
+
+),
+
+customer_dates as (
+
+    select customers.customer_id, as_of_dates.as_of_date
+    from (select distinct customer_id from customer_days) as customers
+    cross join as_of_dates
+
+),
+
+known_totals as (
+
+    select
+        customer_dates.as_of_date,
+        running_totals.*
+
+    from customer_dates
+    asof join running_totals
+        on customer_dates.customer_id = running_totals.customer_id
+        and customer_dates.as_of_date >= running_totals.event_date
 
 ),
 
 activity_summary as (
 
     select
-        as_of_date,
-        customer_id,
-        min(case when purchases > 0 then days_ago end) as recency_days,
+        known_totals.as_of_date,
+        known_totals.customer_id,
+        {{ dbt.datediff('known_totals.last_purchase_date', 'known_totals.as_of_date', 'day') }}
+            as recency_days,
         {%- for window in windows %}
-        sum(case when days_ago < {{ window }} then purchases else 0 end)
-            as tx_count_{{ window }}d,
-        sum(case when days_ago < {{ window }} then spend else 0 end)
-            as spend_{{ window }}d,
+        known_totals.tx_count_{{ window }}d,
+        known_totals.spend_{{ window }}d,
         {%- endfor %}
-        sum(case when days_ago >= 30 and days_ago < 60 then purchases else 0 end)
-            as tx_count_prior_30d,
-        sum(case when days_ago >= 30 and days_ago < 60 then spend else 0 end)
-            as spend_prior_30d,
-        count(distinct case when days_ago < 90 and purchases > 0 then activity_date end)
-            as purchase_days_90d,
-        sum(case when days_ago < 90 then discounted_purchases else 0 end)
-            as discounted_tx_count_90d,
+        known_totals.tx_count_prior_30d,
+        known_totals.spend_prior_30d,
+        known_totals.purchase_days_90d,
+        known_totals.discounted_tx_count_90d,
         (
             {%- for category in categories %}
-            max(case when days_ago < 90 and {{ category }}_purchases > 0 then 1 else 0 end)
+            case when known_totals.{{ category }}_rows_90d > 0 then 1 else 0 end
             {{- ' +' if not loop.last }}
             {%- endfor %}
         ) as category_count_90d,
-        sum(case when days_ago < 30 then tickets else 0 end) as tickets_30d,
-        sum(case when days_ago < 90 then tickets else 0 end) as tickets_90d,
-        sum(case when days_ago < 90 then complaint_tickets else 0 end)
-            as complaint_tickets_90d,
-        sum(case when days_ago < 90 then high_severity_tickets else 0 end)
-            as high_severity_tickets_90d,
-        sum(case when days_ago < 90 then contacts else 0 end) as contacts_90d,
-        min(case when contacts > 0 then days_ago end) as days_since_last_contact
+        known_totals.tickets_30d,
+        known_totals.tickets_90d,
+        known_totals.complaint_tickets_90d,
+        known_totals.high_severity_tickets_90d,
+        known_totals.contacts_90d,
+        case
+            when known_totals.last_contact_date
+                > {{ add_days('known_totals.as_of_date', -lookback_days) }}
+                then {{ dbt.datediff('known_totals.last_contact_date', 'known_totals.as_of_date', 'day') }}
+        end as days_since_last_contact
 
-    from known_arrivals
-    group by as_of_date, customer_id
+    from known_totals
 
 ),
 
 active_customers as (
 
-    select * from activity_summary
-    where recency_days < {{ active_window_days }}
+    select
+        activity_summary.*,
+        gap_sums.gap_count,
+        gap_sums.gap_sum,
+        gap_sums.gap_square_sum
+
+    from activity_summary
+    asof left join gap_sums
+        on activity_summary.customer_id = gap_sums.customer_id
+        and activity_summary.as_of_date >= gap_sums.change_date
+    where activity_summary.recency_days < {{ active_window_days }}
 
 ),
 
@@ -242,20 +429,21 @@ final as (
         ---------- rhythm: gaps between purchase days in the active window
         -- with fewer than two purchase days no gap is seen inside the window
         coalesce(
-            cast(gap_sums.gap_sum as double) / gap_sums.gap_count,
+            cast(active_customers.gap_sum as double)
+                / nullif(active_customers.gap_count, 0),
             {{ active_window_days }}
         ) as gap_mean_days,
         coalesce(
             sqrt(
                 greatest(
                     cast(
-                        gap_sums.gap_count * gap_sums.gap_square_sum
-                        - gap_sums.gap_sum * gap_sums.gap_sum
+                        active_customers.gap_count * active_customers.gap_square_sum
+                        - active_customers.gap_sum * active_customers.gap_sum
                         as double
                     ),
                     0
                 )
-            ) / gap_sums.gap_count,
+            ) / nullif(active_customers.gap_count, 0),
             0
         ) as gap_std_days,
 
@@ -283,9 +471,6 @@ final as (
     inner join known_customers
         on active_customers.as_of_date = known_customers.as_of_date
         and active_customers.customer_id = known_customers.customer_id
-    left join gap_sums
-        on active_customers.as_of_date = gap_sums.as_of_date
-        and active_customers.customer_id = gap_sums.customer_id
 
 )
 
