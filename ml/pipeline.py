@@ -134,15 +134,33 @@ def validate_landing(run_date: date, settings: Settings | None = None) -> StepSu
 
     settings = settings or get_settings()
     try:
-        report = _validate(settings, run_date)
+        report = _validate(settings, run_date, data_docs=False)
     except Exception as exc:
         record_run(
             settings, run_date, "validate_landing", "failed", {"error": str(exc)}
         )
+        render_gate_docs(run_date, settings)
         raise
     counts = report.as_counts()
     record_run(settings, run_date, "validate_landing", "success", counts)
     return StepSummary(run_date.isoformat(), "validate_landing", counts)
+
+
+def render_gate_docs(run_date: date, settings: Settings | None = None) -> int:
+    """Render the GX Data Docs pages of the run date's gate results (landing and
+    marts) in one pass; return how many results were rendered.
+
+    Rendering once per night costs one pass over the index instead of one per
+    gate. The landing gate calls this only when it fails (so the failure can be
+    read at once); the mart gate always calls it, after its own suite ran, so its
+    pass renders the landing gate's pages too. A rendering error is logged and
+    never fails the run.
+    """
+    from ml.validation.context import render_run_docs
+
+    settings = settings or get_settings()
+    keep_days = load_business_config(settings.config_file).validation.data_docs_days
+    return render_run_docs(settings, run_date, run_date, keep_days)
 
 
 def build_marts(run_date: date, settings: Settings | None = None) -> StepSummary:
@@ -162,10 +180,13 @@ def validate_marts(run_date: date, settings: Settings | None = None) -> StepSumm
 
     settings = settings or get_settings()
     try:
-        report = _validate(settings, run_date)
+        report = _validate(settings, run_date, data_docs=False)
     except Exception as exc:
         record_run(settings, run_date, "validate_marts", "failed", {"error": str(exc)})
         raise
+    finally:
+        # the night's landing and mart results, rendered in one pass
+        render_gate_docs(run_date, settings)
     counts = report.as_counts()
     record_run(settings, run_date, "validate_marts", "success", counts)
     return StepSummary(run_date.isoformat(), "validate_marts", counts)

@@ -240,3 +240,38 @@ def refresh_data_docs(
         build_data_docs(settings, result_ids)
     except Exception:
         log.warning("building GX Data Docs failed", exc_info=True)
+
+
+def run_result_ids(
+    settings: Settings, start: date, end: date
+) -> list[ValidationResultIdentifier]:
+    """The stored GX results of the run ``start``..``end`` (every gate's suites)."""
+    from great_expectations.data_context.types.resource_identifiers import (
+        ValidationResultIdentifier,
+    )
+
+    name = run_id_for(start, end).run_name
+    store = gx_context(settings).validation_results_store
+    return [
+        key
+        for key in store.list_keys()
+        if isinstance(key, ValidationResultIdentifier)
+        and getattr(key.run_id, "run_name", None) == name
+    ]
+
+
+def render_run_docs(settings: Settings, start: date, end: date, keep_days: int) -> int:
+    """Render the Data Docs pages of every stored result of the run ``start``..``end``
+    (the landing and the mart gates') in one pass; return how many results.
+
+    The nightly run renders its pages with one such call instead of one per gate
+    (see ``ml.pipeline.render_gate_docs``).
+    """
+    try:
+        ids = run_result_ids(settings, start, end)
+    except Exception:
+        log.warning("listing the GX results of %s failed", end, exc_info=True)
+        return 0
+    if ids:
+        refresh_data_docs(settings, ids, end, keep_days)
+    return len(ids)

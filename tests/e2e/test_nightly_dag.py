@@ -70,6 +70,13 @@ def _decisions(settings: Settings, day: date) -> list[tuple]:
         ).fetchall()
 
 
+def _docs_pages(settings: Settings, suite: str, day: date) -> list[str]:
+    """The Data Docs result pages of ``suite`` (a folder path) for run date ``day``."""
+    site = settings.gx_dir / "uncommitted" / "data_docs" / "local_site"
+    folder = site / "validations" / suite
+    return sorted(p.name for p in folder.rglob(f"{day.isoformat()}/*/*.html"))
+
+
 def _exports(settings: Settings, day: date) -> dict[str, bytes]:
     folder = export_dir(settings.exports_dir, day)
     return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
@@ -118,6 +125,9 @@ def test_three_consecutive_nights(world: Settings) -> None:
     for day in days:
         manifest = export_dir(world.exports_dir, day) / MANIFEST_FILE
         assert manifest.is_file()
+        # the night's GX Data Docs: the landing and the mart gates' pages
+        for suite in ("landing/transactions", "landing/customers", "marts"):
+            assert _docs_pages(world, suite, day), (suite, day)
 
     # A rerun of a night (what a backfill or a cleared run does) changes nothing.
     before = _snapshot(world, days[1])
@@ -174,6 +184,8 @@ def test_schema_fault_stops_the_run_before_dbt(
             [bad_day, "validate_landing"],
         ).fetchone()
     assert error is not None and "amount" in error[0]
+    # the failed gate rendered its Data Docs pages before it stopped the run
+    assert _docs_pages(world, "landing/transactions", bad_day)
 
     # one alert for the failed task: DAG, task, run date, cause and what to do
     with connect(world.warehouse_path, read_only=True) as con:
