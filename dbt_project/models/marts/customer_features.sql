@@ -281,11 +281,27 @@ gap_sums as (
 
 ),
 
+customer_spans as (
+
+    -- a customer can be active only from their first known purchase day until the
+    -- active window after their last purchase day has passed
+    select
+        customer_id,
+        min(known_on) as first_known_on,
+        {{ add_days('max(activity_date)', active_window_days - 1) }} as last_active_on
+
+    from purchase_days
+    group by customer_id
+
+),
+
 customer_dates as (
 
-    select customers.customer_id, as_of_dates.as_of_date
-    from (select distinct customer_id from customer_days) as customers
-    cross join as_of_dates
+    select customer_spans.customer_id, as_of_dates.as_of_date
+    from customer_spans
+    inner join as_of_dates
+        on as_of_dates.as_of_date >= customer_spans.first_known_on
+        and as_of_dates.as_of_date <= customer_spans.last_active_on
 
 ),
 
