@@ -168,24 +168,28 @@ row_events as (
 
 day_events as (
 
+    -- the events of each customer summed per as_of_date: an event counts from the
+    -- first as_of_date on or after its day (a nightly build has one date, so the
+    -- running totals below have one row per customer)
     select
-        customer_id,
-        event_date,
-        max(purchase_date) as purchase_date,
-        max(contact_date) as contact_date,
+        row_events.customer_id,
+        as_of_dates.as_of_date as event_date,
+        max(row_events.purchase_date) as purchase_date,
+        max(row_events.contact_date) as contact_date,
         {%- for name, value, lo, hi in summed %}
-        sum({{ name }}) as {{ name }}{{ ',' if not loop.last }}
+        sum(row_events.{{ name }}) as {{ name }}{{ ',' if not loop.last }}
         {%- endfor %}
 
     from row_events
-    where event_date <= {{ date_literal(run_end_date()) }}
-    group by customer_id, event_date
+    asof join as_of_dates
+        on row_events.event_date <= as_of_dates.as_of_date
+    group by row_events.customer_id, as_of_dates.as_of_date
 
 ),
 
 running_totals as (
 
-    -- the state of each customer after the events of event_date
+    -- the state of each customer on the as_of_date event_date
     select
         customer_id,
         event_date,
@@ -218,7 +222,31 @@ purchase_days as (
 
 ),
 
-gap_change_dates as (
+customer_spans as (
+
+    -- a customer can be active only from their first known purchase day until the
+    -- active window after their last purchase day has passed
+    select
+        customer_id,
+        min(known_on) as first_known_on,
+        {{ add_days('max(activity_date)', active_window_days - 1) }} as last_active_on
+
+    from purchase_days
+    group by customer_id
+
+),
+
+customer_dates as (
+
+    select customer_spans.customer_id, as_of_dates.as_of_date
+    from customer_spans
+    inner join as_of_dates
+        on as_of_dates.as_of_date >= customer_spans.first_known_on
+        and as_of_dates.as_of_date <= customer_spans.last_active_on
+
+),
+
+all_gap_change_dates as (
 
     -- the set of purchase days in the active window changes only when a day
     -- becomes known or leaves the window
@@ -228,6 +256,20 @@ gap_change_dates as (
         customer_id,
         {{ add_days('activity_date', active_window_days) }} as change_date
     from purchase_days
+
+),
+
+gap_change_dates as (
+
+    -- the change dates some as_of_date reads: the last one on or before it
+    select distinct
+        customer_dates.customer_id,
+        all_gap_change_dates.change_date
+
+    from customer_dates
+    asof join all_gap_change_dates
+        on customer_dates.customer_id = all_gap_change_dates.customer_id
+        and customer_dates.as_of_date >= all_gap_change_dates.change_date
 
 ),
 
@@ -278,30 +320,6 @@ gap_sums as (
         and gap_change_dates.change_date = gaps.change_date
     where gap_change_dates.change_date <= {{ date_literal(run_end_date()) }}
     group by gap_change_dates.customer_id, gap_change_dates.change_date
-
-),
-
-customer_spans as (
-
-    -- a customer can be active only from their first known purchase day until the
-    -- active window after their last purchase day has passed
-    select
-        customer_id,
-        min(known_on) as first_known_on,
-        {{ add_days('max(activity_date)', active_window_days - 1) }} as last_active_on
-
-    from purchase_days
-    group by customer_id
-
-),
-
-customer_dates as (
-
-    select customer_spans.customer_id, as_of_dates.as_of_date
-    from customer_spans
-    inner join as_of_dates
-        on as_of_dates.as_of_date >= customer_spans.first_known_on
-        and as_of_dates.as_of_date <= customer_spans.last_active_on
 
 ),
 
