@@ -197,7 +197,7 @@ def demo(
 
 
 # customers, history days, loop days, drift on loop day, horizon
-QUICK = (2000, 330, 14, 2, 7)
+QUICK = (2000, 330, 12, 1, 7)
 # With a 7-day horizon the label is "no purchase next week" (about three quarters of
 # the base), and the drift moves calibration more than AUC or any population-wide
 # PSI within two weeks; the quick demo tightens the calibration rule so that its
