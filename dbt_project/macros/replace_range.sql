@@ -1,9 +1,10 @@
 {#
     Incremental strategy "replace_range": delete the rows of the run's date range,
     then insert the model's rows, in one transaction. The range is the model's
-    incremental_predicates (see run_range_predicate), so a rerun of a night replaces
-    exactly that night, and rows that no longer qualify disappear too (which
-    delete+insert on a unique key would keep).
+    incremental_predicates, written with the run's date placeholders
+    (__start_date__ ...: see render_run_placeholders) and resolved here, at run
+    time, so a rerun of a night replaces exactly that night, and rows that no longer
+    qualify disappear too (which delete+insert on a unique key would keep).
 #}
 {% macro get_incremental_replace_range_sql(arg_dict) -%}
     {%- set target = arg_dict['target_relation'] -%}
@@ -20,7 +21,7 @@
     ) -%}
 
     delete from {{ target }}
-    where {{ predicates | join(' and ') }};
+    where {{ render_run_placeholders(predicates | join(' and ')) }};
 
     insert into {{ target }} ({{ dest_cols_csv }})
     select {{ dest_cols_csv }}

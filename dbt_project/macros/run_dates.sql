@@ -5,14 +5,23 @@
 
     ml.transform passes the dates as environment variables (LOOPLINE_DBT_START_DATE,
     LOOPLINE_DBT_END_DATE, LOOPLINE_DBT_EVERY), not as --vars: dbt re-parses the
-    whole project (about 4 s) whenever --vars change, but only the files that read
-    an environment variable when its value changes. A var of the same name (from
-    --vars, or a unit test's overrides) wins over the environment.
+    whole project (about 4 s) whenever --vars change. The environment is read only
+    at execution (see _run_setting), so a new night re-parses nothing. A var of
+    the same name (from --vars, or a unit test's overrides) wins over the
+    environment.
 #}
 
 {% macro _run_setting(name) -%}
+    {#-
+        The environment is read only when dbt executes, never while it parses: dbt
+        re-parses every file that read an environment variable whose value
+        changed, so reading the run's dates at parse time cost a re-parse of most
+        models every night. Parsing renders placeholder dates instead; nothing
+        that parsing keeps (configs, refs) depends on them, and the replaced range
+        is resolved at run time (macros/replace_range.sql).
+    -#}
     {%- set value = var(name, none) -%}
-    {%- if value is none -%}
+    {%- if value is none and execute -%}
         {%- set value = env_var('LOOPLINE_DBT_' ~ (name | upper), '') -%}
         {%- if value == '' -%}{%- set value = none -%}{%- endif -%}
     {%- endif -%}
@@ -91,19 +100,6 @@
             ('{{ shift_date(start, i * every).isoformat() }}'){{ ',' if not loop.last }}
         {%- endfor %}
     ) as run_dates (as_of_date)
-{%- endmacro %}
-
-
-{% macro run_range_predicate(column, offset_days=0) -%}
-    {#-
-        The rows a build replaces: column between start_date and end_date, both
-        shifted by offset_days (labels of as_of_date d are built on d + horizon).
-    -#}
-    {%- set start = shift_date(run_start_date(), offset_days) -%}
-    {%- set end = shift_date(run_end_date(), offset_days) -%}
-    {{ return(
-        column ~ " between " ~ date_literal(start) ~ " and " ~ date_literal(end)
-    ) }}
 {%- endmacro %}
 
 

@@ -1,7 +1,7 @@
 {{
     config(
         incremental_strategy='replace_range',
-        incremental_predicates=[run_range_predicate('partition_date')],
+        incremental_predicates=['partition_date between __start_date__ and __end_date__'],
     )
 }}
 

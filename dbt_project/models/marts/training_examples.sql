@@ -2,7 +2,7 @@
     config(
         incremental_strategy='replace_range',
         incremental_predicates=[
-            run_range_predicate('as_of_date', -(var('horizon_days') | int)),
+            'as_of_date between __label_start_date__ and __label_end_date__',
         ],
     )
 }}
