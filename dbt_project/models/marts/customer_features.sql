@@ -288,10 +288,8 @@ window_purchase_days as (
     inner join purchase_days
         on gap_change_dates.customer_id = purchase_days.customer_id
         and purchase_days.known_on <= gap_change_dates.change_date
-        and purchase_days.activity_date <= gap_change_dates.change_date
         and purchase_days.activity_date
             > {{ add_days('gap_change_dates.change_date', -active_window_days) }}
-    where gap_change_dates.change_date <= {{ date_literal(run_end_date()) }}
 
 ),
 
@@ -318,7 +316,6 @@ gap_sums as (
     ) as gaps
         on gap_change_dates.customer_id = gaps.customer_id
         and gap_change_dates.change_date = gaps.change_date
-    where gap_change_dates.change_date <= {{ date_literal(run_end_date()) }}
     group by gap_change_dates.customer_id, gap_change_dates.change_date
 
 ),
