@@ -33,6 +33,17 @@ def _default_tracking_uri(data: dict[str, Any]) -> str:
 
 
 REPORT_FILE = "loopline_report.html"
+HOME_CONFIG = Path("config") / "loopline.yml"
+
+
+def _default_config_file(data: dict[str, Any]) -> Path:
+    """The business config: ``$LOOPLINE_HOME/config/loopline.yml`` when the home
+    has its own (``loopline demo`` writes one with the demo's horizon, so every
+    later command on that home, such as ``loopline report``, reads the same), else
+    the repository's ``config/loopline.yml``."""
+    home = Path(data.get("home") or ".loopline").expanduser().resolve()
+    own = home / HOME_CONFIG
+    return own if own.is_file() else REPO_ROOT / HOME_CONFIG
 
 
 class Settings(BaseSettings):
@@ -41,7 +52,11 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LOOPLINE_", frozen=True)
 
     home: Path = Field(default=Path(".loopline"), description="Root of all state.")
-    config_file: Path = Field(default=REPO_ROOT / "config" / "loopline.yml")
+    config_file: Path = Field(
+        default_factory=_default_config_file,
+        description="Business config (horizon, retrain trigger): the home's own "
+        "config/loopline.yml when it has one, else the repository's.",
+    )
     dbt_project_dir: Path = Field(default=REPO_ROOT / "dbt_project")
     dags_dir: Path = Field(default=REPO_ROOT / "dags")
     dbt_log_level: str = Field(

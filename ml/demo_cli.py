@@ -23,7 +23,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from ml.config import Settings, get_settings, load_business_config
+from ml.config import HOME_CONFIG, Settings, get_settings, load_business_config
 
 
 @dataclass(frozen=True)
@@ -233,9 +233,8 @@ def with_horizon(
     rules = data.setdefault("retrain_trigger", {})
     rules["cooldown_days"] = min(int(rules.get("cooldown_days", 14)), horizon)
     rules.update(trigger or {})
-    folder = settings.root / "config"
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "loopline.yml"
+    path = settings.root / HOME_CONFIG  # later commands on this home read it too
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(
         f"# config/loopline.yml with horizon_days = {horizon} (loopline demo)\n"
         + yaml.safe_dump(data, sort_keys=False)

@@ -25,6 +25,18 @@ per-customer uplift of the simulated world, four plans under the same
   if it knew the world's effects exactly but, like any policy on this data, not
   who responds. The targets compare the policy with this oracle.
 
+**Each counterfactual plan keeps its own contact history.** The contact rules
+(``cooldown_days``, ``max_contacts_90d``) count a customer's treated contacts. The
+candidate frame carries the *policy's* history, which is right for the policy's own
+plans but not for a baseline: a customer the policy leaves alone would stay
+contactable for a baseline every night, so the baseline could pick (and be credited
+for) the same likeliest churner night after night. Over a range
+(:func:`evaluate_range`), each of ``probability_ranked``, ``oracle`` and
+``oracle_average`` therefore sees the contact columns recomputed from its own
+treated rows of the earlier evaluated nights (seeded with the policy's treated
+decisions of the 90 days before the range, when every plan shares one history).
+:func:`evaluate_day` on its own has no earlier nights and uses the policy's history.
+
 **True uplift.** The simulator's ``uplift_<action>`` is the relative reduction of a
 customer's churn risk *when the contact reaches them* (negative for sleeping dogs,
 see :func:`ml.sim.population.draw_response_types`). A contact reaches a customer with
@@ -55,7 +67,7 @@ import pyarrow.parquet as pq
 
 from ml.config import Settings
 from ml.contract import ACTIONS
-from ml.decide import DECISIONS_TABLE, load_candidates
+from ml.decide import CONTACT_WINDOW_DAYS, DECISIONS_TABLE, load_candidates
 from ml.outcomes import randomized_sql
 from ml.policy import baselines
 from ml.policy.config import PolicyConfig, load_policy_config
@@ -71,6 +83,9 @@ POLICIES = (
     "oracle_average",
 )
 PLANNED_ARMS = ("treated", "holdout")
+# The plans that are not the policy's own: each keeps its own contact history.
+COUNTERFACTUALS = ("probability_ranked", "oracle", "oracle_average")
+CONTACT_COLUMNS = ("days_since_last_contact_decision", "contacts_90d_decisions")
 METRICS = ("value", "cost", "treated")
 
 
@@ -162,6 +177,83 @@ def true_uplift_arrays(
     return _load_truth(settings).arrays(customer_ids)
 
 
+@dataclass
+class ContactLog:
+    """The treated contacts of one plan by decision date, for the contact rules.
+
+    :meth:`columns` gives, for a night, the two columns the policy's candidate
+    frame carries (:func:`ml.decide.load_candidates`): days since the customer's
+    last contact in the 90-day window before the night (NaN: none) and the number
+    of contacts in it.
+    """
+
+    treated: dict[date, np.ndarray]
+
+    @classmethod
+    def empty(cls) -> ContactLog:
+        return cls({})
+
+    def record(self, run_date: date, customer_ids: np.ndarray) -> None:
+        """The customers the plan treated on ``run_date`` (replaces that night)."""
+        self.treated[run_date] = np.asarray(customer_ids, dtype=object)
+
+    def columns(
+        self, run_date: date, customer_ids: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``days_since_last_contact_decision`` and ``contacts_90d_decisions`` of
+        each of ``customer_ids`` on ``run_date``, from this log alone."""
+        first = run_date - timedelta(days=CONTACT_WINDOW_DAYS)
+        nights = [d for d in self.treated if first <= d < run_date]
+        days_since = np.full(len(customer_ids), np.nan)
+        contacts = np.zeros(len(customer_ids))
+        if not nights:
+            return days_since, contacts
+        ids = np.concatenate([self.treated[d] for d in nights])
+        ages = np.concatenate(
+            [np.full(len(self.treated[d]), (run_date - d).days) for d in nights]
+        )
+        summary = (
+            pd.DataFrame({"customer_id": ids, "age": ages})
+            .groupby("customer_id")["age"]
+            .agg(["min", "count"])
+        )
+        position = summary.index.get_indexer(pd.Index(customer_ids))
+        found = position >= 0
+        days_since[found] = summary["min"].to_numpy(np.float64)[position[found]]
+        contacts[found] = summary["count"].to_numpy(np.float64)[position[found]]
+        return days_since, contacts
+
+
+def _with_history(
+    candidates: pd.DataFrame, log: ContactLog | None, run_date: date
+) -> pd.DataFrame:
+    """``candidates`` with the contact columns of ``log`` (unchanged without one)."""
+    if log is None:
+        return candidates
+    ids = candidates["customer_id"].astype(str).to_numpy(dtype=object)
+    days_since, contacts = log.columns(run_date, ids)
+    return candidates.assign(
+        **dict(zip(CONTACT_COLUMNS, (days_since, contacts), strict=True))
+    )
+
+
+def _policy_history(settings: Settings, start: date) -> ContactLog:
+    """The policy's treated decisions of the contact window before ``start``."""
+    log = ContactLog.empty()
+    with connect(settings.warehouse_path, read_only=True) as con:
+        if not table_exists(con, "marts", "decisions"):
+            return log
+        rows = con.execute(
+            f"select run_date, customer_id from {DECISIONS_TABLE} "
+            "where arm = 'treated' and run_date >= ? and run_date < ?",
+            [start - timedelta(days=CONTACT_WINDOW_DAYS), start],
+        ).df()
+    days = pd.to_datetime(rows["run_date"]).dt.date
+    for day in sorted(set(days)):
+        log.record(day, rows.loc[days == day, "customer_id"].astype(str).to_numpy())
+    return log
+
+
 @dataclass(frozen=True)
 class _Decisions:
     """The allocated rows of a decision date and what it was decided with."""
@@ -236,8 +328,16 @@ def _aligned(ids: np.ndarray, decisions: pd.DataFrame) -> tuple[np.ndarray, np.n
 
 
 def _evaluate(
-    settings: Settings, run_date: date, policy: PolicyConfig, truth: _Truth
+    settings: Settings,
+    run_date: date,
+    policy: PolicyConfig,
+    truth: _Truth,
+    histories: dict[str, ContactLog] | None = None,
 ) -> dict[str, Any] | None:
+    """One night's row (see :func:`evaluate_day`); with ``histories`` each
+    counterfactual plan decides on its own contact history and its treated rows
+    are added to it."""
+    histories = histories or {}
     candidates = load_candidates(settings, run_date, policy)
     if candidates.empty:
         return None
@@ -255,19 +355,28 @@ def _evaluate(
     uplift = truth.arrays(ids)
     costs = policy.costs()
     arm, action = _aligned(ids, decisions.allocated)
+
+    def own(name: str) -> pd.DataFrame:
+        return _with_history(candidates, histories.get(name), run_date)
+
     plans = {
         "loopline": _decision_plan(ids, arm, action, PLANNED_ARMS, costs),
         "loopline_executed": _decision_plan(ids, arm, action, ["treated"], costs),
-        "probability_ranked": baselines.probability_ranked(candidates, policy),
+        "probability_ranked": baselines.probability_ranked(
+            own("probability_ranked"), policy
+        ),
         "no_action": baselines.no_action(candidates, policy),
-        "oracle": baselines.oracle(candidates, policy, uplift, true_p=p),
+        "oracle": baselines.oracle(own("oracle"), policy, uplift, true_p=p),
         "oracle_average": baselines.oracle(
-            candidates,
+            own("oracle_average"),
             policy,
             {a: np.full(len(ids), float(u.mean())) for a, u in uplift.items()},
             true_p=p,
         ),
     }
+    for name, log in histories.items():
+        treated_rows = (plans[name]["arm"] == "treated").to_numpy(dtype=bool)
+        log.record(run_date, ids[treated_rows])
     row: dict[str, Any] = {
         "run_date": run_date,
         "policy_mode": decisions.policy_mode,
@@ -318,9 +427,13 @@ def evaluate_range(
 ) -> pd.DataFrame:
     """:func:`evaluate_day` for every date in ``[start, end]``, one row per day
     that could be valued (columns :func:`evaluation_columns`). The truth is read
-    once per call."""
+    once per call. Each counterfactual plan (:data:`COUNTERFACTUALS`) follows the
+    contact rules on its own treated rows of the earlier nights, seeded with the
+    policy's history before ``start`` (see the module docstring)."""
     policy = policy or load_policy_config()
     truth = _load_truth(settings)
+    seed = _policy_history(settings, start)
+    histories = {name: ContactLog(dict(seed.treated)) for name in COUNTERFACTUALS}
     days = [start + timedelta(days=i) for i in range((end - start).days + 1)]
     rows: list[dict[str, Any]] = []
     if progress:
@@ -330,7 +443,7 @@ def evaluate_range(
     else:
         iterator = days
     for day in iterator:
-        row = _evaluate(settings, day, policy, truth)
+        row = _evaluate(settings, day, policy, truth, histories)
         if row is not None:
             rows.append(row)
     return pd.DataFrame(rows, columns=evaluation_columns())
@@ -380,7 +493,9 @@ def true_uplift_by_action(settings: Settings, start: date, end: date) -> pd.Data
 
 
 __all__ = [
+    "COUNTERFACTUALS",
     "POLICIES",
+    "ContactLog",
     "channel_reach",
     "evaluate_day",
     "evaluate_range",

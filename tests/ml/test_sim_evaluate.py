@@ -22,7 +22,9 @@ from ml.contract import ACTIONS
 from ml.decide import DDL as DECISION_DDL
 from ml.policy.config import PolicyConfig
 from ml.sim.evaluate import (
+    COUNTERFACTUALS,
     POLICIES,
+    ContactLog,
     channel_reach,
     evaluate_day,
     evaluate_range,
@@ -364,3 +366,97 @@ def test_fallback_days_are_skipped_and_ranges_have_one_row_per_day(
     assert frame.iloc[0]["value_oracle"] == pytest.approx(single["value_oracle"])
     empty = evaluate_range(settings, FALLBACK_DAY, FALLBACK_DAY, policy)
     assert empty.empty and list(empty.columns) == evaluation_columns()
+
+
+def _write_scored_nights(
+    settings: Settings, p_churn: np.ndarray, nights: list[date], decisions: pd.DataFrame
+) -> None:
+    """Feature snapshots and scores of every night in ``nights``, and the decisions."""
+    settings.root.mkdir(parents=True, exist_ok=True)
+    ids = _ids(len(p_churn))
+    features = pd.DataFrame(
+        {
+            "customer_id": ids * len(nights),
+            "as_of_date": [night for night in nights for _ in ids],
+            "plan": "basic",
+            "region": "north",
+            "recency_days": 10,
+            "tx_count_180d": 5,
+            "spend_90d": 300.0,
+            "spend_180d": 600.0,
+        }
+    )
+    scores = features[["customer_id", "as_of_date"]].rename(
+        columns={"as_of_date": "run_date"}
+    )
+    scores = scores.assign(
+        p_churn=np.tile(p_churn, len(nights)), model_version="3", model_alias="champion"
+    )
+    with connect(settings.warehouse_path) as con:
+        con.execute(DECISION_DDL)
+        con.register("_features", features)
+        con.register("_scores", scores)
+        con.register("_decisions", decisions)
+        con.execute("create table marts.customer_features as select * from _features")
+        con.execute("create table marts.scores as select * from _scores")
+        con.execute("insert into marts.decisions by name select * from _decisions")
+
+
+def test_each_baseline_follows_the_contact_rules_on_its_own_contacts(
+    tmp_path: Path,
+) -> None:
+    """A customer the policy leaves alone is not the baseline's to treat every
+    night: over a range, each counterfactual plan's cooldown counts its own
+    contacts, so the likeliest churners are credited once, not night after night."""
+    settings = _settings(tmp_path)
+    uplift = {a: np.full(N, 0.5) for a in ACTIONS}
+    _write_truth(settings, uplift)
+    p = np.linspace(0.2, 0.9, N)
+    nights = [DAY, DAY + timedelta(days=1), DAY + timedelta(days=2)]
+    ids = _ids(N)
+    # the policy treats customers 1-5 on DAY and nobody after
+    rows = [
+        _decision_rows(
+            night,
+            [
+                (cid, "treated" if night == DAY and i < 5 else "none", None, p[i])
+                for i, cid in enumerate(ids)
+            ],
+        )
+        for night in nights
+    ]
+    first = rows[0]
+    first.loc[first["arm"] == "treated", "action"] = "email"
+    _write_scored_nights(settings, p, nights, pd.concat(rows))
+    # room for everyone: only the contact rules limit the baselines
+    policy = _policy(
+        capacity={"phone": 1000, "voucher": 1000, "email": 1000}, daily_budget=1e6
+    )
+    frame = evaluate_range(settings, DAY, nights[-1], policy).set_index("run_date")
+    for name in COUNTERFACTUALS:
+        treated = frame[f"treated_{name}"]
+        # night 1: all 40 are contactable for every plan (the policy's history
+        # before the range is empty); after it, each plan's own cooldown holds
+        assert treated.iloc[0] == N, name
+        assert treated.iloc[1] == 0 and treated.iloc[2] == 0, name
+        assert frame[f"value_{name}"].iloc[1:].abs().sum() == 0.0, name
+    # a single night has no earlier nights of its own: it takes the policy's
+    # history, where only customers 1-5 are in cooldown
+    alone = evaluate_day(settings, nights[1], policy)
+    assert alone is not None
+    assert alone["treated_probability_ranked"] == N - 5
+    # a range that starts later is seeded with the policy's earlier contacts
+    later = evaluate_range(settings, nights[1], nights[-1], policy)
+    assert list(later["treated_probability_ranked"]) == [N - 5, 0]
+
+
+def test_contact_log_counts_the_window_before_the_night() -> None:
+    log = ContactLog.empty()
+    log.record(DAY - timedelta(days=95), np.array(["a"], dtype=object))  # too old
+    log.record(DAY - timedelta(days=30), np.array(["a", "b"], dtype=object))
+    log.record(DAY - timedelta(days=3), np.array(["a"], dtype=object))
+    log.record(DAY, np.array(["c"], dtype=object))  # the night itself: not before it
+    days_since, contacts = log.columns(DAY, np.array(["a", "b", "c", "d"], object))
+    assert list(contacts) == [2, 1, 0, 0]
+    assert days_since[:2] == pytest.approx([3, 30])
+    assert np.isnan(days_since[2:]).all()
