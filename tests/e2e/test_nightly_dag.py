@@ -82,7 +82,10 @@ def _exports(settings: Settings, day: date) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
 
 
-def test_three_consecutive_nights(world: Settings) -> None:
+@pytest.fixture(scope="module")
+def nights(world: Settings) -> list[date]:
+    """The three consecutive nights, run once for the module (the schema-fault
+    test comes after them, whichever test runs first)."""
     from loopline_airflow.runner import run_dag
 
     days = [FIRST_NIGHT + timedelta(days=i) for i in range(NIGHTS)]
@@ -90,6 +93,13 @@ def test_three_consecutive_nights(world: Settings) -> None:
         outcome = run_dag(world, "loopline_nightly", day)
         assert outcome.ok, (day, outcome.task_states)
         assert set(outcome.task_states.values()) == {"success"}
+    return days
+
+
+def test_three_consecutive_nights(world: Settings, nights: list[date]) -> None:
+    from loopline_airflow.runner import run_dag
+
+    days = nights
     with connect(world.warehouse_path, read_only=True) as con:
         per_day = dict(
             con.execute(
@@ -140,7 +150,10 @@ def test_three_consecutive_nights(world: Settings) -> None:
 
 
 def test_schema_fault_stops_the_run_before_dbt(
-    world: Settings, webhook: Any, monkeypatch: pytest.MonkeyPatch
+    world: Settings,
+    nights: list[date],
+    webhook: Any,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from loopline_airflow.runner import run_dag
 
