@@ -246,7 +246,7 @@ def with_horizon(
 def run_demo(settings: Settings, plan: DemoPlan) -> bool:
     """The demo's steps up to the end of the loop; False when a run failed."""
     from loopline_airflow.closed_loop import LoopDay, run_loop
-    from loopline_airflow.runner import configure
+    from loopline_airflow.runner import Prewarm, configure
 
     from ml.cli import _progress, console
     from ml.pipeline import date_range
@@ -258,6 +258,8 @@ def run_demo(settings: Settings, plan: DemoPlan) -> bool:
     from ml.train.cli import print_train_result
 
     configure(settings)
+    # Airflow's start-up overlaps the history phase (see Prewarm)
+    airflow_ready = Prewarm(settings)
     horizon = load_business_config(settings.config_file).horizon_days
     base = load_sim_config()
     drift = (
@@ -296,6 +298,7 @@ def run_demo(settings: Settings, plan: DemoPlan) -> bool:
         "(the world reads yesterday's queues), loopline_nightly, loopline_outcomes, "
         f"loopline_retrain when requested; drift from {drift_on}"
     )
+    console.print(f"   {airflow_ready.wait()}")
     ok = True
     with _progress() as progress:
         bar = progress.add_task("closed loop", total=plan.loop_days)

@@ -72,6 +72,8 @@ def test_the_loop_ran_every_day_through_the_real_dags(
             "select count(distinct run_date) from marts.decisions"
         ).fetchall()[0][0]
     assert nights == days >= 12
+    # Airflow's start-up ran beside the history phase and succeeded there
+    assert "Airflow started in the background" in stdout
     for step in (
         "join_outcomes",
         "drift",
