@@ -77,6 +77,18 @@ def ensure_metadata(settings: Settings) -> None:
     )
 
 
+def _no_alarm_warning_here(record: logging.LogRecord) -> bool:
+    """Drop initdb's "no SIGALRM outside the main thread" warning of the pre-warm
+    thread (every other record passes)."""
+    return not (
+        record.threadName == PREWARM_THREAD
+        and str(record.msg).startswith("timeout_with_traceback requires")
+    )
+
+
+PREWARM_THREAD = "airflow-prewarm"
+
+
 class Prewarm:
     """Airflow's start-up in a background thread: import it, create the metadata
     database and build the in-process Execution API that ``dag.test()`` talks to.
@@ -95,12 +107,15 @@ class Prewarm:
         self.error: BaseException | None = None
         self.seconds = 0.0
         self._thread = threading.Thread(
-            target=self._run, name="airflow-prewarm", daemon=True
+            target=self._run, name=PREWARM_THREAD, daemon=True
         )
         self._thread.start()
 
     def _run(self) -> None:
         began = time.perf_counter()
+        # initdb guards its migration with a SIGALRM timeout, which only the main
+        # thread can set; it then warns and goes on without one. Expected here.
+        logging.getLogger("airflow.utils.db").addFilter(_no_alarm_warning_here)
         try:
             from airflow.sdk.execution_time.supervisor import in_process_api_server
 
