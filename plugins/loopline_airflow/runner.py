@@ -94,7 +94,8 @@ class Prewarm:
     database and build the in-process Execution API that ``dag.test()`` talks to.
 
     The first in-process DAG run of a process pays for all three (measured here:
-    about 3 s of imports, 3 s of ``initdb`` and several seconds of API start-up).
+    about 3 s of imports, 3 s of ``initdb``, and 5 s to build the API app plus
+    10 s or more for its first request, when it generates its versioned routes).
     A caller with other work first (the demo simulates and rebuilds its history)
     starts this after :func:`configure` and calls :meth:`wait` before its first
     run. The work is mostly imports and SQLite, so it overlaps with DuckDB and
@@ -117,12 +118,15 @@ class Prewarm:
         # thread can set; it then warns and goes on without one. Expected here.
         logging.getLogger("airflow.utils.db").addFilter(_no_alarm_warning_here)
         try:
+            import httpx
             from airflow.sdk.execution_time.supervisor import in_process_api_server
 
             ensure_metadata(self._settings)
             api = in_process_api_server()
-            api.app  # noqa: B018 - building the app is the work being done ahead
-            api.transport  # noqa: B018
+            # The API builds its versioned routes on its first request: ask it
+            # for its health (the transport is the one every task's client uses).
+            client = httpx.Client(transport=api.transport, base_url="http://in-process")
+            client.get("/health/ping").raise_for_status()
         except BaseException as exc:  # logged by wait(); run_dag redoes the work
             self.error = exc
         finally:
