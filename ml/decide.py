@@ -175,12 +175,20 @@ def scored_version(con: duckdb.DuckDBPyConnection, run_date: date) -> str | None
     return None if row is None or row[0] is None else str(row[0])
 
 
-def _ood_sql(reference: dict[str, Any] | None, columns: set[str]) -> str:
-    """A SQL predicate: some numeric feature lies outside the training range."""
+def ood_sql(
+    reference: dict[str, Any] | None,
+    columns: set[str],
+    features: list[str] | None = None,
+) -> str:
+    """A SQL predicate on ``marts.customer_features f``: some numeric feature lies
+    outside the model's training range. Only ``features`` are checked when given
+    (``review.ood_features`` of ``policy.yml``), every numeric feature of the
+    reference otherwise; a feature missing from ``columns`` is skipped."""
+    wanted = set(features) if features else None
     tests = [
         f"(f.{name} < {float(ref['low'])!r} or f.{name} > {float(ref['high'])!r})"
         for name, ref in sorted((reference or {}).get("numeric", {}).items())
-        if name in columns
+        if name in columns and (wanted is None or name in wanted)
     ]
     return f"coalesce({' or '.join(tests)}, false)" if tests else "false"
 
@@ -223,7 +231,7 @@ def _candidates(
             group by customer_id
         )
         select f.customer_id, {selected}, {score_columns},
-            {_ood_sql(reference, available)} as ood,
+            {ood_sql(reference, available, policy.review.ood_features)} as ood,
             c.days_since_last_contact_decision,
             coalesce(c.contacts_90d_decisions, 0) as contacts_90d_decisions
         from marts.customer_features f
@@ -559,6 +567,11 @@ def decide(
         con.execute(DDL)
         version_scored = scored_version(con, run_date)
     model, reference, age, notes = _champion(settings, version_scored, run_date)
+    unknown = sorted(
+        set(policy.review.ood_features) - set((reference or {}).get("numeric", {}))
+    )
+    if reference is not None and unknown:
+        notes.append(f"review.ood_features not in the model's reference: {unknown}")
     with connect(settings.warehouse_path, read_only=True) as con:
         candidates = _candidates(con, run_date, policy, reference)
         scoring_problem = _scoring_problem(con, run_date)

@@ -101,6 +101,11 @@ class ReviewConfig(_Strict):
     value_at_risk_threshold: float = 1000.0
     max_per_day: int = Field(default=50, ge=0)
     ood: bool = True
+    # The features whose training range the ood check uses (empty: every numeric
+    # feature of the model's reference). A feature the policy itself moves (contact
+    # counts) or that grows with the calendar (tenure) leaves the training range by
+    # construction, not because the customer is unusual.
+    ood_features: list[str] = Field(default_factory=list)
 
     @field_validator("p_band")
     @classmethod

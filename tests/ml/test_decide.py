@@ -388,3 +388,39 @@ def test_matured_decisions_are_joined_with_their_outcomes(world: World) -> None:
         ).fetchone()
     assert again == got
     assert counts == (len(performance), 1)
+
+
+def test_ood_looks_only_at_the_configured_features() -> None:
+    """A customer the policy contacted has contacts_90d above the history's range
+    (no contacts before the first decision): not unusual, so with the configured
+    features they stay out of review; a recency far outside the range still counts."""
+    import duckdb
+
+    from ml.decide import ood_sql
+
+    reference = {
+        "numeric": {
+            "contacts_90d": {"low": 0.0, "high": 0.0},
+            "recency_days": {"low": 0.0, "high": 200.0},
+        }
+    }
+    con = duckdb.connect()
+    con.execute(
+        "create table f as select * from (values "
+        "('contacted', 3, 10), ('lapsed', 0, 900), ('usual', 0, 10)) "
+        "t(customer_id, contacts_90d, recency_days)"
+    )
+    columns = {"contacts_90d", "recency_days"}
+
+    def flagged(features: list[str] | None) -> list[str]:
+        predicate = ood_sql(reference, columns, features)
+        rows = con.execute(
+            f"select customer_id from f where {predicate} order by 1"
+        ).fetchall()
+        return [r[0] for r in rows]
+
+    assert flagged(None) == ["contacted", "lapsed"]  # every feature of the reference
+    assert flagged(["recency_days"]) == ["lapsed"]
+    assert flagged(["recency_days", "not_a_feature"]) == ["lapsed"]
+    assert ood_sql(reference, columns, ["not_a_feature"]) == "false"
+    assert ood_sql(None, columns, None) == "false"
