@@ -21,7 +21,7 @@ import duckdb
 from ml.config import Settings, get_settings, load_business_config
 from ml.contract import TABLES
 from ml.landing import partition_files
-from ml.warehouse import connect, ensure_schemas, table_exists
+from ml.warehouse import connect, ensure_schemas, hold, table_exists
 
 logger = logging.getLogger(__name__)
 STEP_EVENT = "loopline_step"
@@ -179,16 +179,19 @@ def validate_marts(run_date: date, settings: Settings | None = None) -> StepSumm
     from ml.validation import validate_marts as _validate
 
     settings = settings or get_settings()
-    try:
-        report = _validate(settings, run_date, data_docs=False)
-    except Exception as exc:
-        record_run(settings, run_date, "validate_marts", "failed", {"error": str(exc)})
-        raise
-    finally:
-        # the night's landing and mart results, rendered in one pass
-        render_gate_docs(run_date, settings)
-    counts = report.as_counts()
-    record_run(settings, run_date, "validate_marts", "success", counts)
+    with hold(settings.warehouse_path):
+        try:
+            report = _validate(settings, run_date, data_docs=False)
+        except Exception as exc:
+            record_run(
+                settings, run_date, "validate_marts", "failed", {"error": str(exc)}
+            )
+            raise
+        finally:
+            # the night's landing and mart results, rendered in one pass
+            render_gate_docs(run_date, settings)
+        counts = report.as_counts()
+        record_run(settings, run_date, "validate_marts", "success", counts)
     return StepSummary(run_date.isoformat(), "validate_marts", counts)
 
 
@@ -201,9 +204,9 @@ def score(run_date: date, settings: Settings | None = None) -> StepSummary:
     from ml.score import score as score_snapshot
 
     settings = settings or get_settings()
-    summary = score_snapshot(settings, run_date)
-    counts = summary.as_dict()
-    record_run(settings, run_date, "score", "success", counts)
+    with hold(settings.warehouse_path):
+        counts = score_snapshot(settings, run_date).as_dict()
+        record_run(settings, run_date, "score", "success", counts)
     return StepSummary(run_date.isoformat(), "score", counts)
 
 
@@ -214,9 +217,9 @@ def decide(run_date: date, settings: Settings | None = None) -> StepSummary:
     from ml.decide import decide as decide_run_date
 
     settings = settings or get_settings()
-    summary = decide_run_date(settings, run_date)
-    counts = summary.as_dict()
-    record_run(settings, run_date, "decide", "success", counts)
+    with hold(settings.warehouse_path):
+        counts = decide_run_date(settings, run_date).as_dict()
+        record_run(settings, run_date, "decide", "success", counts)
     return StepSummary(run_date.isoformat(), "decide", counts)
 
 
@@ -281,8 +284,9 @@ def outcomes(run_date: date, settings: Settings | None = None) -> StepSummary:
     from ml.outcomes import join_outcomes
 
     settings = settings or get_settings()
-    counts = join_outcomes(settings, run_date).as_dict()
-    record_run(settings, run_date, "join_outcomes", "success", counts)
+    with hold(settings.warehouse_path):
+        counts = join_outcomes(settings, run_date).as_dict()
+        record_run(settings, run_date, "join_outcomes", "success", counts)
     return StepSummary(run_date.isoformat(), "join_outcomes", counts)
 
 
@@ -291,8 +295,9 @@ def drift(run_date: date, settings: Settings | None = None) -> StepSummary:
     from ml.monitor import compute_drift
 
     settings = settings or get_settings()
-    counts = compute_drift(settings, run_date).as_dict()
-    record_run(settings, run_date, "drift", "success", counts)
+    with hold(settings.warehouse_path):
+        counts = compute_drift(settings, run_date).as_dict()
+        record_run(settings, run_date, "drift", "success", counts)
     return StepSummary(run_date.isoformat(), "drift", counts)
 
 
@@ -301,7 +306,8 @@ def learn_policy(run_date: date, settings: Settings | None = None) -> StepSummar
     from ml.monitor import update_policy_parameters
 
     settings = settings or get_settings()
-    table = update_policy_parameters(settings, run_date)
+    with hold(settings.warehouse_path):
+        table = update_policy_parameters(settings, run_date)
     action_rows = table[table["segment"].isna()]
     counts = {
         "rows": len(table),
@@ -322,9 +328,9 @@ def retrain_check(run_date: date, settings: Settings | None = None) -> dict[str,
     from ml.monitor import check_retrain
 
     settings = settings or get_settings()
-    check = check_retrain(settings, run_date)
-    detail = check.as_dict()
-    record_run(settings, run_date, "retrain_check", "success", detail)
+    with hold(settings.warehouse_path):
+        detail = check_retrain(settings, run_date).as_dict()
+        record_run(settings, run_date, "retrain_check", "success", detail)
     return detail
 
 

@@ -1,0 +1,47 @@
+"""``ml.warehouse.hold``: one connection for a step, every ``connect`` a cursor."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from ml.warehouse import connect, hold
+
+
+def test_connect_inside_hold_shares_one_database_and_writes_persist(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "warehouse.duckdb"
+    opened: list[object] = []
+    with hold(path):
+        with connect(path) as con:
+            con.execute("create table t as select 1 as x")
+            opened.append(con)
+        # a read-only request inside the hold reads the held database
+        with connect(path, read_only=True) as con:
+            assert con.execute("select x from t").fetchall() == [(1,)]
+            opened.append(con)
+        with hold(path), connect(path) as con:  # nested: shares the outer one
+            con.execute("insert into t values (2)")
+        # the held file refuses a connection with another configuration, as a
+        # second process's writer would be refused: the hold is really open
+        with pytest.raises(duckdb.Error):
+            duckdb.connect(str(path), read_only=True)
+    assert opened[0] is not opened[1]  # each connect is its own cursor
+    # after the block the file is closed and everything written is there
+    with connect(path, read_only=True) as con:
+        assert con.execute("select x from t order by x").fetchall() == [(1,), (2,)]
+    other = duckdb.connect(str(path))  # nothing of this process holds it any more
+    other.close()
+
+
+def test_a_failure_inside_hold_releases_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "warehouse.duckdb"
+    with pytest.raises(RuntimeError), hold(path):
+        with connect(path) as con:
+            con.execute("create table t as select 1 as x")
+        raise RuntimeError("the step failed")
+    with connect(path, read_only=True) as con:
+        assert con.execute("select count(*) from t").fetchone() == (1,)
