@@ -120,12 +120,25 @@ def _write_warehouse(
 ) -> None:
     """Feature snapshots of DAY (scored) and FALLBACK_DAY (not scored), the scores
     and the decisions."""
+    _write_nights(settings, p_churn, [DAY], decisions, unscored=[FALLBACK_DAY])
+
+
+def _write_nights(
+    settings: Settings,
+    p_churn: np.ndarray,
+    nights: list[date],
+    decisions: pd.DataFrame,
+    unscored: list[date] | None = None,
+) -> None:
+    """Feature snapshots of ``nights`` and ``unscored``, scores of ``nights`` only
+    (every night the same ``p_churn``), and the decisions."""
     settings.root.mkdir(parents=True, exist_ok=True)
     ids = _ids(len(p_churn))
+    days = [*nights, *(unscored or [])]
     features = pd.DataFrame(
         {
-            "customer_id": ids * 2,
-            "as_of_date": [DAY] * len(ids) + [FALLBACK_DAY] * len(ids),
+            "customer_id": ids * len(days),
+            "as_of_date": [day for day in days for _ in ids],
             "plan": "basic",
             "region": "north",
             "recency_days": 10,
@@ -136,9 +149,9 @@ def _write_warehouse(
     )
     scores = pd.DataFrame(
         {
-            "run_date": DAY,
-            "customer_id": ids,
-            "p_churn": p_churn,
+            "run_date": [night for night in nights for _ in ids],
+            "customer_id": ids * len(nights),
+            "p_churn": np.tile(p_churn, len(nights)),
             "model_version": "3",
             "model_alias": "champion",
         }
@@ -368,40 +381,6 @@ def test_fallback_days_are_skipped_and_ranges_have_one_row_per_day(
     assert empty.empty and list(empty.columns) == evaluation_columns()
 
 
-def _write_scored_nights(
-    settings: Settings, p_churn: np.ndarray, nights: list[date], decisions: pd.DataFrame
-) -> None:
-    """Feature snapshots and scores of every night in ``nights``, and the decisions."""
-    settings.root.mkdir(parents=True, exist_ok=True)
-    ids = _ids(len(p_churn))
-    features = pd.DataFrame(
-        {
-            "customer_id": ids * len(nights),
-            "as_of_date": [night for night in nights for _ in ids],
-            "plan": "basic",
-            "region": "north",
-            "recency_days": 10,
-            "tx_count_180d": 5,
-            "spend_90d": 300.0,
-            "spend_180d": 600.0,
-        }
-    )
-    scores = features[["customer_id", "as_of_date"]].rename(
-        columns={"as_of_date": "run_date"}
-    )
-    scores = scores.assign(
-        p_churn=np.tile(p_churn, len(nights)), model_version="3", model_alias="champion"
-    )
-    with connect(settings.warehouse_path) as con:
-        con.execute(DECISION_DDL)
-        con.register("_features", features)
-        con.register("_scores", scores)
-        con.register("_decisions", decisions)
-        con.execute("create table marts.customer_features as select * from _features")
-        con.execute("create table marts.scores as select * from _scores")
-        con.execute("insert into marts.decisions by name select * from _decisions")
-
-
 def test_each_baseline_follows_the_contact_rules_on_its_own_contacts(
     tmp_path: Path,
 ) -> None:
@@ -427,7 +406,7 @@ def test_each_baseline_follows_the_contact_rules_on_its_own_contacts(
     ]
     first = rows[0]
     first.loc[first["arm"] == "treated", "action"] = "email"
-    _write_scored_nights(settings, p, nights, pd.concat(rows))
+    _write_nights(settings, p, nights, pd.concat(rows))
     # room for everyone: only the contact rules limit the baselines
     policy = _policy(
         capacity={"phone": 1000, "voucher": 1000, "email": 1000}, daily_budget=1e6
