@@ -202,7 +202,9 @@ def _candidates(
     """What the policy needs of each customer of ``run_date``: segment, the
     fallback rule's and the value estimate's columns, the score, whether a feature
     lies outside the champion's training range (``ood``, computed in DuckDB), and
-    the contact history from our own treated decisions."""
+    the contact history from our own treated and held-out decisions (a holdout
+    counts as a contact, so both arms of the experiment stay out of the next
+    nights' queues alike)."""
     available = set(table_columns(con, "marts.customer_features"))
     wanted = ["plan", "region", "recency_days", "tx_count_180d"]
     var = policy.value_at_risk
@@ -225,7 +227,7 @@ def _candidates(
                 min(datediff('day', run_date, $d)) as days_since_last_contact_decision,
                 count(*) as contacts_90d_decisions
             from {DECISIONS_TABLE}
-            where arm = 'treated'
+            where arm in ('treated', 'holdout')
               and run_date >= $d - interval {CONTACT_WINDOW_DAYS} day
               and run_date < $d
             group by customer_id

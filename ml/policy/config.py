@@ -81,7 +81,7 @@ class ActionConfig(_Strict):
 
 
 class ContactRules(_Strict):
-    """Cooldown and frequency cap over our own treated decisions."""
+    """Cooldown and frequency cap over our own treated and held-out decisions."""
 
     cooldown_days: int = Field(default=14, ge=0)
     max_contacts_90d: int = Field(default=3, ge=0)

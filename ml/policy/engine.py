@@ -6,7 +6,9 @@ identical frame. For each customer, in this order:
 
 1. **Contact rules.** Treated fewer than ``cooldown_days`` ago, or already
    ``max_contacts_90d`` times in 90 days: arm ``none`` (``cooldown``,
-   ``max_contacts``). Only our own treated decisions count as contacts.
+   ``max_contacts``). Our own treated and held-out decisions count as contacts
+   (the holdout must stay out of the next nights' queues like the treated arm,
+   or it is contacted the next night and the measured uplift falls).
 2. **Target.** Model mode: ``EV(a) = p_churn * value_at_risk * uplift(a) - cost(a)``
    for every action the customer is eligible for; the customer is a target when some
    EV is positive, and their proposed action is the best one (``ev_best``). Fallback

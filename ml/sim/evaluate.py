@@ -245,7 +245,7 @@ def _policy_history(settings: Settings, start: date) -> ContactLog:
             return log
         rows = con.execute(
             f"select run_date, customer_id from {DECISIONS_TABLE} "
-            "where arm = 'treated' and run_date >= ? and run_date < ?",
+            "where arm in ('treated', 'holdout') and run_date >= ? and run_date < ?",
             [start - timedelta(days=CONTACT_WINDOW_DAYS), start],
         ).df()
     days = pd.to_datetime(rows["run_date"]).dt.date

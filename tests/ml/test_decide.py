@@ -148,13 +148,21 @@ def test_every_customer_gets_one_decision_within_the_limits(world: World) -> Non
             )
             assert arms.get("treated", 0) > 0
             assert arms.get("review", 0) <= policy.review.max_per_day
-        # no customer is treated twice within the cooldown, across the nights
+        # no customer is treated or held out twice within the cooldown, across
+        # the nights: a held-out customer waits like a treated one, so both arms
+        # of the experiment face the same rules afterwards
+        held_out = con.execute(
+            "select count(*) from marts.decisions where run_date = ? "
+            "and arm = 'holdout'",
+            [NIGHTS[0]],
+        ).fetchone()
+        assert held_out is not None and held_out[0] > 0
         repeats = con.execute(
             """
             select count(*) from marts.decisions a join marts.decisions b
               on a.customer_id = b.customer_id and a.run_date < b.run_date
              and b.run_date - a.run_date < ?
-            where a.arm = 'treated' and b.arm = 'treated'
+            where a.arm in ('treated', 'holdout') and b.arm in ('treated', 'holdout')
             """,
             [policy.contact.cooldown_days],
         ).fetchone()
