@@ -91,7 +91,7 @@ REASON_CODES = (
     "no_rule",
 )
 _BIT = {code: 1 << i for i, code in enumerate(REASON_CODES)}
-_CONTACT_COLUMNS = ("days_since_last_contact_decision", "contacts_90d_decisions")
+CONTACT_COLUMNS = ("days_since_last_contact_decision", "contacts_90d_decisions")
 _UNIT = 2.0**-53
 
 
@@ -220,8 +220,8 @@ def decide(
         raise ValueError("candidates must hold each customer_id once")
     p = _column(candidates, "p_churn", np.nan if mode == "fallback" else None)
     value = np.nan_to_num(_column(candidates, "value_at_risk"), nan=0.0)
-    days_since = _column(candidates, _CONTACT_COLUMNS[0])
-    contacts = np.nan_to_num(_column(candidates, _CONTACT_COLUMNS[1]), nan=0.0)
+    days_since = _column(candidates, CONTACT_COLUMNS[0])
+    contacts = np.nan_to_num(_column(candidates, CONTACT_COLUMNS[1]), nan=0.0)
     ood = (
         candidates["ood"].fillna(False).to_numpy(dtype=bool)
         if "ood" in candidates.columns

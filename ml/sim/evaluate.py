@@ -26,15 +26,15 @@ per-customer uplift of the simulated world, four plans under the same
   who responds. The targets compare the policy with this oracle.
 
 **Each counterfactual plan keeps its own contact history.** The contact rules
-(``cooldown_days``, ``max_contacts_90d``) count a customer's treated contacts. The
+(``cooldown_days``, ``max_contacts_90d``) count a customer's contacts. The
 candidate frame carries the *policy's* history, which is right for the policy's own
 plans but not for a baseline: a customer the policy leaves alone would stay
 contactable for a baseline every night, so the baseline could pick (and be credited
 for) the same likeliest churner night after night. Over a range
 (:func:`evaluate_range`), each of ``probability_ranked``, ``oracle`` and
 ``oracle_average`` therefore sees the contact columns recomputed from its own
-treated rows of the earlier evaluated nights (seeded with the policy's treated
-decisions of the 90 days before the range, when every plan shares one history).
+treated rows of the earlier evaluated nights (seeded with the policy's treated and
+held-out decisions of the 90 days before the range, when every plan shares one history).
 :func:`evaluate_day` on its own has no earlier nights and uses the policy's history.
 
 **True uplift.** The simulator's ``uplift_<action>`` is the relative reduction of a
@@ -71,6 +71,7 @@ from ml.decide import CONTACT_WINDOW_DAYS, DECISIONS_TABLE, load_candidates
 from ml.outcomes import randomized_sql
 from ml.policy import baselines
 from ml.policy.config import PolicyConfig, load_policy_config
+from ml.policy.engine import CONTACT_COLUMNS
 from ml.sim.config import ActionConfig as SimActionConfig
 from ml.warehouse import connect, table_exists
 
@@ -85,7 +86,6 @@ POLICIES = (
 PLANNED_ARMS = ("treated", "holdout")
 # The plans that are not the policy's own: each keeps its own contact history.
 COUNTERFACTUALS = ("probability_ranked", "oracle", "oracle_average")
-CONTACT_COLUMNS = ("days_since_last_contact_decision", "contacts_90d_decisions")
 METRICS = ("value", "cost", "treated")
 
 
@@ -238,7 +238,8 @@ def _with_history(
 
 
 def _policy_history(settings: Settings, start: date) -> ContactLog:
-    """The policy's treated decisions of the contact window before ``start``."""
+    """The policy's contacts (treated and held-out decisions, as
+    :func:`ml.decide.load_candidates` counts them) of the window before ``start``."""
     log = ContactLog.empty()
     with connect(settings.warehouse_path, read_only=True) as con:
         if not table_exists(con, "marts", "decisions"):
