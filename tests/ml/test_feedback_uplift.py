@@ -170,6 +170,32 @@ def test_posterior_interval_covers_a_known_effect(
     assert width < 0.5
 
 
+@pytest.mark.parametrize("uplift", [0.013, -0.03])
+def test_a_wrong_prior_comes_down_to_a_small_or_harmful_effect(uplift: float) -> None:
+    """The e-mail case of the closed loop: a prior of 0.08 (strength 20) and a true
+    effect near zero or harmful, measured on 80 000 treated and 8 800 held out. The
+    posterior must leave the prior for the data, and cover a non-negative truth."""
+    rng = np.random.default_rng(5)
+    n_treated, n_holdout, churn_holdout = 80_000, 8_800, 0.30
+    churned_t = rng.binomial(n_treated, churn_holdout * (1 - uplift), REPLICATIONS)
+    churned_h = rng.binomial(n_holdout, churn_holdout, REPLICATIONS)
+    posteriors = [
+        posterior_uplift(n_treated, int(t), n_holdout, int(h), 1.6, 18.4)
+        for t, h in zip(churned_t, churned_h, strict=True)
+    ]
+    means = np.array([p.mean for p in posteriors])
+    # the data are worth far more than the prior's 20 pseudo-observations
+    assert np.median([p.effective_n for p in posteriors]) > 100
+    assert np.mean(means) < max(uplift, 0.0) + 0.02
+    assert np.all(means >= 0.0)
+    if uplift > 0:
+        coverage = np.mean([p.low <= uplift <= p.high for p in posteriors])
+        assert coverage >= 0.88
+    else:
+        # harm: the action is worth (almost) nothing to the policy
+        assert np.median(means) < 0.01
+
+
 def test_small_holdout_discounts_the_evidence() -> None:
     big = posterior_uplift(900, 180, 900, 300, 4.0, 16.0)
     small = posterior_uplift(900, 180, 60, 20, 4.0, 16.0)
