@@ -9,8 +9,11 @@ targeted churners − contact_cost × targeted customers.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import numpy.typing as npt
+import pandas as pd
 from sklearn.metrics import (
     average_precision_score,
     brier_score_loss,
@@ -90,3 +93,45 @@ def evaluate(
             - business.contact_cost * float(mask.sum())
         )
     return metrics
+
+
+def permutation_importance(
+    model: Any,
+    features: pd.DataFrame,
+    label: npt.ArrayLike,
+    repeats: int,
+    random_state: int,
+) -> FloatArray:
+    """Drop in ROC AUC when each feature is shuffled, one row per feature and one
+    column per repeat: ``sklearn.inspection.permutation_importance`` with
+    ``scoring="roc_auc"``, computed with a single ``predict_proba`` call.
+
+    Scikit-learn predicts once per feature and repeat; with a calibrated
+    gradient-boosting ensemble each call on a thousand rows costs a tenth of a second
+    of fixed overhead, about 11 s for 25 features × 3 repeats. Here every permuted
+    copy is stacked into one frame and predicted at once. The permutations are
+    drawn exactly as scikit-learn draws them (one seed from ``random_state``, each
+    feature's column re-shuffled repeat after repeat from that seed), so the result
+    equals scikit-learn's for the same ``random_state``.
+    """
+    y = np.asarray(label)
+    n_rows, n_columns = features.shape
+    seed = np.random.RandomState(random_state).randint(np.iinfo(np.int32).max + 1)
+    copies: list[pd.DataFrame] = []
+    for column in features.columns:
+        shuffler = np.random.RandomState(seed)
+        order = np.arange(n_rows)
+        permuted = features.copy()
+        values = features[column].to_numpy()
+        for _ in range(repeats):
+            shuffler.shuffle(order)
+            values = values[order]
+            permuted[column] = pd.Series(
+                values, index=features.index, dtype=features[column].dtype
+            )
+            copies.append(permuted.copy())
+    stacked = pd.concat([features, *copies], ignore_index=True)
+    scores = np.asarray(model.predict_proba(stacked))[:, 1].reshape(-1, n_rows)
+    baseline = roc_auc_score(y, scores[0])
+    permuted_auc = np.array([roc_auc_score(y, block) for block in scores[1:]])
+    return baseline - permuted_auc.reshape(n_columns, repeats)

@@ -554,7 +554,6 @@ def _log_plots(
     """ROC, PR, calibration, gain and permutation-importance plots of the test
     window; ``curves`` holds each model's test predictions."""
     import mlflow
-    from sklearn.inspection import permutation_importance
 
     from ml.train import plots
 
@@ -569,16 +568,14 @@ def _log_plots(
     sample = test.features.sample(
         n=min(config.importance_rows, test.rows), random_state=config.random_state
     )
-    result = permutation_importance(
+    drops = metrics.permutation_importance(
         models[GRADIENT_BOOSTING],
         sample,
         test.label.loc[sample.index],
-        scoring="roc_auc",
-        n_repeats=config.importance_repeats,
+        repeats=config.importance_repeats,
         random_state=config.random_state,
-        n_jobs=1,
     )
-    importance = pd.Series(result.importances_mean, index=list(sample.columns))
+    importance = pd.Series(drops.mean(axis=1), index=list(sample.columns))
     mlflow.log_figure(
         plots.importance_figure(importance), "plots/permutation_importance.png"
     )
