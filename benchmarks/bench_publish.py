@@ -1,35 +1,49 @@
-"""Benchmark of ``publish``: writing the analyst copy from a demo-sized warehouse.
+"""Benchmark of ``publish``: a nightly publish of the analyst copy against copying
+the warehouse file, on a demo-sized warehouse.
 
-Point ``--home`` at a ``LOOPLINE_HOME`` whose warehouse the pipeline has built
-(a finished ``loopline demo``, or ``loopline demo --quick``). With
-``--scale-from SRC --scale K`` it first builds that warehouse from the one under
-``SRC``: every table of every schema ``K`` times, the ``*_id`` text columns
-suffixed with the copy number so the keys stay distinct. The quick demo's world
-(2,000 customers, 344 days) times 15 has about as many rows as the full demo's
-(20,000 customers, 485 days), through the same tables and types.
+Point ``--home`` at a scratch copy of a ``LOOPLINE_HOME`` whose warehouse the
+pipeline has built (a finished ``loopline demo``); the benchmark adds days to its
+warehouse. With ``--scale-from SRC --scale K`` it first builds that warehouse from
+the one under ``SRC``: every table of every schema ``K`` times, the ``*_id`` text
+columns suffixed with the copy number so the keys stay distinct.
 
-It then times ``ml.publish.publish_analytics`` ``--repeat`` times and prints the
-warehouse and copy sizes, the rows published and the seconds per publish. With
-``--compare`` it also times the alternative that was not kept: a new database
-filled with one ``create table … as`` per published table (every row read,
-decompressed, compressed and written again).
+It times, side by side in one run:
+
+* copying the warehouse file and flushing it to disk: what every publish cost
+  before partitions, and what grows with the history;
+* a full publish (``full=True``: every table, as the first publish and a rebuild);
+* ``--nights`` nightly publishes, each after a new day was added to every
+  partitioned table (its latest partition copied to the next date, as a night
+  adds one), with the default look-back (the horizon plus 7 days);
+
+and prints the ratio of the file copy to the median nightly publish. With
+``--compare`` it also times a new database filled with one ``create table … as``
+per published table.
 
 Run: ``.venv/bin/python benchmarks/bench_publish.py --home DIR [--scale-from SRC
---scale 15] [--repeat 3] [--compare]``.
+--scale 15] [--nights 3] [--compare]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
 import statistics
 import time
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import duckdb
 
 from ml.config import Settings
-from ml.publish import PUBLISHED_SCHEMAS, publish_analytics, published_tables
+from ml.publish import (
+    FRESHNESS_COLUMNS,
+    PARTITION_MIN_ROWS,
+    PUBLISHED_SCHEMAS,
+    publish_analytics,
+    published_tables,
+)
 
 MIB = 1024 * 1024
 
@@ -97,13 +111,65 @@ def copy_by_rows(settings: Settings) -> float:
     return seconds
 
 
+def copy_file(settings: Settings) -> float:
+    """Copy the warehouse file beside it and fsync it; returns the seconds."""
+    target = settings.root / "bench_file_copy.duckdb"
+    started = time.perf_counter()
+    shutil.copyfile(settings.warehouse_path, target)
+    fd = os.open(target, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    seconds = time.perf_counter() - started
+    target.unlink()
+    return seconds
+
+
+def add_night(settings: Settings, min_rows: int) -> date:
+    """Copy the latest partition of every partitioned table to the next date, as a
+    night adds one; returns the latest new date."""
+    latest = date.min
+    with duckdb.connect(str(settings.warehouse_path)) as con:
+        for schema, table in published_tables(con, "warehouse"):
+            columns = {
+                str(r[0]): str(r[1])
+                for r in con.execute(
+                    "select column_name, data_type from duckdb_columns() where "
+                    "database_name = 'warehouse' and schema_name = ? and "
+                    "table_name = ?",
+                    [schema, table],
+                ).fetchall()
+            }
+            column = next((c for c in FRESHNESS_COLUMNS if c in columns), None)
+            relation = f'{schema}."{table}"'
+            row = con.execute(f"select count(*) from {relation}").fetchone()
+            if (
+                column is None
+                or columns[column] != "DATE"
+                or not row
+                or row[0] < min_rows
+            ):
+                continue
+            top = con.execute(f'select max("{column}") from {relation}').fetchone()
+            if not top or top[0] is None:
+                continue
+            con.execute(
+                f'insert into {relation} select * replace (("{column}" + 1)::date '
+                f'as "{column}") from {relation} where "{column}" = ?',
+                [top[0]],
+            )
+            latest = max(latest, top[0] + timedelta(days=1))
+    return latest
+
+
 def main() -> None:
     """Parse arguments, build the scaled warehouse if asked, time the publishes."""
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--home", type=Path, required=True)
     parser.add_argument("--scale-from", type=Path)
     parser.add_argument("--scale", type=int, default=1)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--nights", type=int, default=3)
     parser.add_argument("--compare", action="store_true")
     args = parser.parse_args()
     settings = Settings(home=args.home)
@@ -111,24 +177,37 @@ def main() -> None:
         source = Settings(home=args.scale_from).warehouse_path
         seconds = scale_warehouse(source, settings.warehouse_path, args.scale)
         print(f"built {settings.warehouse_path} ({args.scale}x) in {seconds:.1f} s")
-    seconds = []
-    summary = None
-    for _ in range(args.repeat):
-        summary = publish_analytics(settings, date.today(), "bench_publish")
-        seconds.append(summary.elapsed_seconds)
-    assert summary is not None
     warehouse = settings.warehouse_path.stat().st_size / MIB
+    file_copy = copy_file(settings)
+    started = time.perf_counter()
+    summary = publish_analytics(settings, date.today(), "bench_publish", full=True)
+    full = time.perf_counter() - started
     print(f"warehouse {settings.warehouse_path}: {warehouse:,.0f} MiB")
-    print(f"analyst copy {summary.path}: {summary.size_bytes / MIB:,.0f} MiB")
     largest = sorted(summary.tables.items(), key=lambda kv: -kv[1])[:5]
     print(
         f"{len(summary.tables)} tables, {sum(summary.tables.values()):,} rows; "
         "largest: " + ", ".join(f"{name} {rows:,}" for name, rows in largest)
     )
     print(
-        f"publish: {', '.join(f'{s:.2f}' for s in seconds)} s "
-        f"(median {statistics.median(seconds):.2f} s)"
+        f"analyst copy: {summary.size_bytes / MIB:,.0f} MiB, "
+        f"{summary.partitions_written:,} partitions"
     )
+    nightly: list[float] = []
+    for _ in range(args.nights):
+        day = add_night(settings, PARTITION_MIN_ROWS)
+        started = time.perf_counter()
+        night = publish_analytics(settings, day, "bench_publish")
+        nightly.append(time.perf_counter() - started)
+        print(
+            f"  night {day}: {nightly[-1]:.2f} s, {night.partitions_written} "
+            f"partitions written, {night.partitions_kept:,} kept, republished "
+            f"{night.republished or 'none'}"
+        )
+    median = statistics.median(nightly)
+    print(f"copy the warehouse file + fsync   {file_copy:7.2f} s")
+    print(f"full publish                      {full:7.2f} s")
+    print(f"nightly publish (median of {len(nightly)})    {median:7.2f} s")
+    print(f"ratio file copy / nightly publish {file_copy / median:7.1f}x")
     if args.compare:
         copy_by_rows(settings)
 

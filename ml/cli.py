@@ -183,7 +183,7 @@ def rebuild(
     with console.status(f"rebuilding marts {start} → {end} (every {every} days)"):
         detail = run_rebuild(_date(start), _date(end), every=every, settings=settings)
     console.print(detail)
-    _publish(settings, _date(end))
+    _publish(settings, _date(end), full=True)  # a rebuild rewrites history
 
 
 def _run_nightly(settings: Settings, days: list[date]) -> list[Any]:
@@ -292,12 +292,12 @@ def _latest_run_date(settings: Settings) -> date | None:
     return found[0] if found else None
 
 
-def _publish(settings: Settings, run_date: date) -> None:
+def _publish(settings: Settings, run_date: date, full: bool = False) -> None:
     from ml.pipeline import publish as run_publish
     from ml.publish import PublishError
 
     try:
-        summary = run_publish(run_date, settings, step="publish_manual")
+        summary = run_publish(run_date, settings, step="publish_manual", full=full)
     except PublishError as error:
         console.print(f"[red]{error}[/red]")
         raise typer.Exit(1) from error
@@ -306,7 +306,8 @@ def _publish(settings: Settings, run_date: date) -> None:
     console.print(
         f"published {len(counts['tables'])} tables ({rows:,} rows) and "
         f"{len(counts['views'])} views to [bold]{counts['path']}[/bold] "
-        f"in {counts['elapsed_seconds']:.1f} s"
+        f"in {counts['elapsed_seconds']:.1f} s ({counts['partitions_written']:,} "
+        f"partitions written, {counts['partitions_kept']:,} kept)"
     )
 
 
@@ -318,6 +319,12 @@ def publish(
             "--date", help="Run date to record it under (default: the latest run)."
         ),
     ] = None,
+    full: Annotated[
+        bool,
+        typer.Option(
+            help="Republish every table whole, not only the partitions that changed."
+        ),
+    ] = False,
 ) -> None:
     """Write the analyst copy (analytics.duckdb) from the warehouse now and swap it
     in atomically; the nightly and outcomes runs do this as their last task."""
@@ -335,7 +342,7 @@ def publish(
             f"(a pipeline task writing?); try again after the run. {error}[/red]"
         )
         raise typer.Exit(1) from error
-    _publish(settings, run_date or date.today())
+    _publish(settings, run_date or date.today(), full=full)
 
 
 @app.command()

@@ -224,16 +224,21 @@ def decide(run_date: date, settings: Settings | None = None) -> StepSummary:
 
 
 def publish(
-    run_date: date, settings: Settings | None = None, step: str = "publish"
+    run_date: date,
+    settings: Settings | None = None,
+    step: str = "publish",
+    full: bool = False,
 ) -> StepSummary:
     """Write the analyst copy (``analytics.duckdb``) from the warehouse and swap it
     in atomically: the last task of the nightly run. Analysts and ``loopline sql``
-    read that copy, never the live warehouse, so they never block a writer."""
+    read that copy, never the live warehouse, so they never block a writer. Only
+    the partitions that changed are written, unless ``full`` (see
+    :mod:`ml.publish`)."""
     from ml.publish import publish_analytics
 
     settings = settings or get_settings()
     try:
-        summary = publish_analytics(settings, run_date, published_by=step)
+        summary = publish_analytics(settings, run_date, published_by=step, full=full)
     except Exception as exc:
         # When another process holds the warehouse, the failure cannot be
         # recorded either; the original error says why.

@@ -1,31 +1,54 @@
-"""The analyst copy: a read-only DuckDB file that is safe to query while the
-pipeline writes.
+"""The analyst copy: a read-only DuckDB catalog that is safe to query while the
+pipeline writes, and whose nightly cost follows the day's changes, not the history.
 
 DuckDB allows one writing process, and a writer fails at once while any other
 process holds the file, readers included. So analysts never open the live
 warehouse: the last task of ``loopline_nightly`` and of ``loopline_outcomes``
-(and ``loopline publish`` by hand) writes a fresh copy of the ``marts`` and ``ops``
-schemas, plus the ``reporting`` views, to ``$LOOPLINE_HOME/analytics.duckdb``.
+(and ``loopline publish`` by hand) publishes the ``marts`` and ``ops`` schemas,
+plus the ``reporting`` views, to ``$LOOPLINE_HOME/analytics.duckdb``.
 
-The warehouse file is copied as it is (its compressed blocks, no row is
-re-inserted) to a temporary file in the same directory while a read-only
-connection keeps writers out; in the copy the unpublished schemas are dropped and
-``ops.publication`` and the views are added; it is checkpointed, closed and
-fsynced, then renamed over the previous copy with ``os.replace`` (atomic on one
-file system). A reader that has the previous copy open keeps reading it (its file
-stays alive until the last handle closes); a new connection opens the new one. No
-reader ever sees a half-written copy, and a failed publish leaves the previous
-copy untouched and removes its temporary file.
+**Two kinds of table.** A table with a date partition column (the first of
+:data:`FRESHNESS_COLUMNS` that is a ``DATE`` without nulls) and at least
+``partition_min_rows`` rows is published as Parquet files, one directory per
+partition date, under ``$LOOPLINE_HOME/analytics_data/``; the catalog holds a view
+over exactly those files. Every other table (small ones, and current-state tables
+without a date) is copied into the catalog whole.
+
+**Only what changed is written.** The catalog keeps a manifest
+(``ops.publication_files``): per partition its rows, a fingerprint (the sum of the
+row hashes) and its files. A publish for logical date ``d`` fingerprints only the
+partitions dated ``d - lookback_days`` or later, where the pipeline's runs for
+``d`` write (the nightly partition, the labels and outcomes that mature at ``d - H``),
+and writes a new file only for a partition whose fingerprint changed; older
+partitions keep their files. If the rows outside that window no longer add up to
+the table's row count (a rebuild or a backfill changed history), or the table's
+columns changed, that table is published whole again; ``full=True`` (``loopline
+publish --full``, and the first publish) does it for every table. The nightly
+publish therefore reads the look-back window and writes the day's changes, however
+long the history is.
+
+**Atomic, and old readers keep working.** The catalog is written to a temporary
+file in the same directory, checkpointed, closed and fsynced, then renamed over the
+previous one with ``os.replace``. Parquet files are never overwritten: a changed
+partition gets a new file in a new directory. A reader that has the previous
+catalog open keeps reading it and the files it names; a new connection opens the
+new one. A file the new catalog no longer names is retired (listed in
+``ops.publication_retired``) and deleted by the first publish ``keep_hours`` later,
+so a reader's snapshot stays readable that long; a full publish also sweeps the
+data directory for files no catalog ever named. A failed publish
+removes its temporary catalog and the files it wrote, and leaves the previous copy
+untouched.
 
 ``raw``, ``staging`` and ``intermediate`` are not published: ``raw`` is the whole
 landing history (the landing files keep it), ``staging`` holds views over ``raw``,
 and ``intermediate`` holds building blocks whose content the marts carry in
-analysable form. Their blocks stay in the copy as free space, so the copy takes
-about as much disk as the warehouse: the price of copying at disk speed.
+analysable form.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import re
 import shutil
@@ -34,18 +57,39 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
 import duckdb
+import pyarrow as pa
 
-from ml.config import Settings
+from ml.config import Settings, load_business_config
 from ml.warehouse import duckdb_config
+
+log = logging.getLogger(__name__)
 
 PUBLISHED_SCHEMAS = ("marts", "ops")
 REPORTING_SCHEMA = "reporting"
 PUBLICATION_TABLE = "ops.publication"
+# The manifest of the Parquet partitions the catalog's views read.
+FILES_TABLE = "ops.publication_files"
+# Beside analytics.duckdb in LOOPLINE_HOME.
+DATA_DIRECTORY = "analytics_data"
+# A table with a date column and at least this many rows is published as Parquet
+# partitions; smaller ones are copied into the catalog whole.
+PARTITION_MIN_ROWS = 50_000
+# Partitions dated up to horizon + this many days before the run date are
+# fingerprinted on every publish (the runs of a date write the day's partition and
+# what matures at run_date - horizon).
+LOOKBACK_MARGIN_DAYS = 7
+# Files no catalog names any more are kept this long for readers of an older one.
+KEEP_HOURS = 24.0
+# Files the copy no longer names, kept for readers of an older copy until deleted.
+RETIRED_TABLE = "ops.publication_retired"
+# Aliases of the attached warehouse and previous copy while a catalog is written.
+SOURCE = "wh"
+PREVIOUS = "previous_copy"
 # The date column that says how fresh a table is, first match wins.
 FRESHNESS_COLUMNS = (
     "run_date",
@@ -142,13 +186,20 @@ class PublishError(RuntimeError):
 
 @dataclass
 class PublishSummary:
-    """What one publish wrote (``ops.runs.detail`` and XCom)."""
+    """What one publish wrote (``ops.runs.detail`` and XCom): the rows per table,
+    the views, the catalog's and its files' bytes, and how many partitions were
+    written anew, kept as they were, which tables were published whole, and how many
+    unreferenced files were deleted."""
 
     path: str
     tables: dict[str, int] = field(default_factory=dict)
     views: list[str] = field(default_factory=list)
     size_bytes: int = 0
     elapsed_seconds: float = 0.0
+    partitions_written: int = 0
+    partitions_kept: int = 0
+    republished: list[str] = field(default_factory=list)
+    files_removed: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -201,40 +252,84 @@ def published_run_date(path: Path) -> date:
 
 
 def publish_analytics(
-    settings: Settings, run_date: date, published_by: str
+    settings: Settings,
+    run_date: date,
+    published_by: str,
+    *,
+    full: bool = False,
+    partition_min_rows: int | None = None,
+    lookback_days: int | None = None,
+    keep_hours: float | None = None,
 ) -> PublishSummary:
-    """Write a fresh analyst copy from the live warehouse and swap it in atomically.
+    """Publish the warehouse's ``marts`` and ``ops`` to the analyst copy and swap
+    the new catalog in atomically (see the module docstring).
 
     ``run_date`` is the logical date the copy is published for and
     ``published_by`` the step that published it; both are kept with each table's
-    row count and latest date in ``ops.publication`` inside the copy. The live
-    warehouse is only read (copied while a read-only connection holds it), yet
-    that connection makes a writer fail, so this runs in the warehouse pool like
-    every other task that opens the warehouse.
+    row count and latest date in ``ops.publication`` inside the copy.
+    ``lookback_days`` (default: the label horizon plus
+    :data:`LOOKBACK_MARGIN_DAYS`) is how far before ``run_date`` partitions are
+    fingerprinted; ``full`` republishes every table whole;
+    ``partition_min_rows`` and ``keep_hours`` default to :data:`PARTITION_MIN_ROWS`
+    and :data:`KEEP_HOURS`. The live warehouse is
+    only read (attached read-only), yet that makes a writer fail, so this runs in
+    the warehouse pool like every other task that opens the warehouse.
     """
     source = settings.warehouse_path
     target = settings.analytics_path
     if not source.is_file():
         raise PublishError(f"no warehouse at {source}: nothing to publish")
+    if lookback_days is None:
+        horizon = load_business_config(settings.config_file).horizon_days
+        lookback_days = horizon + LOOKBACK_MARGIN_DAYS
     target.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temp_files(target)
     began = time.perf_counter()
     temp = temp_path(target)
+    plan = _Plan(
+        source=source,
+        previous=target,
+        data_dir=data_directory(settings),
+        run_date=run_date,
+        published_by=published_by,
+        full=full,
+        min_rows=PARTITION_MIN_ROWS
+        if partition_min_rows is None
+        else partition_min_rows,
+        window_start=run_date - timedelta(days=lookback_days),
+        keep_hours=KEEP_HOURS if keep_hours is None else keep_hours,
+    )
     try:
-        tables, views = _write_copy(source, temp, run_date, published_by)
+        written = _write_catalog(temp, plan)
         _fsync(temp)
         os.replace(temp, target)
         _fsync(target.parent)
     except BaseException:
         _remove(temp)
+        for batch in plan.batches:
+            shutil.rmtree(batch, ignore_errors=True)
         raise
+    removed = _delete(written.expired)
+    if full:  # also files no catalog ever named (a publish killed mid-way)
+        removed += remove_unreferenced_files(
+            plan.data_dir, written.files | set(written.retired), plan.keep_hours
+        )
     return PublishSummary(
         path=str(target),
-        tables=tables,
-        views=views,
-        size_bytes=target.stat().st_size,
+        tables=written.tables,
+        views=written.views,
+        size_bytes=target.stat().st_size + written.data_bytes,
         elapsed_seconds=round(time.perf_counter() - began, 3),
+        partitions_written=written.partitions_written,
+        partitions_kept=written.partitions_kept,
+        republished=written.republished,
+        files_removed=removed,
     )
+
+
+def data_directory(settings: Settings) -> Path:
+    """Where the Parquet partitions of the analyst copy live."""
+    return settings.analytics_path.with_name(DATA_DIRECTORY)
 
 
 def temp_path(target: Path) -> Path:
@@ -274,97 +369,458 @@ def published_tables(
     return [(str(s), str(t)) for s, t in rows]
 
 
-def _write_copy(
-    source: Path, temp: Path, run_date: date, published_by: str
-) -> tuple[dict[str, int], list[str]]:
-    """Copy ``source`` to ``temp`` file by file, keep only the published schemas,
-    add ``ops.publication`` and the views, checkpoint and close it."""
-    _snapshot_files(source, temp)
+@dataclass
+class _Plan:
+    """What one publish reads and where it writes."""
+
+    source: Path
+    previous: Path
+    data_dir: Path
+    run_date: date
+    published_by: str
+    full: bool
+    min_rows: int
+    window_start: date
+    keep_hours: float
+    batches: list[Path] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Partition:
+    """One partition of a partitioned table, as the manifest records it."""
+
+    value: date
+    rows: int
+    fingerprint: str
+    files: tuple[str, ...]
+
+
+@dataclass
+class _Written:
+    """What :func:`_write_catalog` put into the new catalog."""
+
+    tables: dict[str, int] = field(default_factory=dict)
+    views: list[str] = field(default_factory=list)
+    files: set[str] = field(default_factory=set)
+    data_bytes: int = 0
+    partitions_written: int = 0
+    partitions_kept: int = 0
+    republished: list[str] = field(default_factory=list)
+    # files no longer named, with when they were retired; and those to delete
+    retired: dict[str, float] = field(default_factory=dict)
+    expired: list[str] = field(default_factory=list)
+
+
+def _write_catalog(temp: Path, plan: _Plan) -> _Written:
+    """Build the new catalog in ``temp``: small tables copied, partitioned tables
+    as views over their files, ``ops.publication``, the manifest and the views."""
     con = duckdb.connect(str(temp), config=duckdb_config())
     try:
-        copied = published_tables(con, _catalog(con))
+        try:
+            con.execute(f"attach {_quote(plan.source)} as {SOURCE} (read_only)")
+        except duckdb.IOException as exc:
+            raise PublishError(
+                f"cannot read the warehouse {plan.source}: another process holds "
+                f"it (a pipeline task writing?). The analyst copy is unchanged. {exc}"
+            ) from exc
+        before = _previous_copy(con, plan)
+        previous = {} if plan.full else before.tables
+        copied = [
+            (schema, table)
+            for schema, table in published_tables(con, SOURCE)
+            if f"{schema}.{table}"
+            not in (PUBLICATION_TABLE, FILES_TABLE, RETIRED_TABLE)
+        ]
         if not any(schema == "marts" for schema, _ in copied):
             raise PublishError(
-                f"the warehouse {source} has no marts yet: run a build first"
+                f"the warehouse {plan.source} has no marts yet: run a build first"
             )
-        _drop_unpublished(con)
-        con.execute(f"create schema if not exists {REPORTING_SCHEMA}")
-        con.execute(f"drop table if exists {PUBLICATION_TABLE}")
-        tables: dict[str, int] = {}
+        for schema in (*PUBLISHED_SCHEMAS, REPORTING_SCHEMA):
+            con.execute(f"create schema if not exists {schema}")
+        written = _Written()
         freshness: dict[str, date | None] = {}
+        manifest: list[tuple[str, str, str, _Partition]] = []
         for schema, table in copied:
             name = f"{schema}.{table}"
-            if name == PUBLICATION_TABLE:
+            rows = _count(con, f'{SOURCE}.{schema}."{table}"')
+            written.tables[name] = rows
+            column = _partition_column(con, schema, table, rows, plan.min_rows)
+            if column is None:
+                con.execute(
+                    f'create table {schema}."{table}" as '
+                    f'select * from {SOURCE}.{schema}."{table}"'
+                )
+                freshness[name] = _latest_date(con, schema, table)
                 continue
-            row = con.execute(f'select count(*) from {schema}."{table}"').fetchone()
-            tables[name] = int(row[0]) if row else 0
-            freshness[name] = _latest_date(con, schema, table)
-        _write_publication(con, run_date, published_by, tables, freshness)
-        views = _create_views(con)
+            signature = _signature(con, schema, table)
+            partitions = _publish_partitions(
+                con,
+                plan,
+                schema,
+                table,
+                column,
+                rows,
+                previous.get(name),
+                signature,
+                written,
+            )
+            files = [f for part in partitions for f in part.files]
+            con.execute(
+                f'create view {schema}."{table}" as select * from read_parquet('
+                f"[{', '.join(_quote(f) for f in files)}])"
+            )
+            freshness[name] = max(part.value for part in partitions)
+            manifest += [(name, column, signature, part) for part in partitions]
+            written.files.update(files)
+        written.data_bytes = sum(Path(f).stat().st_size for f in written.files)
+        _retire(before, written, plan.keep_hours)
+        _write_publication(
+            con, plan.run_date, plan.published_by, written.tables, freshness
+        )
+        _write_manifest(con, manifest, written.retired)
+        written.views = _create_views(con)
+        con.execute(f"detach {SOURCE}")
         con.execute("checkpoint")
     finally:
         con.close()
-    return tables, views
+    return written
 
 
-def _snapshot_files(source: Path, temp: Path) -> None:
-    """Copy the warehouse file (and its write-ahead log, if a writer left one) to
-    ``temp`` while a read-only connection holds it: a writer cannot start midway,
-    readers still can. A whole-file copy moves the compressed blocks as they are,
-    many times faster than re-inserting every row (measured in
-    docs/architecture.md)."""
-    try:
-        holder = duckdb.connect(str(source), read_only=True, config=duckdb_config())
-    except duckdb.IOException as exc:
-        raise PublishError(
-            f"cannot read the warehouse {source}: another process holds it "
-            f"(a pipeline task writing?). The analyst copy is unchanged. {exc}"
-        ) from exc
-    try:
-        _copy_file(source, temp)
-        wal = source.with_name(source.name + ".wal")
-        if wal.is_file():
-            _copy_file(wal, temp.with_name(temp.name + ".wal"))
-    finally:
-        holder.close()
+def _quote(value: Path | str) -> str:
+    """A SQL string literal."""
+    return "'" + str(value).replace("'", "''") + "'"
 
 
-def _copy_file(source: Path, target: Path) -> None:
-    """Copy one file's bytes (the kernel copies them; no Python buffer)."""
-    shutil.copyfile(source, target)
+def _count(con: duckdb.DuckDBPyConnection, relation: str) -> int:
+    row = con.execute(f"select count(*) from {relation}").fetchone()
+    return int(row[0]) if row else 0
 
 
-def _catalog(con: duckdb.DuckDBPyConnection) -> str:
-    row = con.execute("select current_database()").fetchone()
-    return str(row[0]) if row else ""
-
-
-def _drop_unpublished(con: duckdb.DuckDBPyConnection) -> None:
-    """Drop every schema of the copy that is not published (``raw``, ``staging``,
-    ``intermediate`` and any other), views first since they read tables."""
-    catalog = _catalog(con)
-    keep = {*PUBLISHED_SCHEMAS, "main", "information_schema", "pg_catalog"}
-    schemas = [
-        str(r[0])
-        for r in con.execute(
-            "select schema_name from duckdb_schemas() "
-            "where database_name = ? and not internal",
-            [catalog],
+def _columns(
+    con: duckdb.DuckDBPyConnection, schema: str, table: str
+) -> list[tuple[str, str]]:
+    return [
+        (str(n), str(t))
+        for n, t in con.execute(
+            "select column_name, data_type from duckdb_columns() where "
+            "database_name = ? and schema_name = ? and table_name = ? "
+            "order by column_index",
+            [SOURCE, schema, table],
         ).fetchall()
     ]
-    for schema in sorted(set(schemas) - keep):
-        con.execute(f'drop schema "{schema}" cascade')
-    for kind, listing in (
-        ("view", "select schema_name, view_name from duckdb_views()"),
-        ("table", "select schema_name, table_name from duckdb_tables()"),
+
+
+def _signature(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> str:
+    """The table's column names and types: a change republishes it whole."""
+    return json.dumps(_columns(con, schema, table))
+
+
+def _partition_column(
+    con: duckdb.DuckDBPyConnection, schema: str, table: str, rows: int, min_rows: int
+) -> str | None:
+    """The ``DATE`` column a table is partitioned by, or None to copy it whole
+    (too small, no date column, or nulls in it)."""
+    if rows < min_rows:
+        return None
+    types = dict(_columns(con, schema, table))
+    for column in FRESHNESS_COLUMNS:
+        if column in types:
+            if types[column] != "DATE":
+                return None
+            nulls = _count(con, f'{SOURCE}.{schema}."{table}" where "{column}" is null')
+            return column if nulls == 0 else None
+    return None
+
+
+def _fingerprints(
+    con: duckdb.DuckDBPyConnection,
+    schema: str,
+    table: str,
+    column: str,
+    since: date | None,
+) -> dict[date, tuple[int, str]]:
+    """Rows and the sum of row hashes per partition (``since`` and later, or all)."""
+    where = "" if since is None else f' where "{column}" >= ?'
+    rows = con.execute(
+        f'select "{column}", count(*), sum(hash(t))::varchar '
+        f'from {SOURCE}.{schema}."{table}" t{where} group by 1',
+        [] if since is None else [since],
+    ).fetchall()
+    return {value: (int(n), str(h)) for value, n, h in rows}
+
+
+def _publish_partitions(
+    con: duckdb.DuckDBPyConnection,
+    plan: _Plan,
+    schema: str,
+    table: str,
+    column: str,
+    rows: int,
+    previous: _Previous | None,
+    signature: str,
+    written: _Written,
+) -> list[_Partition]:
+    """The partitions of one table after this publish: unchanged ones keep their
+    files, changed and new ones get new files, vanished ones are dropped."""
+    name = f"{schema}.{table}"
+    if previous is not None and (previous.column, previous.signature) != (
+        column,
+        signature,
     ):
-        rows = con.execute(
-            f"{listing} where database_name = ? and schema_name = 'main' "
-            + ("and not internal" if kind == "view" else ""),
-            [catalog],
-        ).fetchall()
-        for schema, name in rows:
-            con.execute(f'drop {kind} "{schema}"."{name}"')
+        previous = None  # partitioned differently, or its columns changed
+    old = {p.value: p for p in (previous.partitions if previous else [])}
+    kept = [p for p in old.values() if p.value < plan.window_start]
+    current = _fingerprints(con, schema, table, column, plan.window_start)
+    if (
+        previous is None
+        or sum(p.rows for p in kept) + sum(n for n, _ in current.values()) != rows
+    ):
+        # first publish of the table, its columns changed, or history changed:
+        # every partition is fingerprinted, and those that still match keep their
+        # files
+        kept = []
+        current = _fingerprints(con, schema, table, column, None)
+        written.republished.append(name)
+    unchanged = [
+        old[value]
+        for value, (n, fingerprint) in current.items()
+        if value in old
+        and (old[value].rows, old[value].fingerprint) == (n, fingerprint)
+    ]
+    same = {p.value for p in unchanged}
+    changed = sorted(v for v in current if v not in same)
+    files = _write_partitions(con, plan, schema, table, column, changed)
+    fresh = [
+        _Partition(value, current[value][0], current[value][1], files[value])
+        for value in changed
+    ]
+    written.partitions_written += len(fresh)
+    written.partitions_kept += len(kept) + len(unchanged)
+    return sorted([*kept, *unchanged, *fresh], key=lambda p: p.value)
+
+
+def _write_partitions(
+    con: duckdb.DuckDBPyConnection,
+    plan: _Plan,
+    schema: str,
+    table: str,
+    column: str,
+    values: list[date],
+) -> dict[date, tuple[str, ...]]:
+    """Write the partitions ``values`` of a table as Parquet in one ``COPY`` into a
+    new directory (never over an existing file); return each one's files."""
+    if not values:
+        return {}
+    batch = (
+        plan.data_dir
+        / f"{schema}.{table}"
+        / f"{plan.run_date.isoformat()}-{uuid.uuid4().hex[:8]}"
+    )
+    batch.parent.mkdir(parents=True, exist_ok=True)
+    plan.batches.append(batch)
+    _copy_partitions(con, schema, table, column, values, batch)
+    files: dict[date, list[str]] = {}
+    for path in sorted(batch.glob(f"{column}=*/*.parquet")):
+        value = date.fromisoformat(path.parent.name.split("=", 1)[1])
+        files.setdefault(value, []).append(str(path))
+    missing = [v for v in values if v not in files]
+    if missing:
+        raise PublishError(
+            f"publishing {schema}.{table} wrote no file for {missing[:3]}"
+        )
+    return {value: tuple(paths) for value, paths in files.items()}
+
+
+def _copy_partitions(
+    con: duckdb.DuckDBPyConnection,
+    schema: str,
+    table: str,
+    column: str,
+    values: list[date],
+    batch: Path,
+) -> None:
+    """One ``COPY … PARTITION_BY`` of the rows of ``values`` into ``batch``."""
+    con.execute(
+        f'copy (select * from {SOURCE}.{schema}."{table}" '
+        f'where "{column}" in (select unnest(?::date[]))) to {_quote(batch)} '
+        f'(format parquet, partition_by ("{column}"), write_partition_columns true, '
+        "filename_pattern 'part_{i}')",
+        [values],
+    )
+
+
+@dataclass(frozen=True)
+class _Previous:
+    """A partitioned table as the current analyst copy has it."""
+
+    column: str
+    signature: str
+    partitions: list[_Partition]
+
+
+@dataclass
+class _PreviousCopy:
+    """What the current analyst copy names: its partitioned tables (those whose
+    files are all in place), every file of this home it names, and the files it
+    retired that are not deleted yet."""
+
+    tables: dict[str, _Previous] = field(default_factory=dict)
+    files: set[str] = field(default_factory=set)
+    retired: dict[str, float] = field(default_factory=dict)
+
+
+def _previous_copy(con: duckdb.DuckDBPyConnection, plan: _Plan) -> _PreviousCopy:
+    """Read the manifest of the current analyst copy. A table whose files are
+    missing or live outside this home's data directory (a copied home) is left
+    out of ``tables``, so it is published whole."""
+    found = _PreviousCopy()
+    if not plan.previous.is_file():
+        return found
+    try:
+        con.execute(f"attach {_quote(plan.previous)} as {PREVIOUS} (read_only)")
+    except duckdb.Error:
+        log.warning("cannot read the previous analyst copy", exc_info=True)
+        return found
+    try:
+        present = {
+            f"ops.{r[0]}"
+            for r in con.execute(
+                "select table_name from duckdb_tables() where database_name = ? "
+                "and schema_name = 'ops'",
+                [PREVIOUS],
+            ).fetchall()
+        }
+        rows = (
+            con.execute(
+                f"select table_name, partition_column, signature, partition_value, "
+                f"row_count, fingerprint, files from {PREVIOUS}.{FILES_TABLE}"
+            ).fetchall()
+            if FILES_TABLE in present
+            else []
+        )
+        retired = (
+            con.execute(
+                f"select file, epoch(retired_at) from {PREVIOUS}.{RETIRED_TABLE}"
+            ).fetchall()
+            if RETIRED_TABLE in present
+            else []
+        )
+    finally:
+        con.execute(f"detach {PREVIOUS}")
+    home = str(plan.data_dir.resolve()) + os.sep
+    broken: set[str] = set()
+    for name, column, signature, value, n, fingerprint, files in rows:
+        paths = tuple(str(f) for f in files)
+        ours = [f for f in paths if f.startswith(home)]
+        found.files.update(ours)
+        if len(ours) != len(paths) or not all(os.path.isfile(f) for f in paths):
+            broken.add(str(name))
+            continue
+        entry = found.tables.setdefault(
+            str(name), _Previous(str(column), str(signature), [])
+        )
+        entry.partitions.append(_Partition(value, int(n), str(fingerprint), paths))
+    for name in broken:
+        found.tables.pop(name, None)
+    found.retired = {str(f): float(t) for f, t in retired if str(f).startswith(home)}
+    return found
+
+
+def _retire(before: _PreviousCopy, written: _Written, keep_hours: float) -> None:
+    """The files the previous copy named and the new one does not are retired
+    now; retired files older than ``keep_hours`` are to be deleted after the swap,
+    the others are carried in the new copy's ``ops.publication_retired``."""
+    now = time.time()
+    retired = {f: t for f, t in before.retired.items() if f not in written.files}
+    for path in before.files - written.files:
+        retired.setdefault(path, now)
+    cutoff = now - keep_hours * 3600.0
+    written.expired = sorted(f for f, t in retired.items() if t <= cutoff)
+    written.retired = {f: t for f, t in retired.items() if t > cutoff}
+
+
+def _write_manifest(
+    con: duckdb.DuckDBPyConnection,
+    manifest: list[tuple[str, str, str, _Partition]],
+    retired: dict[str, float],
+) -> None:
+    """``ops.publication_files`` and ``ops.publication_retired``, inserted from
+    Arrow in one statement each (row-by-row inserts cost seconds for thousands of
+    partitions)."""
+    files = pa.table(
+        {
+            "table_name": pa.array([m[0] for m in manifest], pa.string()),
+            "partition_column": pa.array([m[1] for m in manifest], pa.string()),
+            "signature": pa.array([m[2] for m in manifest], pa.string()),
+            "partition_value": pa.array([m[3].value for m in manifest], pa.date32()),
+            "row_count": pa.array([m[3].rows for m in manifest], pa.int64()),
+            "fingerprint": pa.array([m[3].fingerprint for m in manifest], pa.string()),
+            "files": pa.array(
+                [list(m[3].files) for m in manifest], pa.list_(pa.string())
+            ),
+        }
+    )
+    con.register("publication_files_rows", files)
+    con.execute(f"create table {FILES_TABLE} as select * from publication_files_rows")
+    con.unregister("publication_files_rows")
+    pending = pa.table(
+        {
+            "file": pa.array(list(retired), pa.string()),
+            "retired_at_epoch": pa.array(list(retired.values()), pa.float64()),
+        }
+    )
+    con.register("publication_retired_rows", pending)
+    con.execute(
+        f"create table {RETIRED_TABLE} as select file, "
+        "to_timestamp(retired_at_epoch) as retired_at from publication_retired_rows"
+    )
+    con.unregister("publication_retired_rows")
+
+
+def _delete(paths: list[str]) -> int:
+    """Delete files (a missing one is fine) and the directories left empty."""
+    removed = 0
+    for name in paths:
+        path = Path(name)
+        try:
+            path.unlink()
+            removed += 1
+        except FileNotFoundError:
+            continue
+        for folder in (path.parent, path.parent.parent):
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+    return removed
+
+
+def remove_unreferenced_files(
+    data_dir: Path, referenced: set[str], keep_hours: float = KEEP_HOURS
+) -> int:
+    """Sweep ``data_dir``: delete Parquet files that are not in ``referenced`` and
+    are older than ``keep_hours``, and the directories left empty; return how many
+    files were deleted. A nightly publish deletes the files it retired by name; a
+    full publish also sweeps, for files no catalog ever named (a publish killed
+    before its swap)."""
+    if not data_dir.is_dir():
+        return 0
+    cutoff = time.time() - keep_hours * 3600.0
+    keep = {str(Path(f)) for f in referenced}
+    removed = 0
+    for path in data_dir.rglob("*.parquet"):
+        if str(path) in keep:
+            continue
+        try:
+            if path.stat().st_mtime < cutoff:
+                path.unlink()
+                removed += 1
+        except FileNotFoundError:
+            continue
+    for folder in sorted(data_dir.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+    return removed
 
 
 def _latest_date(
@@ -409,12 +865,15 @@ def _write_publication(
 
 
 def _create_views(con: duckdb.DuckDBPyConnection) -> list[str]:
-    """Create each reporting view whose tables were published."""
+    """Create each reporting view whose tables were published (as tables or as
+    views over their partitions)."""
     present = {
         f"{s}.{t}"
         for s, t in con.execute(
             "select schema_name, table_name from duckdb_tables() "
-            "where database_name = current_database()"
+            "where database_name = current_database() "
+            "union all select schema_name, view_name from duckdb_views() "
+            "where database_name = current_database() and not internal"
         ).fetchall()
     }
     created = []
@@ -452,19 +911,23 @@ def _process_alive(pid: int) -> bool:
 
 
 __all__ = [
+    "FILES_TABLE",
     "PUBLICATION_TABLE",
     "PUBLISHED_SCHEMAS",
+    "RETIRED_TABLE",
     "REPORTING_SCHEMA",
     "REPORTING_VIEWS",
     "NotPublishedError",
     "PublishError",
     "PublishSummary",
     "analytics_database",
+    "data_directory",
     "not_published_message",
     "open_analytics",
     "publish_analytics",
     "published_run_date",
     "published_tables",
     "remove_stale_temp_files",
+    "remove_unreferenced_files",
     "temp_path",
 ]

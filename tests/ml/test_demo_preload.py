@@ -15,4 +15,3 @@ def test_preload_imports_in_the_background_and_skips_what_fails() -> None:
     # the missing module did not stop the next one
     assert "colorsys" in sys.modules
     assert "loopline_no_such_module" not in sys.modules
-

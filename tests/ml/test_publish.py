@@ -29,6 +29,7 @@ from ml.publish import (
     PUBLICATION_TABLE,
     NotPublishedError,
     PublishError,
+    data_directory,
     open_analytics,
     publish_analytics,
     remove_stale_temp_files,
@@ -68,6 +69,10 @@ def _build_warehouse(settings: Settings, decisions: int) -> None:
             "insert into ops.runs values (?, 'decide', 'success', 'h', ?)",
             [DAY, json.dumps({"elapsed_seconds": 1.5})],
         )
+
+
+def _data_files(settings: Settings) -> list[Path]:
+    return sorted(data_directory(settings).rglob("*.parquet"))
 
 
 def _sha256(path: Path) -> str:
@@ -177,23 +182,28 @@ def test_a_new_copy_replaces_the_file_and_an_open_reader_keeps_its_snapshot(
 def test_a_copy_failing_midway_leaves_the_previous_copy_and_no_temp_file(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(publish_module, "PARTITION_MIN_ROWS", 10)
     publish_analytics(settings, DAY, "publish")
     before = _sha256(settings.analytics_path)
+    files_before = _data_files(settings)
+    assert files_before  # marts.decisions is published as Parquet
     _build_warehouse(settings, decisions=70)
     written: list[Path] = []
 
-    def half_then_disk_full(source: Path, target: Path) -> None:
-        # fault injection: the disk fills up halfway through the file copy
-        data = source.read_bytes()
-        target.write_bytes(data[: len(data) // 2])
-        written.append(target)
-        raise OSError(errno.ENOSPC, "No space left on device", str(target))
+    def half_then_disk_full(*args: object) -> None:
+        # fault injection: the disk fills up halfway through a partition's file
+        batch = Path(str(args[-1])) / "run_date=2025-03-01"
+        batch.mkdir(parents=True)
+        (batch / "part_0.parquet").write_bytes(b"PAR1 half a file")
+        written.append(batch)
+        raise OSError(errno.ENOSPC, "No space left on device", str(batch))
 
-    monkeypatch.setattr(publish_module, "_copy_file", half_then_disk_full)
+    monkeypatch.setattr(publish_module, "_copy_partitions", half_then_disk_full)
     with pytest.raises(OSError, match="No space left"):
         publish(DAY, settings)
 
-    assert written and written[0].parent == settings.root
+    assert written and not written[0].exists()  # the half-written batch is gone
+    assert _data_files(settings) == files_before
     assert _sha256(settings.analytics_path) == before
     assert _counts(settings.analytics_path)["marts.decisions"] == 40
     assert _temp_files(settings) == []
