@@ -16,7 +16,10 @@ def test_a_home_with_its_own_config_keeps_it_for_every_later_command(
     """``loopline demo --quick`` writes the home's config with H = 7; a later
     ``loopline report`` on that home (a new process, no LOOPLINE_CONFIG_FILE) must
     measure with the same horizon, not the repository's."""
-    monkeypatch.delenv("LOOPLINE_CONFIG_FILE", raising=False)
+    # with_horizon sets LOOPLINE_CONFIG_FILE itself: setting it here first makes
+    # monkeypatch record (and restore) the variable's state before the test
+    monkeypatch.setenv("LOOPLINE_CONFIG_FILE", "unset-below")
+    monkeypatch.delenv("LOOPLINE_CONFIG_FILE")
     monkeypatch.setenv("LOOPLINE_HOME", str(tmp_path / "home"))
     fresh = get_settings()
     assert fresh.config_file == REPO_ROOT / "config" / "loopline.yml"
