@@ -12,10 +12,8 @@ HTML report and prints a one-screen summary.
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
-import threading
 import time
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -26,8 +24,6 @@ import typer
 from rich.table import Table
 
 from ml.config import HOME_CONFIG, Settings, get_settings, load_business_config
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -247,33 +243,6 @@ def with_horizon(
     return get_settings()
 
 
-# Libraries the history phase needs after the simulation (the landing gate, dbt,
-# the training run), imported in the background while the world is simulated.
-PRELOAD = ("great_expectations", "dbt.cli.main", "mlflow.sklearn", "sklearn.ensemble")
-
-
-def preload(modules: tuple[str, ...] = PRELOAD) -> threading.Thread:
-    """Import ``modules`` in a daemon thread and return it.
-
-    Importing Great Expectations, dbt and MLflow costs several seconds of a cold
-    process. The demo's first phase (simulation) needs none of them, so the imports
-    run beside it; when the rebuild needs a module that is still being imported, the
-    import lock makes it wait for that import instead of repeating it. A module that
-    fails to import here is skipped: its real import raises where it is used.
-    """
-
-    def run() -> None:
-        for name in modules:
-            try:
-                importlib.import_module(name)
-            except Exception:  # the caller's own import reports it
-                log.debug("preloading %s failed", name, exc_info=True)
-
-    thread = threading.Thread(target=run, name="loopline-preload", daemon=True)
-    thread.start()
-    return thread
-
-
 def run_demo(settings: Settings, plan: DemoPlan) -> bool:
     """The demo's steps up to the end of the loop; False when a run failed."""
     from loopline_airflow.closed_loop import LoopDay, run_loop
@@ -291,7 +260,6 @@ def run_demo(settings: Settings, plan: DemoPlan) -> bool:
     configure(settings)
     # Airflow's start-up overlaps the history phase (see Prewarm)
     airflow_ready = Prewarm(settings)
-    preload()
     horizon = load_business_config(settings.config_file).horizon_days
     base = load_sim_config()
     drift = (
