@@ -290,8 +290,8 @@ class Posterior:
     """A Beta posterior of an action's uplift and the evidence behind it.
 
     ``low``/``high`` bound the 95% equal-tailed interval; ``raw_estimate`` is the
-    unshrunk ``(c_h - c_t) / c_h`` (NaN without data); ``effective_n`` is the number
-    of pseudo-observations the data added to the prior (see
+    unshrunk ``(c_h - c_t) / c_h`` (NaN without data); ``effective_n`` is the
+    evidence's precision in the prior's pseudo-observations (see
     :func:`posterior_uplift`).
     """
 
@@ -371,10 +371,12 @@ def posterior_uplift(
 
     ``effective_n`` is the evidence's precision in the prior's pseudo-observations,
     ``m₀(1 − m₀) / Var(û)`` for a prior mean ``m₀``: the posterior mean weighs
-    ``û`` by ``effective_n`` against the prior's ``α + β + 1``. In simulation with
-    a flat prior (1 800 treated, 200 held out, u = 0.25) the interval covers the
-    true uplift at about the nominal rate, and a prior of 0.08 comes down to a true
-    0.013 measured on 8 800 held-out customers.
+    ``û`` by ``effective_n`` against the prior's ``α + β + 1``. In 400 simulated
+    comparisons each, churn 0.30 without the action: with a flat prior, 1 800
+    treated and 200 held out, u = 0.25, the 95% interval covered the truth 94.5%
+    of the time; with a prior of 0.08 (strength 20), 80 000 treated and 8 800 held
+    out, u = 0.013, the posterior mean averaged 0.024 and the interval covered the
+    truth 90% of the time.
 
     No treated, no holdout or no holdout churner: no evidence, the prior returns.
     """
