@@ -8,7 +8,7 @@ warehouse: the last task of ``loopline_nightly`` and of ``loopline_outcomes``
 plus the ``reporting`` views, to ``$LOOPLINE_HOME/analytics.duckdb``.
 
 **Two kinds of table.** A table with a date partition column (the first of
-:data:`FRESHNESS_COLUMNS` that is a ``DATE`` without nulls) and at least
+:data:`FRESHNESS_COLUMNS` it has, when that is a ``DATE`` without nulls) and at least
 ``partition_min_rows`` rows is published as Parquet files, one directory per
 partition date, under ``$LOOPLINE_HOME/analytics_data/``; the catalog holds a view
 over exactly those files. Every other table (small ones, and current-state tables
@@ -303,12 +303,13 @@ def publish_analytics(
         written = _write_catalog(temp, plan)
         _fsync(temp)
         os.replace(temp, target)
-        _fsync(target.parent)
     except BaseException:
+        # before the swap nothing names this publish's files: remove them too
         _remove(temp)
         for batch in plan.batches:
             shutil.rmtree(batch, ignore_errors=True)
         raise
+    _fsync(target.parent)
     removed = _delete(written.expired)
     if full:  # also files no catalog ever named (a publish killed mid-way)
         removed += remove_unreferenced_files(
@@ -444,7 +445,8 @@ def _write_catalog(temp: Path, plan: _Plan) -> _Written:
             name = f"{schema}.{table}"
             rows = _count(con, f'{SOURCE}.{schema}."{table}"')
             written.tables[name] = rows
-            column = _partition_column(con, schema, table, rows, plan.min_rows)
+            columns = _columns(con, SOURCE, schema, table)
+            column = _partition_column(con, schema, table, columns, rows, plan.min_rows)
             if column is None:
                 con.execute(
                     f'create table {schema}."{table}" as '
@@ -452,7 +454,7 @@ def _write_catalog(temp: Path, plan: _Plan) -> _Written:
                 )
                 freshness[name] = _latest_date(con, schema, table)
                 continue
-            signature = _signature(con, schema, table)
+            signature = json.dumps(columns)  # a change republishes the table
             partitions = _publish_partitions(
                 con,
                 plan,
@@ -497,39 +499,39 @@ def _count(con: duckdb.DuckDBPyConnection, relation: str) -> int:
 
 
 def _columns(
-    con: duckdb.DuckDBPyConnection, schema: str, table: str
+    con: duckdb.DuckDBPyConnection, database: str, schema: str, table: str
 ) -> list[tuple[str, str]]:
+    """Name and type of each column of a table, in order."""
     return [
         (str(n), str(t))
         for n, t in con.execute(
             "select column_name, data_type from duckdb_columns() where "
             "database_name = ? and schema_name = ? and table_name = ? "
             "order by column_index",
-            [SOURCE, schema, table],
+            [database, schema, table],
         ).fetchall()
     ]
 
 
-def _signature(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> str:
-    """The table's column names and types: a change republishes it whole."""
-    return json.dumps(_columns(con, schema, table))
-
-
 def _partition_column(
-    con: duckdb.DuckDBPyConnection, schema: str, table: str, rows: int, min_rows: int
+    con: duckdb.DuckDBPyConnection,
+    schema: str,
+    table: str,
+    columns: list[tuple[str, str]],
+    rows: int,
+    min_rows: int,
 ) -> str | None:
-    """The ``DATE`` column a table is partitioned by, or None to copy it whole
-    (too small, no date column, or nulls in it)."""
+    """The column a table is partitioned by: the first of
+    :data:`FRESHNESS_COLUMNS` it has, when that is a ``DATE`` without nulls and the
+    table has ``min_rows`` rows; None to copy the table whole."""
     if rows < min_rows:
         return None
-    types = dict(_columns(con, schema, table))
-    for column in FRESHNESS_COLUMNS:
-        if column in types:
-            if types[column] != "DATE":
-                return None
-            nulls = _count(con, f'{SOURCE}.{schema}."{table}" where "{column}" is null')
-            return column if nulls == 0 else None
-    return None
+    types = dict(columns)
+    column = next((c for c in FRESHNESS_COLUMNS if c in types), None)
+    if column is None or types[column] != "DATE":
+        return None
+    nulls = _count(con, f'{SOURCE}.{schema}."{table}" where "{column}" is null')
+    return column if nulls == 0 else None
 
 
 def _fingerprints(
