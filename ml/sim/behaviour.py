@@ -16,8 +16,8 @@ from datetime import date
 
 import numpy as np
 
-from ml.contract import TICKET_TOPICS
-from ml.sim.config import SimConfig
+from ml.contract import ACQUISITION_CHANNELS, PLANS, REGIONS, TICKET_TOPICS
+from ml.sim.config import SimConfig, day_offset
 from ml.sim.population import (
     CATEGORY_WEIGHTS,
     NO_DAY,
@@ -48,6 +48,13 @@ RECENCY_COEF = 0.35
 DECLINE_COEF = 0.3
 
 COMPLAINT = TICKET_TOPICS.index("complaint")
+# Which population attribute and label set a drift's ``column`` names.
+DRIFT_ATTRIBUTE = {"region": "region", "plan": "plan", "acquisition_channel": "channel"}
+DRIFT_VALUES = {
+    "region": REGIONS,
+    "plan": PLANS,
+    "acquisition_channel": ACQUISITION_CHANNELS,
+}
 # Weights follow the order of ml.contract.TICKET_TOPICS and TICKET_SEVERITIES.
 TOPIC_WEIGHTS_ENGAGED = np.array([0.30, 0.30, 0.20, 0.15, 0.05])
 TOPIC_WEIGHTS_DISENGAGING = np.array([0.20, 0.20, 0.15, 0.10, 0.35])
@@ -126,6 +133,66 @@ def daily_hazard(
     )
     treated = np.where(t < pop.treat_until, pop.treat_mult, 1.0)
     return np.minimum(np.exp(log_h) * treated, MAX_HAZARD)
+
+
+def drift_segment(
+    pop: Population, day: date, start: date, config: SimConfig
+) -> np.ndarray | None:
+    """Who the configured drift event affects on ``day`` (None before it starts or
+    without one); ``start`` is the world's first day."""
+    drift = config.drift
+    if drift is None or (day - start).days < day_offset(drift.start, start):
+        return None
+    codes = getattr(pop, DRIFT_ATTRIBUTE[drift.column])
+    return np.asarray(codes == DRIFT_VALUES[drift.column].index(drift.value))
+
+
+@dataclass(frozen=True)
+class DriftEffects:
+    """Per customer (or 1 / 0 everywhere): the drift's multipliers of one day."""
+
+    log_hazard: np.ndarray | float
+    rate: np.ndarray | float
+    spend: np.ndarray | float
+
+
+def drift_effects(segment: np.ndarray | None, config: SimConfig) -> DriftEffects:
+    """The hazard, purchase-rate and basket multipliers of the drift segment."""
+    drift = config.drift
+    if segment is None or drift is None:
+        return DriftEffects(0.0, 1.0, 1.0)
+    return DriftEffects(
+        np.where(segment, math.log(drift.hazard_multiplier), 0.0),
+        np.where(segment, drift.rate_multiplier, 1.0),
+        np.where(segment, drift.spend_multiplier, 1.0),
+    )
+
+
+@dataclass(frozen=True)
+class ChurnStep:
+    """Who started to disengage and who left for good on one day."""
+
+    hazard: np.ndarray
+    at_risk: np.ndarray  # bool per customer: engaged and alive before the draw
+    onsets: np.ndarray
+    leaving: np.ndarray  # bool per customer
+
+
+def churn_step(
+    rng: np.random.Generator,
+    pop: Population,
+    t: int,
+    config: SimConfig,
+    drift_log_mult: np.ndarray | float,
+) -> ChurnStep:
+    """Draw today's onsets among engaged customers and let the due ones leave."""
+    hazard = daily_hazard(pop, t, config, drift_log_mult)
+    at_risk = pop.alive & ~pop.disengaging
+    idx = np.flatnonzero(at_risk & (rng.random(pop.size) < hazard))
+    start_disengaging(pop, idx, t, draw_lags(rng, idx.size, config))
+    leaving = pop.alive & (pop.churn_due != NO_DAY) & (pop.churn_due <= t)
+    pop.churned_on[leaving] = t
+    return ChurnStep(hazard, at_risk, idx, leaving)
 
 
 def start_quiet_spells(

@@ -44,9 +44,13 @@ the channel's reach (:func:`ml.sim.actions.deliver`): a call is answered with
 ``call_answer_rate``, an e-mail arrives unless it bounces (``1 -
 email_bounce_rate``), a voucher always reaches an active customer. So the expected
 relative risk reduction of *sending* action ``a`` to customer ``i`` is
-``reach_a * uplift_{i,a}``, the quantity used here. (For sleeping dogs the simulator's
-harm is not exactly proportional to the churn risk; the formula is the first-order
-reading.) The value of a plan is, over its treated rows,
+``reach_a * uplift_{i,a}``, the quantity used here to value plans. It is a
+first-order reading: a sleeping dog's harm is not proportional to their churn risk
+(a reached sleeping dog who is not yet leaving starts to, with probability ``|u|``),
+and a redeemed voucher is a purchase of its own. The uplift targets therefore do
+not use it: :func:`true_uplift_by_action` measures each action's effect in the
+label's units from paired copies of every contacted customer
+(:mod:`ml.sim.counterfactual`). The value of a plan is, over its treated rows,
 ``p_churn * value_at_risk * reach * uplift - cost``
 (:func:`ml.policy.baselines.true_value`), with ``p_churn`` the model's score the
 policy saw.
@@ -68,7 +72,7 @@ import pyarrow.parquet as pq
 from ml.config import Settings
 from ml.contract import ACTIONS
 from ml.decide import CONTACT_WINDOW_DAYS, DECISIONS_TABLE, load_candidates
-from ml.outcomes import randomized_sql
+from ml.outcomes import DECISION_OUTCOMES_TABLE
 from ml.policy import baselines
 from ml.policy.config import PolicyConfig, load_policy_config
 from ml.policy.engine import CONTACT_COLUMNS
@@ -450,47 +454,59 @@ def evaluate_range(
     return pd.DataFrame(rows, columns=evaluation_columns())
 
 
-def true_uplift_by_action(settings: Settings, start: date, end: date) -> pd.DataFrame:
-    """The true uplift of the policy's allocation per action, decision dates in
-    ``[start, end]``: over the decisions of the randomized experiment
-    (:func:`ml.outcomes.randomized_sql`: the holdout and the treated decisions it
-    was drawn from), ``Σ p_i · reach · u_i / Σ p_i`` with ``p`` = p_churn.
+def counterfactual_dir(settings: Settings) -> Path:
+    """The paired counterfactuals of the exported contacts
+    (:mod:`ml.sim.counterfactual`), one partition per delivery day."""
+    return settings.truth_dir / "counterfactual"
 
-    The measured uplift ``1 − churn_treated / churn_holdout`` compares churn counts,
-    so each customer weighs in with their churn risk: this risk-weighted mean is in
-    the same relative-risk units and is what the measurement estimates. A row
-    without a score (fallback) is weighted with its action's mean p_churn (1 when
-    no row of the action has one). Columns: ``action``, ``n`` (rows), and
-    ``true_uplift``; actions without rows are left out.
+
+def true_uplift_by_action(settings: Settings, start: date, end: date) -> pd.DataFrame:
+    """The true uplift of each action in the label's units, decision dates in
+    ``[start, end]``, from the paired counterfactuals (:mod:`ml.sim.counterfactual`).
+
+    The rows are the matured treated decisions of the randomized experiment
+    (``marts.decision_outcomes`` with ``is_randomized``): the holdout is a random
+    draw among the same decisions, so the treated ones stand for the whole
+    experiment. Each was copied when the world delivered it, once contacted and
+    once left alone, and a copy churned when it made no purchase within the
+    decision's horizon. ``true_uplift = 1 − churn_contacted / churn_untreated``, the
+    quantity the measured ``1 − churn_treated / churn_holdout`` estimates.
+
+    Columns: ``action``, ``n`` (decisions with a pair), ``churn_contacted``,
+    ``churn_untreated`` and ``true_uplift``; actions without rows are left out, and
+    the frame is empty when the world kept no pairs (a world simulated before
+    they existed).
     """
-    columns = ["action", "n", "true_uplift"]
+    columns = ["action", "n", "churn_contacted", "churn_untreated", "true_uplift"]
+    folder = counterfactual_dir(settings)
+    if not any(folder.glob("dt=*/*.parquet")):
+        return pd.DataFrame(columns=columns)
+    pairs = str(folder / "dt=*" / "*.parquet").replace("'", "''")
     with connect(settings.warehouse_path, read_only=True) as con:
-        if not table_exists(con, "marts", "decisions"):
+        if not table_exists(con, *DECISION_OUTCOMES_TABLE.split(".")):
             return pd.DataFrame(columns=columns)
-        rows = con.execute(
-            f"select customer_id, action, p_churn from {DECISIONS_TABLE} "
-            f"where run_date between ? and ? and {randomized_sql()} "
-            "and action is not null",
+        frame = con.execute(
+            f"""
+            select o.action, count(*) as n,
+                avg(case when c.first_purchase_contacted is null then 1.0 else 0.0 end)
+                    as churn_contacted,
+                avg(case when c.first_purchase_untreated is null then 1.0 else 0.0 end)
+                    as churn_untreated
+            from {DECISION_OUTCOMES_TABLE} as o
+            inner join read_parquet('{pairs}', hive_partitioning = false) as c
+                on c.decision_id = o.decision_id
+            where o.run_date between ? and ? and o.is_randomized
+                and o.arm = 'treated' and o.action is not null
+            group by o.action
+            """,
             [start, end],
         ).df()
-    if rows.empty:
-        return pd.DataFrame(columns=columns)
-    effect = true_uplift_arrays(settings, rows["customer_id"].astype(str).to_numpy())
-    out = []
-    for name in ACTIONS:
-        mask = (rows["action"] == name).to_numpy(dtype=bool)
-        if not mask.any():
-            continue
-        p = pd.to_numeric(rows.loc[mask, "p_churn"], errors="coerce").to_numpy(
-            dtype=np.float64, na_value=np.nan
-        )
-        known = np.isfinite(p)
-        p = np.where(known, p, p[known].mean() if known.any() else 1.0)
-        u = effect[name][mask]
-        total = float(p.sum())
-        value = float((p * u).sum() / total) if total > 0 else float(u.mean())
-        out.append({"action": name, "n": int(mask.sum()), "true_uplift": value})
-    return pd.DataFrame(out, columns=columns)
+    order = {name: i for i, name in enumerate(ACTIONS)}
+    frame = frame.sort_values("action", key=lambda a: a.map(order), ignore_index=True)
+    untreated = frame["churn_untreated"].where(frame["churn_untreated"] > 0)
+    frame["true_uplift"] = 1.0 - frame["churn_contacted"] / untreated
+    frame["n"] = frame["n"].astype(np.int64)
+    return frame[columns]
 
 
 __all__ = [
@@ -498,6 +514,7 @@ __all__ = [
     "POLICIES",
     "ContactLog",
     "channel_reach",
+    "counterfactual_dir",
     "evaluate_day",
     "evaluate_range",
     "evaluation_columns",

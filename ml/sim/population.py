@@ -82,6 +82,10 @@ class Population:
                 np.concatenate([getattr(self, f.name), getattr(other, f.name)]),
             )
 
+    def take(self, idx: np.ndarray) -> Population:
+        """A copy of the customers ``idx`` (rows in that order)."""
+        return Population(**{f.name: getattr(self, f.name)[idx] for f in fields(self)})
+
     def save(self, path: Path) -> None:
         """Write all arrays losslessly (dtype and values) to an ``.npz`` file."""
         tmp = path.with_name(path.name + ".tmp.npz")

@@ -11,7 +11,6 @@ snapshots, injected faults) goes to ``settings.truth_dir``.
 from __future__ import annotations
 
 import json
-import math
 import shutil
 from dataclasses import asdict, dataclass, field
 from datetime import date, timedelta
@@ -29,7 +28,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from ml.config import Settings
+from ml.config import Settings, load_business_config
 from ml.contract import (
     ACQUISITION_CHANNELS,
     ACTIONS,
@@ -41,8 +40,8 @@ from ml.contract import (
     TICKET_TOPICS,
 )
 from ml.landing import list_partition_dates, write_partition, write_raw_partition
-from ml.sim import actions, behaviour
-from ml.sim.config import SimConfig, day_offset
+from ml.sim import actions, behaviour, counterfactual
+from ml.sim.config import SimConfig
 from ml.sim.faults import FaultRecord, apply_faults
 from ml.sim.population import NO_DAY, RESPONSE_TYPES, Population, new_customers
 from ml.sim.tables import (
@@ -64,12 +63,6 @@ INIT, DELIVERY, REVIEW, SIGNUPS, CHANGES, TICKETS, HAZARD, PURCHASES, QUIET = ra
 VOUCHER_PRICE_FACTOR = 0.85
 # Rounding never yields a free purchase; negative or zero amounts are data faults.
 MIN_AMOUNT = 0.5
-DRIFT_ATTRIBUTE = {"region": "region", "plan": "plan", "acquisition_channel": "channel"}
-DRIFT_VALUES = {
-    "region": REGIONS,
-    "plan": PLANS,
-    "acquisition_channel": ACQUISITION_CHANNELS,
-}
 
 
 class WorldExistsError(RuntimeError):
@@ -256,6 +249,7 @@ class _DayOutput:
     treatments: pa.Table | None
     hazard_snapshot: pa.Table | None
     stats: _DayStats
+    counterfactual: pa.Table | None = None
 
 
 def _customer_rows(
@@ -274,31 +268,31 @@ def _customer_rows(
     )
 
 
-def _drift_segment(world: _World, day: date) -> np.ndarray | None:
-    drift = world.config.drift
-    if drift is None or (day - world.start).days < day_offset(drift.start, world.start):
-        return None
-    codes = getattr(world.pop, DRIFT_ATTRIBUTE[drift.column])
-    return np.asarray(codes == DRIFT_VALUES[drift.column].index(drift.value))
-
-
 def _act_on_exports(
     world: _World, settings: Settings, day: date, stats: _DayStats
-) -> tuple[dict[str, pa.Table], actions.Delivery | None]:
-    """Results of yesterday's queues and reviews (none on the world's first day)."""
+) -> tuple[dict[str, pa.Table], actions.Delivery | None, pa.Table | None]:
+    """Results of yesterday's queues and reviews (none on the world's first day),
+    and the paired counterfactual of every exported contact (truth)."""
     if day == world.start:
         empty = {t: empty_table(t) for t in ("action_results", "review_decisions")}
-        return empty, None
+        return empty, None, None
     config, pop, t = world.config, world.pop, day.toordinal()
     yesterday = day - timedelta(days=1)
     exported = actions.read_channel_exports(settings.exports_dir, yesterday, pop.size)
+    twins = None
+    if exported.size:
+        horizon = load_business_config(settings.config_file).horizon_days
+        rng = _rng(config, day, DELIVERY)
+        twins = counterfactual.twin_outcomes(
+            pop, exported, rng, day, world.start, config, horizon
+        )
     delivery = actions.deliver(_rng(config, day, DELIVERY), pop, exported, t, config)
     queue = actions.read_review_queue(settings.exports_dir, yesterday, pop.size)
     reviews = actions.review(_rng(config, day, REVIEW), pop, queue, t, config)
     stats.exported_decisions, stats.reached = exported.size, delivery.reached
     stats.reviews = queue.size
     tables = {"action_results": delivery.results, "review_decisions": reviews}
-    return tables, delivery if exported.size else None
+    return tables, delivery if exported.size else None, twins
 
 
 def _customers_of_the_day(world: _World, day: date, stats: _DayStats) -> pa.Table:
@@ -349,41 +343,29 @@ def _tickets_of_the_day(world: _World, day: date, stats: _DayStats) -> pa.Table:
 
 
 def _churn(
-    world: _World, day: date, segment: np.ndarray | None, stats: _DayStats
+    world: _World, day: date, drift: behaviour.DriftEffects, stats: _DayStats
 ) -> np.ndarray:
     """Who starts to disengage today and who leaves for good; returns the hazard."""
     config, pop, t = world.config, world.pop, day.toordinal()
-    drift_log: np.ndarray | float = 0.0
-    if segment is not None and config.drift is not None:
-        drift_log = np.where(segment, math.log(config.drift.hazard_multiplier), 0.0)
-    hazard = behaviour.daily_hazard(pop, t, config, drift_log)
     rng = _rng(config, day, HAZARD)
-    at_risk = pop.alive & ~pop.disengaging
-    idx = np.flatnonzero(at_risk & (rng.random(pop.size) < hazard))
-    behaviour.start_disengaging(pop, idx, t, behaviour.draw_lags(rng, idx.size, config))
-    leaving = pop.alive & (pop.churn_due != NO_DAY) & (pop.churn_due <= t)
-    pop.churned_on[leaving] = t
-    stats.onsets, stats.churned = idx.size, int(leaving.sum())
-    stats.mean_hazard = float(hazard[at_risk].mean()) if at_risk.any() else 0.0
-    return hazard
+    step = behaviour.churn_step(rng, pop, t, config, drift.log_hazard)
+    stats.onsets, stats.churned = step.onsets.size, int(step.leaving.sum())
+    at_risk = step.at_risk
+    stats.mean_hazard = float(step.hazard[at_risk].mean()) if at_risk.any() else 0.0
+    return step.hazard
 
 
 def _transactions_of_the_day(
     world: _World,
     day: date,
-    segment: np.ndarray | None,
+    drift: behaviour.DriftEffects,
     delivery: actions.Delivery | None,
     stats: _DayStats,
 ) -> pa.Table:
     """Purchases of the day, plus one for each voucher redeemed this morning."""
     config, pop, t = world.config, world.pop, day.toordinal()
     rng = _rng(config, day, PURCHASES)
-    rate_mult: np.ndarray | float = 1.0
-    spend_mult: np.ndarray | float = 1.0
-    if segment is not None and config.drift is not None:
-        rate_mult = np.where(segment, config.drift.rate_multiplier, 1.0)
-        spend_mult = np.where(segment, config.drift.spend_multiplier, 1.0)
-    bought = behaviour.draw_purchases(rng, pop, t, day, config, rate_mult, spend_mult)
+    bought = behaviour.draw_purchases(rng, pop, t, day, config, drift.rate, drift.spend)
     voucher = np.array([], dtype=np.int64)
     voucher_seconds = np.array([], dtype=np.float64)
     if delivery is not None:
@@ -392,7 +374,7 @@ def _transactions_of_the_day(
         voucher = delivery.redeemed_customers[keep]
         voucher_seconds = delivery.redeemed_seconds[keep]
     noise = np.exp(config.rates.amount_noise_sigma * rng.normal(size=voucher.size))
-    spend = pop.spend * spend_mult
+    spend = pop.spend * drift.spend
     voucher_amount = np.round(spend[voucher] * noise * VOUCHER_PRICE_FACTOR, 2)
 
     order = np.argsort(np.concatenate([bought.seconds, voucher_seconds]), kind="stable")
@@ -422,15 +404,16 @@ def _simulate_day(world: _World, settings: Settings, day: date) -> _DayOutput:
     """Advance the world by ``day`` and return what it produced."""
     pop, t = world.pop, day.toordinal()
     stats = _DayStats(day=day)
-    tables, delivery = _act_on_exports(world, settings, day, stats)
+    tables, delivery, twins = _act_on_exports(world, settings, day, stats)
     tables["customers"] = _customers_of_the_day(world, day, stats)
     tables["support_tickets"] = _tickets_of_the_day(world, day, stats)
-    segment = _drift_segment(world, day)
+    segment = behaviour.drift_segment(pop, day, world.start, world.config)
     stats.drift_active = segment is not None
-    hazard = _churn(world, day, segment, stats)
+    drift = behaviour.drift_effects(segment, world.config)
+    hazard = _churn(world, day, drift, stats)
     behaviour.start_quiet_spells(_rng(world.config, day, QUIET), pop, t, world.config)
     tables["transactions"] = _transactions_of_the_day(
-        world, day, segment, delivery, stats
+        world, day, drift, delivery, stats
     )
     alive = pop.alive
     stats.customers_active = int(alive.sum())
@@ -441,7 +424,7 @@ def _simulate_day(world: _World, settings: Settings, day: date) -> _DayOutput:
     every = world.config.hazard_snapshot_every_days
     if every and (day - world.start).days % every == 0:
         snapshot = _hazard_snapshot(pop, t, hazard, alive)
-    return _DayOutput(tables, treatments, snapshot, stats)
+    return _DayOutput(tables, treatments, snapshot, stats, twins)
 
 
 def _hazard_snapshot(
@@ -585,6 +568,10 @@ def _run(settings: Settings, world: _World, days: int, progress: bool) -> SimSum
             if out.treatments is not None:
                 _write_truth_partition(settings, "treatments", day, out.treatments)
                 treatments += out.treatments.num_rows
+            if out.counterfactual is not None:
+                _write_truth_partition(
+                    settings, "counterfactual", day, out.counterfactual
+                )
             if out.hazard_snapshot is not None:
                 _write_truth_partition(settings, "hazard", day, out.hazard_snapshot)
             fault_records.extend(faulted.records)

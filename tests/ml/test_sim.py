@@ -7,6 +7,7 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -573,3 +574,77 @@ def test_default_config_file_has_every_fault_off() -> None:
         getattr(config.faults, name).enabled for name in FaultConfig.model_fields
     )
     assert config.drift is not None
+
+
+# ---------------------------------------------------------------- counterfactual pairs
+
+
+def _pairs(settings: Settings) -> pd.DataFrame:
+    return pq.read_table(settings.truth_dir / "counterfactual").to_pandas()
+
+
+def test_every_known_decision_gets_a_pair(acted: Settings) -> None:
+    day = START + timedelta(days=4)
+    pairs = _pairs(acted)
+    # 603 exported decisions, one of them for a customer the world does not know
+    assert len(pairs) == 602 and pairs["decision_id"].is_unique
+    assert "C99999999" not in set(pairs["customer_id"])
+    assert set(pairs["day"]) == {day} and set(pairs["run_date"]) == {day - timedelta(1)}
+    horizon = int(pairs["horizon_days"].iloc[0])
+    for column in ("first_purchase_contacted", "first_purchase_untreated"):
+        known = pairs[column].dropna()
+        assert known.between(1, horizon).all()
+        assert len(known) < len(pairs)  # some copies churn within the horizon
+    # The contacted copy is contacted as the world contacted the customer: a
+    # redeemed voucher is a purchase on the first day.
+    treatments = pq.read_table(acted.truth_dir / "treatments").to_pandas()
+    redeemed = treatments.loc[treatments["status"] == "redeemed", "decision_id"]
+    assert len(redeemed) > 10
+    by_id = pairs.set_index("decision_id")
+    assert (by_id.loc[redeemed, "first_purchase_contacted"] == 1).all()
+
+
+def test_pairs_agree_with_a_whole_second_world(tmp_path: Path) -> None:
+    """The same world run twice, with and without the queues, is the counterfactual
+    the pairs stand in for; the two measure the same effect."""
+    config = SimConfig(n_customers=3000, seed=21)
+    contacted, untouched = _settings(tmp_path / "a"), _settings(tmp_path / "b")
+    odd, even = list(range(1, 3001, 2)), list(range(2, 3001, 2))
+    _export(contacted, START + timedelta(10), {"voucher": odd, "phone": even})
+    for settings in (contacted, untouched):
+        simulate(settings, config, START, 45, progress=False)
+    pairs = _pairs(contacted)
+    horizon = int(pairs["horizon_days"].iloc[0])
+    run_date = START + timedelta(10)
+
+    def churned(settings: Settings, customers: pd.Series) -> np.ndarray:
+        buyers: set[str] = set()
+        for k in range(1, horizon + 1):
+            day = run_date + timedelta(k)
+            bought = _read(settings, "transactions", day)["customer_id"]
+            buyers |= set(bought.to_pylist())
+        return ~customers.isin(buyers).to_numpy()
+
+    vouchers = pairs[pairs["action"] == "voucher"]
+    world = (
+        1
+        - churned(contacted, vouchers["customer_id"]).mean()
+        / churned(untouched, vouchers["customer_id"]).mean()
+    )
+    paired = 1 - (
+        vouchers["first_purchase_contacted"].isna().mean()
+        / vouchers["first_purchase_untreated"].isna().mean()
+    )
+    assert paired > 0.1
+    assert abs(world - paired) < 0.06, (world, paired)
+    # Calls help persuadables and push sleeping dogs away, in the label's units too.
+    truth = pq.read_table(contacted.truth_dir / "customers.parquet").to_pandas()
+    calls = pairs[pairs["action"] == "call"].merge(truth, on="customer_id")
+    for kind, sign in (("persuadable", 1), ("sleeping_dog", -1)):
+        group = calls[calls["response_call"] == kind]
+        assert len(group) > 50
+        gain = (
+            group["first_purchase_untreated"].isna().mean()
+            - group["first_purchase_contacted"].isna().mean()
+        )
+        assert sign * gain > 0, (kind, gain)

@@ -20,12 +20,14 @@ import pytest
 from ml.config import Settings
 from ml.contract import ACTIONS
 from ml.decide import DDL as DECISION_DDL
+from ml.outcomes import DDL as OUTCOMES_DDL
 from ml.policy.config import PolicyConfig
 from ml.sim.evaluate import (
     COUNTERFACTUALS,
     POLICIES,
     ContactLog,
     channel_reach,
+    counterfactual_dir,
     evaluate_day,
     evaluate_range,
     evaluation_columns,
@@ -207,43 +209,97 @@ def test_true_uplift_arrays_weight_uplift_by_reach(tmp_path: Path) -> None:
     assert true_uplift_arrays(settings, [])["call"].shape == (0,)
 
 
-def test_true_uplift_by_action_is_the_risk_weighted_mean(tmp_path: Path) -> None:
+def _write_pairs(
+    settings: Settings, rows: list[tuple[str, int | None, int | None]]
+) -> None:
+    """Counterfactual pairs (decision_id, first purchase contacted, untreated)."""
+    frame = pd.DataFrame(
+        rows,
+        columns=["decision_id", "first_purchase_contacted", "first_purchase_untreated"],
+    ).astype({"first_purchase_contacted": "Int32", "first_purchase_untreated": "Int32"})
+    folder = counterfactual_dir(settings) / f"dt={DAY + timedelta(days=1)}"
+    folder.mkdir(parents=True)
+    frame.to_parquet(folder / "part-0000.parquet", index=False)
+
+
+def _write_outcomes(
+    settings: Settings, rows: list[tuple[str, date, str, str, bool]]
+) -> None:
+    """marts.decision_outcomes rows from (decision_id, run_date, arm, action,
+    is_randomized)."""
+    frame = pd.DataFrame(
+        rows, columns=["decision_id", "run_date", "arm", "action", "is_randomized"]
+    )
+    settings.root.mkdir(parents=True, exist_ok=True)
+    with connect(settings.warehouse_path) as con:
+        con.execute("create schema if not exists marts")
+        con.execute(OUTCOMES_DDL)
+        con.register("_outcomes", frame)
+        con.execute(
+            "insert into marts.decision_outcomes by name select *, "
+            "run_date + 30 as matured_on, 'C00000001' as customer_id, "
+            "true as retained, false as overridden from _outcomes"
+        )
+
+
+def test_true_uplift_by_action_compares_the_pairs_of_the_treated_arm(
+    tmp_path: Path,
+) -> None:
     settings = _settings(tmp_path)
-    uplift = {
-        "call": np.array([0.4, 0.0, 0.9, 0.9, 0.9]),
-        "voucher": np.zeros(5),
-        "email": np.array([0.0, 0.0, 0.1, 0.7, 0.7]),
-    }
-    _write_truth(settings, uplift)
-    inside = _decision_rows(
-        DAY,
+    later = DAY + timedelta(days=5)
+    _write_outcomes(
+        settings,
         [
-            ("C00000001", "treated", "call", 0.2),
-            ("C00000002", "holdout", "call", 0.6),
-            ("C00000003", "treated", "email", 0.5),
-            ("C00000004", "none", None, 0.9),  # not allocated
-            ("C00000005", "review", "email", 0.9),  # with a person
+            ("c1", DAY, "treated", "call", True),
+            ("c2", DAY, "treated", "call", True),
+            ("c3", DAY, "treated", "call", True),
+            ("c4", DAY, "treated", "call", True),
+            ("c5", DAY, "holdout", "call", True),  # held out: never delivered
+            ("c6", DAY, "treated", "call", False),  # a person's decision
+            ("c7", later, "treated", "call", True),  # outside the range
+            ("e1", DAY, "treated", "email", True),
+            ("e2", DAY, "treated", "email", True),
+            ("e3", DAY, "treated", "email", True),
+            ("v1", DAY, "treated", "voucher", True),  # no pair
         ],
     )
-    outside = _decision_rows(
-        DAY + timedelta(days=5), [("C00000003", "treated", "call", 0.9)]
+    assert true_uplift_by_action(settings, DAY, DAY).empty  # no pairs yet
+    _write_pairs(
+        settings,
+        [
+            # call: 1 of 4 contacted copies churned, 2 of 4 untreated ones
+            ("c1", None, None),
+            ("c2", 3, None),
+            ("c3", 1, 20),
+            ("c4", 12, 2),
+            ("c5", None, None),
+            ("c6", None, None),
+            ("c7", None, 5),
+            # e-mail pushes one customer away: 2 of 3 against 1 of 3
+            ("e1", None, None),
+            ("e2", None, 4),
+            ("e3", 9, 9),
+        ],
     )
-    _write_warehouse(settings, np.full(5, 0.3), pd.concat([inside, outside]))
-    result = true_uplift_by_action(settings, DAY, DAY + timedelta(days=1))
-    assert list(result.columns) == ["action", "n", "true_uplift"]
+    result = true_uplift_by_action(settings, DAY, DAY)
+    assert list(result.columns) == [
+        "action",
+        "n",
+        "churn_contacted",
+        "churn_untreated",
+        "true_uplift",
+    ]
     by_action = result.set_index("action")
-    assert sorted(by_action.index) == ["call", "email"]  # no voucher row was planned
-    # call: (0.2·0.5·0.4 + 0.6·0.5·0.0) / (0.2 + 0.6) = 0.04 / 0.8
-    assert by_action.loc["call", "n"] == 2
-    assert by_action.loc["call", "true_uplift"] == pytest.approx(0.05)
-    # email: one row, reach 0.8 × 0.1
-    assert by_action.loc["email", "n"] == 1
-    assert by_action.loc["email", "true_uplift"] == pytest.approx(0.08)
-    # the later date joins when the range covers it
-    wider = true_uplift_by_action(settings, DAY, DAY + timedelta(days=5))
-    call = wider.set_index("action").loc["call"]
-    assert call["n"] == 3
-    assert call["true_uplift"] == pytest.approx((0.04 + 0.9 * 0.5 * 0.9) / 1.7)
+    assert list(by_action.index) == ["call", "email"]  # in ACTIONS order, no voucher
+    assert by_action.loc["call", "n"] == 4
+    assert by_action.loc["call", "churn_contacted"] == pytest.approx(0.25)
+    assert by_action.loc["call", "churn_untreated"] == pytest.approx(0.5)
+    assert by_action.loc["call", "true_uplift"] == pytest.approx(0.5)
+    assert by_action.loc["email", "true_uplift"] == pytest.approx(1 - 2 / 1)
+    # the later date joins when the range covers it: 2 of 5 against 2 of 5
+    wider = true_uplift_by_action(settings, DAY, later).set_index("action")
+    assert wider.loc["call", "n"] == 5
+    assert wider.loc["call", "true_uplift"] == pytest.approx(0.0)
 
 
 @dataclass
