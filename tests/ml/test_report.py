@@ -19,7 +19,7 @@ from ml.outcomes import DDL as OUTCOME_DDL
 from ml.policy.config import PolicyConfig
 from ml.policy.engine import summarize
 from ml.report import EVALUATION_FILE, REPORT_FILE, SECTIONS, build_report
-from ml.sim.evaluate import POLICIES, evaluation_columns
+from ml.sim.evaluate import POLICIES, counterfactual_dir, evaluation_columns
 from ml.warehouse import connect
 
 FIRST = date(2024, 3, 1)
@@ -134,6 +134,28 @@ def _write_truth(settings: Settings, n: int) -> None:
     (settings.truth_dir / "state" / "world.json").write_text(json.dumps(world))
 
 
+def _write_pairs(
+    settings: Settings, decision_ids: pd.Series, rng: np.random.Generator
+) -> None:
+    """The simulator's counterfactual pairs of the delivered decisions: the
+    contacted copy churns (no first purchase) less often than the untreated one."""
+    n = len(decision_ids)
+
+    def first_purchase(churn: float) -> pd.Series:
+        days = pd.Series(rng.integers(1, 31, n), dtype="Int32")
+        return days.mask(rng.random(n) < churn)
+
+    folder = counterfactual_dir(settings) / f"dt={DAYS[0]}"
+    folder.mkdir(parents=True)
+    pd.DataFrame(
+        {
+            "decision_id": decision_ids.to_numpy(),
+            "first_purchase_contacted": first_purchase(0.2),
+            "first_purchase_untreated": first_purchase(0.4),
+        }
+    ).to_parquet(folder / "part-0000.parquet", index=False)
+
+
 def _evaluation() -> pd.DataFrame:
     rows = []
     for i, day in enumerate(DAYS):
@@ -163,10 +185,13 @@ def filled(tmp_path_factory: pytest.TempPathFactory) -> Settings:
         con.execute(OUTCOME_DDL)
         con.execute(FEEDBACK_DDL)
         daily_rows = []
+        delivered = []
         for day in DAYS:
             decisions = _decisions(day, rng)
             _insert(con, "marts.decisions", decisions)
             daily_rows.append(summarize(decisions, policy) | {"reviews_applied": 2})
+            treated = decisions["arm"] == "treated"
+            delivered.append(decisions.loc[treated, "decision_id"])
             if day in MATURED:
                 _insert(con, "marts.decision_outcomes", _outcomes(decisions, rng))
                 _insert(
@@ -255,6 +280,7 @@ def filled(tmp_path_factory: pytest.TempPathFactory) -> Settings:
                 ),
             )
     _write_truth(settings, 60)
+    _write_pairs(settings, pd.concat(delivered), rng)
     return settings
 
 
@@ -299,6 +325,7 @@ def test_report_has_every_section_with_figures_and_fixture_numbers(
     assert f"{DAYS[0]} to {DAYS[-1]}" in page  # period covered
     assert "recency_days" in page  # the most drifted feature
     assert "True uplift of the allocation" in page  # truth exists
+    assert "churn_untreated" in page  # from the simulator's paired copies
     assert "followed" in page and "approve" in page
     # totals: loopline is POLICIES[0] with value 100 + i per night
     assert f"{sum(100.0 + i for i in range(NIGHTS)):,.0f}" in page
