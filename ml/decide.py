@@ -329,7 +329,7 @@ def _apply_reviews(
     reviews = reviews.sort_values(["customer_id", "queued_on", "decided_at"])
     reviews = reviews.drop_duplicates("customer_id", keep="last")
     today = candidates.set_index("customer_id")
-    active = reviews["customer_id"].isin(today.index).to_numpy()
+    active = today.index.get_indexer(pd.Index(reviews["customer_id"])) >= 0
     approved = reviews["decision"].isin(["approve", "change"]).to_numpy()
     applied_action = np.where(
         reviews["decision"].to_numpy() == "change",

@@ -66,7 +66,9 @@ class CustomerRegistry:
 
     def known(self, ids: pd.Series, days: np.ndarray) -> np.ndarray:
         """Which ``ids`` are known on their row's partition day ``days``."""
-        in_raw = ids.isin(self.in_raw).to_numpy(dtype=bool)
+        # Index lookups, not Series.isin: on string columns pandas' isin builds
+        # its lookup table in Python, about 10 µs per known customer and call.
+        in_raw = self.in_raw.get_indexer(pd.Index(ids)) >= 0
         if self.first_day.empty:
             return in_raw
         position = self.first_day.index.get_indexer(pd.Index(ids))
