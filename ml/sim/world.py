@@ -4,7 +4,8 @@ Every day draws from random streams seeded by ``(seed, day, stream)``, and the w
 state lives in ``truth/state/`` (arrays in an ``.npz``, bookkeeping in JSON), so a
 world simulated over a range in one call and one continued day by day write the
 same rows. Landing partitions go to ``settings.landing_dir``; everything the
-pipeline must not see (latent attributes, churn events, treatment effects, hazard
+pipeline must not see (latent attributes, churn events, treatment effects, the
+paired counterfactuals of every contact (:mod:`ml.sim.counterfactual`), hazard
 snapshots, injected faults) goes to ``settings.truth_dir``.
 """
 
