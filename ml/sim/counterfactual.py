@@ -37,6 +37,8 @@ from ml.sim.config import SimConfig
 from ml.sim.population import Population
 from ml.sim.tables import dates, labels
 
+# The folder under truth/ the world writes the pairs to, one partition per day.
+TRUTH_NAME = "counterfactual"
 # The copies draw from streams of their own, seeded by (seed, delivery day, TWIN,
 # day of the copy's life, stream), so a pair shares its random numbers.
 TWIN = 1_000
@@ -56,7 +58,8 @@ def _live_one_day(
     config: SimConfig,
     extra_purchases: np.ndarray,
 ) -> np.ndarray:
-    """Advance the copies by one day in the world's order; returns who bought."""
+    """Advance the copies by one day in the order of ``world._simulate_day``
+    (without signups and contacts); returns who bought."""
     t = day.toordinal()
     eligible = pop.alive & (pop.signup_day < t)
     behaviour.change_attributes(_rng(config, day, k, CHANGES), pop, eligible, config)
@@ -148,4 +151,4 @@ def twin_outcomes(
     )
 
 
-__all__ = ["twin_outcomes"]
+__all__ = ["TRUTH_NAME", "twin_outcomes"]

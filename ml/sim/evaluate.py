@@ -76,6 +76,7 @@ from ml.outcomes import DECISION_OUTCOMES_TABLE
 from ml.policy import baselines
 from ml.policy.config import PolicyConfig, load_policy_config
 from ml.policy.engine import CONTACT_COLUMNS
+from ml.sim import counterfactual
 from ml.sim.config import ActionConfig as SimActionConfig
 from ml.warehouse import connect, table_exists
 
@@ -457,7 +458,7 @@ def evaluate_range(
 def counterfactual_dir(settings: Settings) -> Path:
     """The paired counterfactuals of the exported contacts
     (:mod:`ml.sim.counterfactual`), one partition per delivery day."""
-    return settings.truth_dir / "counterfactual"
+    return settings.truth_dir / counterfactual.TRUTH_NAME
 
 
 def true_uplift_by_action(settings: Settings, start: date, end: date) -> pd.DataFrame:

@@ -283,6 +283,8 @@ def _act_on_exports(
     twins = None
     if exported.size:
         horizon = load_business_config(settings.config_file).horizon_days
+        # a generator of its own in the state the delivery below starts from, so
+        # the contacted copy is contacted exactly as the customer
         rng = _rng(config, day, DELIVERY)
         twins = counterfactual.twin_outcomes(
             pop, exported, rng, day, world.start, config, horizon
@@ -402,7 +404,10 @@ def _transactions_of_the_day(
 
 
 def _simulate_day(world: _World, settings: Settings, day: date) -> _DayOutput:
-    """Advance the world by ``day`` and return what it produced."""
+    """Advance the world by ``day`` and return what it produced.
+
+    ``ml.sim.counterfactual`` follows the same order of steps for its copies: a
+    change of order here belongs there too."""
     pop, t = world.pop, day.toordinal()
     stats = _DayStats(day=day)
     tables, delivery, twins = _act_on_exports(world, settings, day, stats)
@@ -571,7 +576,7 @@ def _run(settings: Settings, world: _World, days: int, progress: bool) -> SimSum
                 treatments += out.treatments.num_rows
             if out.counterfactual is not None:
                 _write_truth_partition(
-                    settings, "counterfactual", day, out.counterfactual
+                    settings, counterfactual.TRUTH_NAME, day, out.counterfactual
                 )
             if out.hazard_snapshot is not None:
                 _write_truth_partition(settings, "hazard", day, out.hazard_snapshot)
