@@ -35,8 +35,8 @@ A failed task writes one alert (DAG, task, run date, cause, what to do) to
 
 from __future__ import annotations
 
-import pendulum
 from airflow.sdk import dag, task
+from loopline_airflow import dags_start_date
 from loopline_airflow.alerts import alert_on_failure
 from loopline_airflow.assets import (
     DECISIONS,
@@ -50,7 +50,7 @@ from loopline_airflow.assets import (
 @dag(
     dag_id="loopline_nightly",
     schedule="@daily",
-    start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
+    start_date=dags_start_date(),
     catchup=False,
     max_active_runs=1,
     tags=["loopline", "nightly"],

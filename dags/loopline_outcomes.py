@@ -42,9 +42,8 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-import pendulum
 from airflow.sdk import dag, task
-from loopline_airflow import nightly_wait
+from loopline_airflow import dags_start_date, nightly_wait
 from loopline_airflow.alerts import alert_on_failure
 from loopline_airflow.assets import RETRAIN_REQUESTED, WAREHOUSE_POOL
 
@@ -55,7 +54,7 @@ NIGHTLY_WAIT_RETRIES = 3
 @dag(
     dag_id="loopline_outcomes",
     schedule="@daily",
-    start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
+    start_date=dags_start_date(),
     catchup=False,
     max_active_runs=1,
     tags=["loopline", "feedback"],

@@ -32,8 +32,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import pendulum
 from airflow.sdk import Param, dag, task
+from loopline_airflow import dags_start_date
 from loopline_airflow.alerts import alert_on_failure
 from loopline_airflow.assets import RETRAIN_REQUESTED, WAREHOUSE_POOL
 
@@ -41,7 +41,7 @@ from loopline_airflow.assets import RETRAIN_REQUESTED, WAREHOUSE_POOL
 @dag(
     dag_id="loopline_retrain",
     schedule=[RETRAIN_REQUESTED],
-    start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
+    start_date=dags_start_date(),
     catchup=False,
     max_active_runs=1,
     tags=["loopline", "training"],

@@ -187,23 +187,25 @@ def rebuild(
 
 
 def _run_nightly(settings: Settings, days: list[date]) -> list[Any]:
-    from loopline_airflow.runner import configure, run_dag
+    """Run the nightly DAG for each day in order; stop at the first day that did
+    not run to its end (a failed task, or a run in which nothing ran)."""
+    from loopline_airflow.runner import StartDateError, configure, run_dag
 
     configure(settings)
     outcomes = []
     with _progress() as progress:
         task = progress.add_task("loopline_nightly", total=len(days))
         for day in days:
-            outcome = run_dag(settings, "loopline_nightly", day)
+            try:
+                outcome = run_dag(settings, "loopline_nightly", day)
+            except StartDateError as error:
+                progress.console.print(f"[red]{error}[/red]")
+                raise typer.Exit(1) from error
             outcomes.append(outcome)
             status = "[green]ok" if outcome.ok else "[red]FAILED"
             progress.console.print(
                 f"{day}  {status}[/]  {outcome.seconds:5.1f}s  "
-                + (
-                    f"failed: {', '.join(outcome.failed_tasks)}"
-                    if not outcome.ok
-                    else ""
-                )
+                + ("" if outcome.ok else str(outcome.problem))
             )
             progress.advance(task)
             if not outcome.ok:
@@ -228,8 +230,12 @@ def backfill(start: DateOpt, end: DateOpt) -> None:
 
     settings = get_settings()
     _init(settings)
-    outcomes = _run_nightly(settings, date_range(_date(start), _date(end)))
-    if not outcomes or not outcomes[-1].ok:
+    days = date_range(_date(start), _date(end))
+    if not days:
+        console.print(f"[red]end {end} lies before start {start}: nothing to run[/red]")
+        raise typer.Exit(1)
+    outcomes = _run_nightly(settings, days)
+    if len(outcomes) < len(days) or not all(o.ok for o in outcomes):
         raise typer.Exit(1)
 
 

@@ -8,6 +8,7 @@ connections are opened. Call :func:`get_settings` for paths and
 from __future__ import annotations
 
 import hashlib
+from datetime import date
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -117,6 +118,13 @@ class Settings(BaseSettings):
         ge=1,
         description="How long check_nightly waits for the nightly decide before the "
         "outcomes run fails.",
+    )
+    dags_start_date: date = Field(
+        default=date(1970, 1, 1),
+        description="The DAGs' start_date (read when a DAG file is parsed). Airflow "
+        "creates no task for a logical date before it, so it must lie on or before "
+        "the first day of the landing data; with catchup off, an early date creates "
+        "no extra scheduled runs.",
     )
 
     @cached_property

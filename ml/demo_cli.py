@@ -311,13 +311,13 @@ def run_demo(settings: Settings, plan: DemoPlan) -> bool:
                 line += f" → loopline_retrain {'ok' if day.retrain.ok else 'FAILED'}"
             seconds = sum(day.seconds.values())
             failed = [
-                f"{run.dag_id}:{','.join(run.failed_tasks)}"
+                str(run.problem)
                 for run in (day.nightly, day.outcomes, day.retrain)
                 if run is not None and not run.ok
             ]
             if failed:
                 ok = False
-                line += " [red]FAILED " + " ".join(failed) + "[/red]"
+                line += " [red]FAILED " + "; ".join(failed) + "[/red]"
             progress.console.print(f"{line}  {seconds:4.1f}s")
             progress.advance(bar)
 

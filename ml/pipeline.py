@@ -20,7 +20,7 @@ import duckdb
 
 from ml.config import Settings, get_settings, load_business_config
 from ml.contract import TABLES
-from ml.landing import partition_files
+from ml.landing import list_partition_dates, partition_files
 from ml.warehouse import connect, ensure_schemas, hold, table_exists
 
 logger = logging.getLogger(__name__)
@@ -339,24 +339,49 @@ def retrain_check(run_date: date, settings: Settings | None = None) -> dict[str,
     return detail
 
 
+def first_landed_day(settings: Settings, end: date) -> date | None:
+    """The earliest day on or before ``end`` with a landing partition of any table."""
+    days = [
+        day
+        for table in TABLES
+        for day in list_partition_dates(settings.landing_dir, table)[:1]
+        if day <= end
+    ]
+    return min(days) if days else None
+
+
 def rebuild(
     start: date, end: date, every: int = 1, settings: Settings | None = None
 ) -> dict[str, Any]:
-    """Validate and load every landing day in [start, end], then build the marts.
+    """Validate and load the landing history up to ``end``, then build the marts'
+    snapshots for ``start`` … ``end``.
 
     This is the bulk path used for warm-up history and imported data: one gate pass
-    over the range and one ``dbt build`` (full refresh), instead of one nightly run
-    per day. It gives the same rows as the nightly runs would.
+    and one ``dbt build`` (full refresh), instead of one nightly run per day. It
+    gives the same rows as the nightly runs would.
+
+    ``start`` is the first feature snapshot, not the first day of data: the gate
+    loads every landed day from the first one, so customers who first appeared
+    before ``start`` are known to it and the snapshot of ``start`` sees its whole
+    look-back, exactly as the nightly run of ``start`` would.
     """
     from ml.transform import rebuild as dbt_rebuild
     from ml.validation import validate_landing_range
 
     settings = settings or get_settings()
+    if end < start:
+        raise ValueError(f"end {end} lies before start {start}")
     with connect(settings.warehouse_path) as con:
         ensure_schemas(con)
-    landing = validate_landing_range(settings, start, end)
+    first = first_landed_day(settings, end)
+    load_from = start if first is None else min(start, first)
+    landing = validate_landing_range(settings, load_from, end)
     result = dbt_rebuild(settings, start, end, every=every)
-    detail = {"landing": landing.as_counts(), "marts": result.as_counts()}
+    detail = {
+        "landing": landing.as_counts(),
+        "landing_from": load_from.isoformat(),
+        "marts": result.as_counts(),
+    }
     record_run(settings, end, "rebuild", "success", detail)
     return detail
 

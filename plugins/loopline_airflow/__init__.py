@@ -7,7 +7,11 @@ configure Airflow before Airflow is first imported.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from datetime import date
+from typing import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:
+    from pendulum import DateTime
 
 # The one-slot pool of every task that opens the DuckDB warehouse: DuckDB allows one
 # writing process, and a writer fails at once while any other process holds the
@@ -31,3 +35,20 @@ def nightly_wait() -> NightlyWait:
     return NightlyWait(
         settings.nightly_wait_poke_seconds, settings.nightly_wait_timeout_seconds
     )
+
+
+def dags_start_date() -> DateTime:
+    """Every DAG's ``start_date``, from the settings (``LOOPLINE_DAGS_START_DATE``,
+    default 1970-01-01), read when the DAG file is parsed.
+
+    Airflow creates no task instance for a logical date before a DAG's start date
+    and still ends such a run in "success", so it must lie on or before the first
+    landed day of any log the pipeline runs on (a real export can reach decades
+    back). The DAGs keep ``catchup=False``: an early date adds no scheduled runs.
+    """
+    import pendulum
+
+    from ml.config import get_settings
+
+    start: date = get_settings().dags_start_date
+    return pendulum.datetime(start.year, start.month, start.day, tz="UTC")

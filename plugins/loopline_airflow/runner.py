@@ -163,23 +163,73 @@ def get_dag(settings: Settings, dag_id: str) -> DAG:
     return dag
 
 
+# Task states that mean the task's code ran to its end (a skip is the task's own
+# decision, e.g. a short-circuit); any other state at the end of a run means the
+# task never ran or never finished.
+RAN_STATES = frozenset({"success", "skipped"})
+
+
 @dataclass
 class DagRunOutcome:
-    """The result of one in-process DAG run."""
+    """The result of one in-process DAG run.
+
+    ``ok`` needs more than Airflow's run state: Airflow ends a run "success" when
+    it created no task instance at all (a logical date before the DAG's
+    ``start_date``), so a run counts as done only when every task of the DAG ran
+    and at least one of them succeeded. ``problem`` says why it did not.
+    """
 
     dag_id: str
     logical_date: date
     state: str
     seconds: float
     task_states: dict[str, str] = field(default_factory=dict)
+    expected_tasks: tuple[str, ...] = ()
+    start_date: date | None = None
+
+    @property
+    def not_run_tasks(self) -> list[str]:
+        """Tasks of the DAG that did not run to their end (no instance, or an
+        instance left in a state such as ``None``, ``upstream_failed``, ``removed``)."""
+        expected = self.expected_tasks or tuple(self.task_states)
+        return [t for t in expected if self.task_states.get(t) not in RAN_STATES]
+
+    @property
+    def problem(self) -> str | None:
+        """Why this run does not count as done, in one line; None when it does."""
+        if self.state != "success":
+            failed = self.failed_tasks
+            return f"{self.dag_id} {self.logical_date}: run {self.state}" + (
+                f" (failed: {', '.join(failed)})" if failed else ""
+            )
+        if not self.task_states:
+            before = self.start_date is not None and self.logical_date < self.start_date
+            return f"{self.dag_id} {self.logical_date}: Airflow ran no task" + (
+                f" (the date lies before the DAG's start_date {self.start_date})"
+                if before
+                else ""
+            )
+        not_run = self.not_run_tasks
+        if not_run:
+            return (
+                f"{self.dag_id} {self.logical_date}: the run ended without running "
+                f"{', '.join(not_run)}"
+            )
+        if "success" not in self.task_states.values():
+            return f"{self.dag_id} {self.logical_date}: every task was skipped"
+        return None
 
     @property
     def ok(self) -> bool:
-        return self.state == "success"
+        return self.problem is None
 
     @property
     def failed_tasks(self) -> list[str]:
         return [t for t, s in self.task_states.items() if s == "failed"]
+
+
+class StartDateError(ValueError):
+    """A logical date before the DAG's start_date: Airflow would run no task."""
 
 
 def run_dag(
@@ -187,13 +237,36 @@ def run_dag(
     dag_id: str,
     logical_date: date,
     conf: dict[str, Any] | None = None,
+    *,
+    check_start: bool = True,
 ) -> DagRunOutcome:
-    """Run ``dag_id`` for ``logical_date`` in this process and report task states."""
+    """Run ``dag_id`` for ``logical_date`` in this process and report task states.
+
+    Raises :class:`StartDateError` before starting a run that Airflow would end
+    "success" without a task (``check_start=False`` starts it anyway). Any run
+    that ran nothing comes back with ``ok`` False and its ``problem``.
+    """
     ensure_metadata(settings)
     dag = get_dag(settings, dag_id)
+    start = dag.start_date.date() if dag.start_date is not None else None
+    if check_start and start is not None and logical_date < start:
+        raise StartDateError(
+            f"{dag_id}: the logical date {logical_date} lies before the DAGs' "
+            f"start_date {start}, and Airflow runs no task before it. Set "
+            "LOOPLINE_DAGS_START_DATE (YYYY-MM-DD) to the first day of your data "
+            "or earlier."
+        )
     when = datetime(logical_date.year, logical_date.month, logical_date.day, tzinfo=UTC)
     started = time.perf_counter()
     dag_run = dag.test(logical_date=when, run_conf=conf)
     seconds = time.perf_counter() - started
     states = {ti.task_id: str(ti.state) for ti in dag_run.get_task_instances()}
-    return DagRunOutcome(dag_id, logical_date, str(dag_run.state), seconds, states)
+    return DagRunOutcome(
+        dag_id,
+        logical_date,
+        str(dag_run.state),
+        seconds,
+        states,
+        expected_tasks=tuple(dag.task_ids),
+        start_date=start,
+    )
