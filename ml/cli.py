@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import shutil
 from datetime import date
 from pathlib import Path
@@ -192,6 +194,10 @@ def _run_nightly(settings: Settings, days: list[date]) -> list[Any]:
     from loopline_airflow.runner import StartDateError, configure, run_dag
 
     configure(settings)
+    # The console shows one line per night; dbt's own lines go to its log file
+    # (dbt/logs) unless LOOPLINE_DBT_LOG_LEVEL asks for them.
+    os.environ.setdefault("LOOPLINE_DBT_LOG_LEVEL", "warn")
+    logging.getLogger("mlflow").setLevel(logging.ERROR)
     outcomes = []
     with _progress() as progress:
         task = progress.add_task("loopline_nightly", total=len(days))
