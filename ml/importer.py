@@ -133,8 +133,7 @@ class ImportSummary:
             else "no days"
         )
         lines = [
-            f"imported {self.source.name}"
-            + (f" ({self.read_as})" if self.read_as else ""),
+            f"imported {self.source.name}",
             f"  rows read          {self.rows_read:>12,}",
             f"  rows written       {self.rows_written:>12,}",
             f"  rows rejected      {self.rejected:>12,}",
@@ -143,6 +142,8 @@ class ImportSummary:
             f"  customer rows      {self.customer_rows_written:>12,}",
             f"  days without sales {self.empty_days:>12,}  (declared empty)",
         ]
+        if self.read_as is not None:
+            lines.insert(1, f"  read with {self.read_as}")
         if self.rejected_path is not None:
             lines.append(f"  rejected rows are in {self.rejected_path}")
         if self.customers_rejected:
