@@ -20,8 +20,9 @@ from __future__ import annotations
 import re
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
@@ -379,9 +380,14 @@ def import_transactions(
 # --- reading -------------------------------------------------------------------
 
 
-def _progress(enabled: bool) -> Progress:
-    """A rich progress display with one bar per stage (silent when disabled)."""
-    return Progress(
+@contextmanager
+def _progress(enabled: bool) -> Iterator[Progress]:
+    """A rich progress display with one bar per stage (silent when disabled).
+
+    The bars stay on screen after a finished import and vanish after a failed one,
+    so that the error is all a failed import shows.
+    """
+    bar = Progress(
         SpinnerColumn(),
         TextColumn("{task.description:<22}"),
         BarColumn(),
@@ -389,6 +395,12 @@ def _progress(enabled: bool) -> Progress:
         TimeElapsedColumn(),
         disable=not enabled,
     )
+    with bar:
+        try:
+            yield bar
+        except BaseException:
+            bar.live.transient = True
+            raise
 
 
 def _read_options(
