@@ -619,6 +619,12 @@ def _parse_transactions(
     """Create ``tx_parsed``: typed contract columns plus a rejection reason."""
     cols = source.columns
     zone = options.timezone
+    other_mark = "," if options.decimal == "." else "."
+    amount_hint = (
+        f"case when contains(raw_amount, {_lit(other_mark)}) then "
+        f"{_lit(f' (the decimal mark is {options.decimal!r}: try --decimal')}"
+        f" || {_lit(' ' + other_mark + ')')} else '' end"
+    )
     customer = _ident(customer_col)
     when = _ident(date_col)
     amount = _ident(amount_col)
@@ -679,6 +685,7 @@ def _parse_transactions(
                     when raw_amount is null then 'amount is missing'
                     when amount is null
                         then 'amount ' || {_quoted("raw_amount")} || ' is not a number'
+                            || {amount_hint}
                     when not isfinite(amount)
                         then 'amount ' || {_quoted("raw_amount")}
                             || ' is not a finite number'

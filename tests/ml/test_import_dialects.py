@@ -9,6 +9,7 @@ partitions back.
 
 from __future__ import annotations
 
+import csv
 from datetime import date, datetime
 from pathlib import Path
 
@@ -177,6 +178,14 @@ def test_a_decimal_comma_is_never_read_as_a_thousands_mark(home: Path) -> None:
     assert "rows rejected" in out
     amounts = sorted(a for _, _, a in _landed(home))
     assert amounts == [7.0]
+    rejected = Settings(home=home).landing_dir / "_rejected" / "decimal_comma.csv"
+    with rejected.open(newline="") as handle:
+        reasons = [row["reason"] for row in csv.DictReader(handle)]
+    hint = "(the decimal mark is '.': try --decimal ,)"
+    assert reasons == [
+        f"amount {value} is not a number {hint}"
+        for value in ("'12,50'", "'1.234,50 €'", "'3,25'")
+    ]
 
 
 def test_currency_signs_codes_and_thousands_separators(home: Path) -> None:
@@ -270,3 +279,25 @@ def test_unreadable_delimiter_message_says_what_was_detected(home: Path) -> None
         str(FIXTURES / "no_delimiter.csv"), *COLUMNS, "--delimiter", "#"
     )
     assert code == 0, out + err
+
+
+def test_customers_file_in_its_own_dialect(home: Path) -> None:
+    # UTF-8 BOM, ';', mixed line endings, header names in other case with spaces,
+    # next to a comma-separated log: each file's delimiter is detected on its own
+    out = _import(
+        "lf.csv",
+        "--customers-file",
+        str(FIXTURES / "customers_bom_semicolon.csv"),
+    )
+    assert "customers file rows rejected" not in out
+    landing = Settings(home=home).landing_dir
+    rows = []
+    for day in list_partition_dates(landing, "customers"):
+        for file in partition_files(landing, "customers", day):
+            rows += pq.read_table(file).to_pylist()
+    found = sorted((r["customer_id"], r["plan"], r["signup_date"]) for r in rows)
+    assert found == [
+        ("C1", "premium", date(2024, 2, 15)),
+        ("C2", "basic", date(2024, 2, 20)),
+    ]
+    assert _landed(home) == PURCHASES
