@@ -3,20 +3,26 @@
 The log (``tests/fixtures/import/typo_amount.csv``: 280 purchases of 20 customers
 over a week) is imported and rebuilt through the real CLI; the landing gate
 quarantines the typo as ``implausible_amount``, so the marts, the value at risk and
-the decisions' candidates never see it.
+the decisions never see it. A purchase of ``inf`` in a second file of one day is
+quarantined as ``non_finite_amount`` instead of failing dbt on a cast.
 """
 
 from __future__ import annotations
 
 import json
+from datetime import date, datetime
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
 from ml.cli import app
 from ml.config import Settings
+from ml.contract import TRANSACTIONS
+from ml.landing import partition_dir
 
 LOG = Path(__file__).resolve().parents[1] / "fixtures" / "import" / "typo_amount.csv"
 TYPO = 1e12
@@ -42,6 +48,22 @@ def rebuilt(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     ]
     result = runner.invoke(app, args, env=env)
     assert result.exit_code == 0, result.output
+    # a second export file of 2024-05-05 holds one purchase of inf (the importer
+    # rejects that text, but a file can land by other ways)
+    settings = Settings(home=home)
+    folder = partition_dir(settings.landing_dir, "transactions", date(2024, 5, 5))
+    row = pa.table(
+        {
+            "transaction_id": ["O9999"],
+            "customer_id": ["K01"],
+            "transaction_at": [datetime(2024, 5, 5, 12, 0)],
+            "amount": [float("inf")],
+            "category": ["other"],
+            "is_discounted": [False],
+        },
+        schema=TRANSACTIONS.schema,
+    )
+    pq.write_table(row, folder / "part-0001.parquet")
     result = runner.invoke(
         app, ["rebuild", "--start", "2024-05-01", "--end", "2024-05-07"], env=env
     )
@@ -60,9 +82,15 @@ def test_the_typo_is_quarantined_as_implausible(rebuilt: Settings) -> None:
             "select reason, record_key, record_json from ops.quarantine "
             "where table_name = 'transactions'"
         ).fetchall()
-    assert [(r[0], r[1]) for r in rows] == [("implausible_amount", "O0138")]
-    assert json.loads(rows[0][2])["amount"] == TYPO
+    assert sorted((r[0], r[1]) for r in rows) == [
+        ("implausible_amount", "O0138"),
+        ("non_finite_amount", "O9999"),
+    ]
+    typo = next(r for r in rows if r[1] == "O0138")
+    assert json.loads(typo[2])["amount"] == TYPO
     assert _one(rebuilt, "select count(*) from raw.transactions") == 279
+    # dbt built every mart: the inf never reached its casts
+    assert _one(rebuilt, "select count(*) from marts.fct_transactions") == 279
 
 
 def test_the_typo_reaches_no_mart(rebuilt: Settings) -> None:
@@ -75,8 +103,6 @@ def test_the_typo_reaches_no_mart(rebuilt: Settings) -> None:
 
 
 def test_the_typo_reaches_no_value_at_risk_or_decision(rebuilt: Settings) -> None:
-    from datetime import date
-
     from ml.decide import decide
 
     decide(rebuilt, date(2024, 5, 7))  # no champion yet: the rule fallback decides

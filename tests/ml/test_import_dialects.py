@@ -258,6 +258,14 @@ def test_timezone_option_sets_the_zone_and_the_day(home: Path) -> None:
             [str(FIXTURES / "lf.csv"), *COLUMNS, "--decimal", ":"],
             "--decimal ':' must be '.' or ','",
         ),
+        (
+            [str(FIXTURES / "truncated.parquet"), *COLUMNS],
+            "cannot read truncated.parquet: Invalid Input Error: No magic bytes",
+        ),
+        (
+            [str(FIXTURES / "truncated.csv.gz"), *COLUMNS],
+            "truncated.csv.gz: not a valid gzip file",
+        ),
     ],
 )
 def test_unreadable_input_gets_one_line_and_a_non_zero_exit(
