@@ -7,6 +7,12 @@ partition per purchase day, ``landing/transactions/dt=YYYY-MM-DD/part-0000.parqu
 When no customers file is given, a customers table is derived from each customer's
 first purchase.
 
+Text files are read as real exports come (:mod:`ml.import_dialect`): any line
+endings, a byte order mark, another encoding, a detected or given delimiter (also
+runs of spaces), header names in another case; amounts with currency signs,
+thousands separators or a decimal comma; times with offsets, stored in one zone
+(``timezone``, default UTC) whose calendar day is the partition.
+
 The work is done by DuckDB in a few set-based queries, so millions of rows import in
 seconds. Rows whose customer, date or amount cannot be parsed are never dropped
 silently: they go to ``landing/_rejected/<file name>.csv`` with a reason, and the
