@@ -42,14 +42,18 @@ NULL_KEY = "null_key"
 NULL_REQUIRED = "null_required"
 VALUE_NOT_ALLOWED = "value_not_allowed"
 NEGATIVE_AMOUNT = "negative_amount"
+NON_FINITE_AMOUNT = "non_finite_amount"
+IMPLAUSIBLE_AMOUNT = "implausible_amount"
 FUTURE_EVENT_TIME = "future_event_time"
 UNKNOWN_CUSTOMER = "unknown_customer"
 DUPLICATE_KEY = "duplicate_key"
 REASONS = (
     NULL_KEY,
+    NON_FINITE_AMOUNT,
     NULL_REQUIRED,
     VALUE_NOT_ALLOWED,
     NEGATIVE_AMOUNT,
+    IMPLAUSIBLE_AMOUNT,
     FUTURE_EVENT_TIME,
     UNKNOWN_CUSTOMER,
     DUPLICATE_KEY,

@@ -136,7 +136,7 @@ def simulate(
 def import_transactions(
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False)],
     customer_col: Annotated[str, typer.Option(help="Customer id column.")],
-    date_col: Annotated[str, typer.Option(help="Purchase timestamp column.")],
+    date_col: Annotated[str, typer.Option(help="Purchase date or time column.")],
     amount_col: Annotated[str, typer.Option(help="Purchase amount column.")],
     date_format: Annotated[
         str | None, typer.Option(help="strptime format, e.g. %d/%m/%Y.")
@@ -150,24 +150,52 @@ def import_transactions(
         Path | None,
         typer.Option(help="A customers table; without it, derived from purchases."),
     ] = None,
+    delimiter: Annotated[
+        str | None,
+        typer.Option(
+            help="Text files: , ; tab | (or any one character), 'whitespace' for "
+            "runs of spaces, or 'auto' (the default: detected)."
+        ),
+    ] = None,
+    encoding: Annotated[
+        str, typer.Option(help="Text files: encoding, e.g. latin-1, cp1252.")
+    ] = "utf-8",
+    decimal: Annotated[
+        str, typer.Option(help="Decimal mark of text amounts: . or ,")
+    ] = ".",
+    timezone: Annotated[
+        str,
+        typer.Option(
+            help="Zone the purchase times are stored in; dt is their day there."
+        ),
+    ] = "UTC",
 ) -> None:
     """Turn an external transaction log (CSV or Parquet) into landing partitions."""
+    from ml.importer import ImportInputError
     from ml.importer import import_transactions as run_import
 
     settings = get_settings()
     _init(settings)
-    summary = run_import(
-        settings,
-        file,
-        customer_col=customer_col,
-        date_col=date_col,
-        amount_col=amount_col,
-        date_format=date_format,
-        id_col=id_col,
-        category_col=category_col,
-        discount_col=discount_col,
-        customers_path=customers_file,
-    )
+    try:
+        summary = run_import(
+            settings,
+            file,
+            customer_col=customer_col,
+            date_col=date_col,
+            amount_col=amount_col,
+            date_format=date_format,
+            id_col=id_col,
+            category_col=category_col,
+            discount_col=discount_col,
+            customers_path=customers_file,
+            delimiter=delimiter,
+            encoding=encoding,
+            decimal=decimal,
+            timezone=timezone,
+        )
+    except (ImportInputError, FileNotFoundError) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
     console.print(summary)
 
 

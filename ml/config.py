@@ -225,6 +225,22 @@ class FeatureConfig(BaseModel):
     windows: list[int] = Field(default_factory=lambda: [7, 30, 90, 180])
 
 
+class AmountConfig(BaseModel):
+    """When a transaction amount is implausible (see ``ml.validation.amounts``)."""
+
+    # Any amount above this is quarantined as implausible_amount.
+    max_amount: float = Field(default=1_000_000.0, gt=0)
+    # Above this robust z-score of log10(amount) against the loaded history, an
+    # amount is implausible unless the customer has spent at least a tenth of it
+    # in one purchase before.
+    max_robust_z: float = Field(default=8.0, gt=0)
+    # The z-score rule applies once the history holds this many positive amounts.
+    min_history_rows: int = Field(default=200, ge=1)
+    # Floor of the robust spread (log10 units), so that a shop with nearly
+    # one price does not see every other price as implausible.
+    min_log_spread: float = Field(default=0.25, gt=0)
+
+
 class ValidationConfig(BaseModel):
     max_bad_row_fraction: float = 0.05
     required_tables: list[str] = Field(default_factory=lambda: ["transactions"])
@@ -238,6 +254,7 @@ class ValidationConfig(BaseModel):
     mart_nullable_features: list[str] = Field(
         default_factory=lambda: ["days_since_last_contact"]
     )
+    amounts: AmountConfig = Field(default_factory=AmountConfig)
 
 
 class BusinessConfig(BaseModel):

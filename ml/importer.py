@@ -7,6 +7,12 @@ partition per purchase day, ``landing/transactions/dt=YYYY-MM-DD/part-0000.parqu
 When no customers file is given, a customers table is derived from each customer's
 first purchase.
 
+Text files are read as real exports come (:mod:`ml.import_dialect`): any line
+endings, a byte order mark, another encoding, a detected or given delimiter (also
+runs of spaces), header names in another case; amounts with currency signs,
+thousands separators or a decimal comma; times with offsets, stored in one zone
+(``timezone``, default UTC) whose calendar day is the partition.
+
 The work is done by DuckDB in a few set-based queries, so millions of rows import in
 seconds. Rows whose customer, date or amount cannot be parsed are never dropped
 silently: they go to ``landing/_rejected/<file name>.csv`` with a reason, and the
@@ -17,9 +23,12 @@ are content hashes.
 
 from __future__ import annotations
 
+import re
 import shutil
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
@@ -45,6 +54,14 @@ from ml.contract import (
     REGIONS,
     TRANSACTIONS,
 )
+from ml.import_dialect import (
+    WHITESPACE,
+    Dialect,
+    DialectError,
+    check_encoding,
+    parse_delimiter,
+    prepare_csv,
+)
 from ml.landing import (
     list_partition_dates,
     partition_dir,
@@ -61,8 +78,13 @@ COMPRESSION_SUFFIXES = (".gz", ".zst")
 TRANSACTION_ID_PREFIX = "tx_"
 # Values of a discount column that mean "discounted" (besides non-zero numbers).
 TRUE_WORDS = ("true", "t", "yes", "y")
-# Characters stripped from text amounts before they are read as numbers.
-CURRENCY_CHARS = r"[\s$€£¥]"
+# Stripped from text amounts before they are read as numbers: spaces (also
+# no-break), currency signs and apostrophes (1'234.50); and a three-letter currency
+# code before or after the number (EUR 12.50, 12.50 USD).
+CURRENCY_CHARS = "[\\s\u00a0\u202f$€£¥₹₽¢']"
+CODE_BEFORE = r"^([A-Za-z]{3})\s*([-+]?[0-9.,])"
+CODE_AFTER = r"([0-9.,])\s*[A-Za-z]{3}$"
+DECIMAL_MARKS = (".", ",")
 
 _RECORD = "__loopline_record"
 _NUMERIC_TYPES = (
@@ -108,6 +130,7 @@ class ImportSummary:
     customers_rejected: int = 0
     customers_rejected_path: Path | None = None
     empty_days: int = 0
+    read_as: str | None = None  # how a text file was read (delimiter, encoding)
 
     def describe(self) -> str:
         """A short human-readable report."""
@@ -126,6 +149,8 @@ class ImportSummary:
             f"  customer rows      {self.customer_rows_written:>12,}",
             f"  days without sales {self.empty_days:>12,}  (declared empty)",
         ]
+        if self.read_as is not None:
+            lines.insert(1, f"  read with {self.read_as}")
         if self.rejected_path is not None:
             lines.append(f"  rejected rows are in {self.rejected_path}")
         if self.customers_rejected:
@@ -147,6 +172,7 @@ class _Source:
     columns: dict[str, str]  # name -> DuckDB type
     records: int
     malformed: int  # CSV lines the reader could not split into the header's columns
+    dialect: Dialect | None = None  # how a text file was read
 
 
 def import_transactions(
@@ -161,6 +187,11 @@ def import_transactions(
     customers_path: Path | None = None,
     progress: bool = True,
     discount_col: str | None = None,
+    *,
+    delimiter: str | None = None,
+    encoding: str = "utf-8",
+    decimal: str = ".",
+    timezone: str = "UTC",
 ) -> ImportSummary:
     """Turn an external transaction log into landing partitions.
 
@@ -169,7 +200,8 @@ def import_transactions(
         path: the log, CSV (``.csv``, ``.tsv``, ``.txt``, optionally ``.gz``) or
             Parquet (``.parquet``, ``.pq``); one row per purchase, with a header.
         customer_col: column with the customer id (kept as text).
-        date_col: column with the purchase time; ``dt`` is its UTC date.
+        date_col: column with the purchase date or time; ``dt`` is its calendar
+            day in ``timezone``.
         amount_col: column with the purchase amount.
         date_format: strptime format of ``date_col`` (e.g. ``%d/%m/%Y %H:%M``); when
             omitted, ISO 8601 dates and timestamps (with or without offset) are read.
@@ -184,23 +216,38 @@ def import_transactions(
         discount_col: optional column saying whether the purchase was discounted
             (true/yes/1 or a non-zero discount amount); else ``is_discounted`` is
             false.
+        delimiter: of text files: one character, a name (``comma``, ``semicolon``,
+            ``tab``, ``pipe``) or ``whitespace`` (runs of spaces and tabs); None
+            or ``auto`` detects it. It applies to the customers file too.
+        encoding: of text files (default UTF-8; a byte order mark is honoured).
+        decimal: the decimal mark of text amounts, ``.`` (default) or ``,``.
+        timezone: the IANA zone transaction times are stored in (default UTC).
+            A time with an offset is converted to it; a time without one is taken
+            as already in it; a date alone is midnight of that day.
 
     Returns:
         The counts of what was read, written and rejected.
 
     Raises:
         FileNotFoundError: the file does not exist.
-        ImportInputError: a named column is missing, the file type or date format is
-            not supported, or no row at all could be imported.
+        ImportInputError: a named column is missing, the file cannot be read, an
+            option or the date format is not supported, or no row at all could be
+            imported.
     """
     path = Path(path)
     landing = settings.landing_dir
-    with _progress(progress) as bar, duckdb.connect() as con:
-        con.execute("set TimeZone = 'UTC'")
+    options = _read_options(delimiter, encoding, decimal, timezone)
+    with (
+        _progress(progress) as bar,
+        duckdb.connect() as con,
+        tempfile.TemporaryDirectory(prefix="loopline-import-") as tmp,
+    ):
+        workdir = Path(tmp)
+        _set_timezone(con, options.timezone)
         con.execute("set enable_progress_bar = false")
 
         task = bar.add_task(f"reading {path.name}", total=1)
-        source = _load_source(con, path, "tx_src")
+        source = _load_source(con, path, "tx_src", options, workdir)
         named = {
             "customer_col": customer_col,
             "date_col": date_col,
@@ -209,25 +256,26 @@ def import_transactions(
             "category_col": category_col,
             "discount_col": discount_col,
         }
-        _require_columns(path, source.columns, named)
+        col = _require_columns(path, source, named)
         rows_read = source.records + source.malformed
         if rows_read == 0:
-            raise ImportInputError(f"{path} has no data rows")
+            raise ImportInputError(f"{path.name} has no data rows")
         bar.advance(task)
 
         task = bar.add_task("parsing", total=1)
         _parse_transactions(
             con,
             source,
-            customer_col=customer_col,
-            date_col=date_col,
-            amount_col=amount_col,
+            customer_col=col["customer_col"],
+            date_col=col["date_col"],
+            amount_col=col["amount_col"],
             date_format=date_format,
-            id_col=id_col,
-            category_col=category_col,
-            discount_col=discount_col,
+            id_col=col.get("id_col"),
+            category_col=col.get("category_col"),
+            discount_col=col.get("discount_col"),
+            options=options,
         )
-        _check_dates_parse(con, path, date_col, date_format)
+        _check_dates_parse(con, path, col["date_col"], date_format)
         _assign_transaction_ids(con)
         bar.advance(task)
 
@@ -248,7 +296,12 @@ def import_transactions(
                 landing, path, Path(customers_path)
             )
             customers_rejected = _load_customers_file(
-                con, Path(customers_path), customer_col, customers_rejected_path
+                con,
+                Path(customers_path),
+                customer_col,
+                customers_rejected_path,
+                options,
+                workdir,
             )
         else:
             con.execute(
@@ -320,6 +373,7 @@ def import_transactions(
         customer_rows_written=customer_rows_written,
         first_day=days[0],
         last_day=days[-1],
+        read_as=source.dialect.describe() if source.dialect is not None else None,
         rejected_path=rejected_path if rejected else None,
         customers_rejected=customers_rejected,
         customers_rejected_path=(
@@ -332,9 +386,14 @@ def import_transactions(
 # --- reading -------------------------------------------------------------------
 
 
-def _progress(enabled: bool) -> Progress:
-    """A rich progress display with one bar per stage (silent when disabled)."""
-    return Progress(
+@contextmanager
+def _progress(enabled: bool) -> Iterator[Progress]:
+    """A rich progress display with one bar per stage (silent when disabled).
+
+    The bars stay on screen after a finished import and vanish after a failed one,
+    so that the error is all a failed import shows.
+    """
+    bar = Progress(
         SpinnerColumn(),
         TextColumn("{task.description:<22}"),
         BarColumn(),
@@ -342,6 +401,39 @@ def _progress(enabled: bool) -> Progress:
         TimeElapsedColumn(),
         disable=not enabled,
     )
+    with bar:
+        try:
+            yield bar
+        except BaseException:
+            bar.live.transient = True
+            raise
+
+
+def _read_options(
+    delimiter: str | None, encoding: str, decimal: str, timezone: str
+) -> ReadOptions:
+    """Check the reading options before anything is read."""
+    try:
+        parsed = parse_delimiter(delimiter)
+        codec = check_encoding(encoding)
+    except DialectError as exc:
+        raise ImportInputError(str(exc)) from exc
+    if decimal not in DECIMAL_MARKS:
+        raise ImportInputError(f"--decimal {decimal!r} must be '.' or ','")
+    return ReadOptions(
+        delimiter=parsed, encoding=codec, decimal=decimal, timezone=timezone
+    )
+
+
+def _set_timezone(con: duckdb.DuckDBPyConnection, zone: str) -> None:
+    """Use ``zone`` for the session; a clear error for an unknown zone."""
+    try:
+        con.execute(f"set TimeZone = {_lit(zone)}")
+    except duckdb.Error as exc:
+        raise ImportInputError(
+            f"unknown time zone {zone!r}; use an IANA name such as UTC, "
+            "Europe/Berlin or America/New_York"
+        ) from exc
 
 
 def _file_kind(path: Path) -> str:
@@ -371,34 +463,69 @@ def _import_name(path: Path) -> str:
     return name
 
 
-def _load_source(con: duckdb.DuckDBPyConnection, path: Path, table: str) -> _Source:
+@dataclass(frozen=True)
+class ReadOptions:
+    """How to read the input files (see ``docs/data_contract.md``).
+
+    ``delimiter``: one character or ``whitespace``; None detects it. ``encoding``:
+    of text files (a byte order mark wins). ``decimal``: the decimal mark of text
+    amounts, ``.`` or ``,``. ``timezone``: the zone transaction times are stored in
+    and whose calendar day is ``dt``; times without an offset are taken as already
+    in it.
+    """
+
+    delimiter: str | None = None
+    encoding: str = "utf-8"
+    decimal: str = "."
+    timezone: str = "UTC"
+
+
+def _load_source(
+    con: duckdb.DuckDBPyConnection,
+    path: Path,
+    table: str,
+    options: ReadOptions,
+    workdir: Path,
+) -> _Source:
     """Load a CSV (every column as text) or Parquet file into a temp table.
 
-    Each row gets its 1-based record number (its position in the file). CSV lines
-    that do not split into the header's columns are skipped by the reader and kept
-    in the ``<table>_rejects`` table.
+    A text file is first normalised (:func:`ml.import_dialect.prepare_csv`): decoded,
+    LF line endings, its delimiter detected or given. Column names lose surrounding
+    spaces. Each row gets its 1-based record number (its position in the file). CSV
+    lines that do not split into the header's columns are skipped by the reader and
+    kept in the ``<table>_rejects`` table.
     """
     if not path.is_file():
         raise FileNotFoundError(f"no such file: {path}")
     kind = _file_kind(path)
+    dialect: Dialect | None = None
     if kind == "csv":
+        copy = workdir / f"{table}.csv"
+        try:
+            dialect = prepare_csv(
+                path, copy, delimiter=options.delimiter, encoding=options.encoding
+            )
+        except DialectError as exc:
+            raise ImportInputError(str(exc)) from exc
+        quote = "" if dialect.delimiter == WHITESPACE else '"'
+        csv_options = (
+            f"header = true, all_varchar = true, ignore_errors = true, "
+            f"delim = {_lit(dialect.reader_delimiter)}, quote = {_lit(quote)}, "
+            f"escape = {_lit(quote)}, new_line = '\\n'"
+        )
         reader = (
-            f"read_csv({_lit(str(path))}, header = true, all_varchar = true, "
-            "ignore_errors = true, store_rejects = true, "
+            f"read_csv({_lit(str(copy))}, {csv_options}, store_rejects = true, "
             f"rejects_table = {_lit(table + '_rejects')}, "
             f"rejects_scan = {_lit(table + '_scans')})"
         )
-        describe = (
-            f"read_csv({_lit(str(path))}, header = true, all_varchar = true, "
-            "ignore_errors = true)"
-        )
+        describe = f"read_csv({_lit(str(copy))}, {csv_options})"
     else:
         reader = describe = f"read_parquet({_lit(str(path))})"
     try:
         described = con.execute(f"describe select * from {describe}").fetchall()
     except duckdb.Error as exc:
-        raise ImportInputError(f"cannot read {path}: {exc}") from exc
-    columns = {str(row[0]): str(row[1]) for row in described}
+        raise ImportInputError(_read_error(path, dialect, exc)) from exc
+    columns = _clean_names([(str(row[0]), str(row[1])) for row in described])
     aliases = ", ".join([*(_ident(c) for c in columns), _RECORD])
     try:
         con.execute(
@@ -408,29 +535,75 @@ def _load_source(con: duckdb.DuckDBPyConnection, path: Path, table: str) -> _Sou
             """
         )
     except duckdb.Error as exc:
-        raise ImportInputError(f"cannot read {path}: {exc}") from exc
+        raise ImportInputError(_read_error(path, dialect, exc)) from exc
     records = _count(con, f"select count(*) from {table}")
     malformed = 0
     if kind == "csv":
         malformed = _count(con, f"select count(distinct line) from {table}_rejects")
-    return _Source(table=table, columns=columns, records=records, malformed=malformed)
+    return _Source(
+        table=table,
+        columns=columns,
+        records=records,
+        malformed=malformed,
+        dialect=dialect,
+    )
+
+
+def _read_error(path: Path, dialect: Dialect | None, exc: duckdb.Error) -> str:
+    """One line: the file, the reader's first line of error, how it was read."""
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    how = f" (read with {dialect.describe()}; try --delimiter)" if dialect else ""
+    return f"cannot read {path.name}: {first}{how}"
+
+
+def _clean_names(described: list[tuple[str, str]]) -> dict[str, str]:
+    """Column names without surrounding spaces (kept as they are if that clashes)."""
+    stripped = [name.strip() or name for name, _ in described]
+    if len(set(stripped)) < len(stripped):
+        return dict(described)
+    return {name: kind for name, (_, kind) in zip(stripped, described, strict=True)}
+
+
+def _resolve(columns: dict[str, str], name: str) -> str | None:
+    """The column of ``columns`` that ``name`` means: exact, else ignoring case."""
+    if name in columns:
+        return name
+    wanted = name.strip().casefold()
+    matches = [c for c in columns if c.strip().casefold() == wanted]
+    return matches[0] if len(matches) == 1 else None
 
 
 def _require_columns(
-    path: Path, columns: dict[str, str], named: dict[str, str | None]
-) -> None:
-    """Fail with the missing column's name and the columns the file has."""
-    missing = [
-        (option, name)
-        for option, name in named.items()
-        if name is not None and name not in columns
-    ]
+    path: Path, source: _Source, named: dict[str, str | None]
+) -> dict[str, str]:
+    """The file's column for every named option; fail naming what is missing.
+
+    Names match exactly, or else ignoring case and surrounding spaces.
+    """
+    resolved: dict[str, str] = {}
+    missing = []
+    for option, name in named.items():
+        if name is None:
+            continue
+        column = _resolve(source.columns, name)
+        if column is None:
+            missing.append((option, name))
+        else:
+            resolved[option] = column
     if missing:
         wanted = ", ".join(f"{name!r} ({option})" for option, name in missing)
-        found = ", ".join(repr(c) for c in columns)
+        found = ", ".join(repr(c) for c in source.columns)
+        if source.dialect is not None:
+            hint = (
+                f"; read with {source.dialect.describe()}: check the names, or "
+                "try --delimiter (or --encoding)"
+            )
+        else:
+            hint = ""
         raise ImportInputError(
-            f"{path.name} has no column {wanted}; the columns found are: {found}"
+            f"{path.name} has no column {wanted}; the columns found are: {found}{hint}"
         )
+    return resolved
 
 
 # --- parsing -------------------------------------------------------------------
@@ -447,9 +620,17 @@ def _parse_transactions(
     id_col: str | None,
     category_col: str | None,
     discount_col: str | None,
+    options: ReadOptions,
 ) -> None:
     """Create ``tx_parsed``: typed contract columns plus a rejection reason."""
     cols = source.columns
+    zone = options.timezone
+    other_mark = "," if options.decimal == "." else "."
+    amount_hint = (
+        f"case when contains(raw_amount, {_lit(other_mark)}) then "
+        f"{_lit(f' (the decimal mark is {options.decimal!r}: try --decimal')}"
+        f" || {_lit(' ' + other_mark + ')')} else '' end"
+    )
     customer = _ident(customer_col)
     when = _ident(date_col)
     amount = _ident(amount_col)
@@ -487,9 +668,9 @@ def _parse_transactions(
             select
                 {_RECORD},
                 {_customer_expr(customer, cols[customer_col])} as customer_id,
-                {_timestamp_expr(con, when, cols[date_col], date_format)}
+                {_timestamp_expr(con, when, cols[date_col], date_format, zone)}
                     as transaction_at,
-                {_amount_expr(amount, cols[amount_col])} as amount,
+                {_amount_expr(amount, cols[amount_col], options.decimal)} as amount,
                 {category_sql} as category,
                 {discount_sql} as is_discounted,
                 {id_sql} as source_id,
@@ -510,6 +691,7 @@ def _parse_transactions(
                     when raw_amount is null then 'amount is missing'
                     when amount is null
                         then 'amount ' || {_quoted("raw_amount")} || ' is not a number'
+                            || {amount_hint}
                     when not isfinite(amount)
                         then 'amount ' || {_quoted("raw_amount")}
                             || ' is not a finite number'
@@ -719,6 +901,8 @@ def _load_customers_file(
     path: Path,
     customer_col: str,
     rejected_path: Path,
+    options: ReadOptions,
+    workdir: Path,
 ) -> int:
     """Create ``cust_file`` from a customers file; return the rejected row count.
 
@@ -727,23 +911,26 @@ def _load_customers_file(
     missing, whose dates do not parse, or that repeats (customer, updated_at) is
     rejected.
     """
-    source = _load_source(con, path, "cust_src")
+    source = _load_source(con, path, "cust_src", options, workdir)
     cols = source.columns
-    id_name = "customer_id" if "customer_id" in cols else customer_col
-    _require_columns(path, cols, {"customer id": id_name})
+    id_name = _resolve(cols, "customer_id") or customer_col
+    id_name = _require_columns(path, source, {"customer id": id_name})["customer id"]
 
     def attribute(name: str, allowed: tuple[str, ...]) -> str:
-        if name not in cols:
+        found = _resolve(cols, name)
+        if found is None:
             return "'unknown'"
-        value = f"lower(trim(cast({_ident(name)} as varchar)))"
+        value = f"lower(trim(cast({_ident(found)} as varchar)))"
         values = ", ".join(_lit(v) for v in allowed)
         return f"case when {value} in ({values}) then {value} else 'unknown' end"
 
     def stamp(name: str) -> tuple[str, str]:
-        if name not in cols:
+        found = _resolve(cols, name)
+        if found is None:
             return "cast(null as timestamp)", "cast(null as varchar)"
-        col = _ident(name)
-        return _timestamp_expr(con, col, cols[name], None), _text_expr(col)
+        col = _ident(found)
+        expr = _timestamp_expr(con, col, cols[found], None, options.timezone)
+        return expr, _text_expr(col)
 
     signup, raw_signup = stamp("signup_date")
     updated, raw_updated = stamp("updated_at")
@@ -1007,14 +1194,33 @@ def _customer_expr(col: str, duck_type: str) -> str:
     return _text_expr(col)
 
 
-def _amount_expr(col: str, duck_type: str) -> str:
-    """Amount as a double; text may carry spaces and a currency symbol."""
+def _amount_expr(col: str, duck_type: str, decimal: str = ".") -> str:
+    """Amount as a double; text may carry spaces, a currency and thousands marks.
+
+    With ``decimal`` ``.``, ``1,234.50`` is read as 1234.5; with ``,``, ``1.234,50``
+    and ``12,5`` are. A separator that does not group thousands (``12,50`` when the
+    mark is ``.``) leaves the text unreadable, so it is rejected, never guessed.
+    """
     if _is_numeric(duck_type):
         return f"cast({col} as double)"
-    return (
-        f"try_cast(regexp_replace(cast({col} as varchar), "
-        f"{_lit(CURRENCY_CHARS)}, '', 'g') as double)"
-    )
+    text = f"cast({col} as varchar)"
+    text = f"regexp_replace({text}, {_lit(CODE_BEFORE)}, '\\2')"
+    text = f"regexp_replace({text}, {_lit(CODE_AFTER)}, '\\1')"
+    text = f"regexp_replace({text}, {_lit(CURRENCY_CHARS)}, '', 'g')"
+    group, mark = (",", ".") if decimal == "." else (".", ",")
+    grouped = "[+-]?[0-9]{1,3}(" + re.escape(group) + "[0-9]{3})+(" + re.escape(mark)
+    grouped += "[0-9]*)?"
+    plain = "[+-]?[0-9]*" + re.escape(mark) + "?[0-9]*"
+    return f"""
+        case
+            when regexp_full_match({text}, {_lit(grouped)})
+                then try_cast(replace(replace({text}, {_lit(group)}, ''),
+                    {_lit(mark)}, '.') as double)
+            when regexp_full_match({text}, {_lit(plain)})
+                then try_cast(replace({text}, {_lit(mark)}, '.') as double)
+            when contains({text}, {_lit(group)}) then null
+            else try_cast({text} as double)
+        end"""
 
 
 def _bool_expr(col: str, duck_type: str) -> str:
@@ -1033,20 +1239,26 @@ def _bool_expr(col: str, duck_type: str) -> str:
 
 
 def _timestamp_expr(
-    con: duckdb.DuckDBPyConnection, col: str, duck_type: str, date_format: str | None
+    con: duckdb.DuckDBPyConnection,
+    col: str,
+    duck_type: str,
+    date_format: str | None,
+    zone: str = "UTC",
 ) -> str:
-    """SQL for a UTC timestamp without zone from a date/time column, null if bad.
+    """SQL for a timestamp without zone, in ``zone``, from a date/time column.
 
-    Text is read with ``date_format`` when given (strptime), else as ISO 8601; an
-    offset (``+02:00``, ``Z`` or ``%z``) is converted to UTC.
+    Null when the value cannot be read. Text is read with ``date_format`` when given
+    (strptime), else as ISO 8601 (a date alone is midnight). A value with an offset
+    (``+02:00``, ``Z`` or ``%z``) is converted to ``zone``; one without is taken as
+    already in ``zone``. The session time zone must be ``zone``.
     """
     if duck_type == "TIMESTAMP WITH TIME ZONE":
-        return f"timezone('UTC', {col})"
+        return f"timezone({_lit(zone)}, {col})"
     if _is_temporal(duck_type):
         return f"cast({col} as timestamp)"
     text = _text_expr(col)
     if date_format is None:
-        return f"timezone('UTC', try_cast({text} as timestamptz))"
+        return f"timezone({_lit(zone)}, try_cast({text} as timestamptz))"
     try:
         rows = con.execute(
             "select typeof(try_strptime('', ?))", [date_format]
@@ -1055,5 +1267,5 @@ def _timestamp_expr(
         raise ImportInputError(f"invalid date format {date_format!r}: {exc}") from exc
     parsed = f"try_strptime({text}, {_lit(date_format)})"
     if rows and rows[0][0] == "TIMESTAMP WITH TIME ZONE":
-        return f"timezone('UTC', {parsed})"
+        return f"timezone({_lit(zone)}, {parsed})"
     return parsed

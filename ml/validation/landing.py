@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from time import perf_counter
@@ -32,7 +32,9 @@ from expectations import landing_suite_builder
 from expectations._common import (
     DUPLICATE_KEY,
     FUTURE_EVENT_TIME,
+    IMPLAUSIBLE_AMOUNT,
     NEGATIVE_AMOUNT,
+    NON_FINITE_AMOUNT,
     NULL_KEY,
     NULL_REQUIRED,
     REASONS,
@@ -44,6 +46,7 @@ from expectations._common import (
 )
 from ml.config import Settings, ValidationConfig, load_business_config
 from ml.contract import TABLES, TableContract
+from ml.validation.amounts import ensure_profile, implausible, update_profile
 from ml.validation.context import SuiteRun, refresh_data_docs, run_suite
 from ml.validation.errors import GateFailure, ValidationGateError
 from ml.validation.frames import LandingBatch, read_landing
@@ -179,6 +182,8 @@ def _run_gate(
 
     with connect(settings.warehouse_path) as con:
         ensure_schemas(con)
+        if "transactions" in runs:
+            ensure_profile(con)
         registry: CustomerRegistry | None = None
         for table, run in runs.items():
             if run.failures or run.frame is None or run.batch.data is None:
@@ -191,6 +196,7 @@ def _run_gate(
                 con,
                 sorted(run.batch.partitions),
                 None if table == "customers" else registry,
+                _amount_rule(con, run, config) if table == "transactions" else None,
             )
             run.failures += _bad_row_failures(run, config)
         failures = [f for run in runs.values() for f in run.failures]
@@ -226,7 +232,12 @@ def _run_table_suite(
     if data is None:
         return  # the files' column types disagree; batch.faults say how
     run.frame = data.to_pandas()
-    suite = landing_suite_builder(batch.table)(required=required)
+    extra = (
+        {"max_amount": config.amounts.max_amount}
+        if batch.table == "transactions"
+        else {}
+    )
+    suite = landing_suite_builder(batch.table)(required=required, **extra)
     run.suite_run = run_suite(
         settings,
         suite,
@@ -241,6 +252,21 @@ def _run_table_suite(
     if not batch.has_schema_fault:
         # The file checks explain schema faults more precisely; GX is the backstop.
         run.failures += stop_failures(run.outcomes, batch.table, start)
+
+
+def _amount_rule(
+    con: Any, run: _TableRun, config: ValidationConfig
+) -> Callable[[np.ndarray], np.ndarray]:
+    """The implausible-amount rule of a transactions batch (see amounts)."""
+    frame = run.frame
+    assert frame is not None
+    days = sorted(run.batch.partitions)
+    row_days = run.batch.partition_date.to_numpy(zero_copy_only=False)
+
+    def rule(good: np.ndarray) -> np.ndarray:
+        return implausible(con, frame, row_days, days, config.amounts, good)
+
+    return rule
 
 
 def _registry(
@@ -349,7 +375,8 @@ def _applicable_reasons(contract: TableContract) -> list[str]:
     if contract.allowed_values:
         reasons.append(VALUE_NOT_ALLOWED)
     if "amount" in contract.columns:
-        reasons.append(NEGATIVE_AMOUNT)
+        reasons.insert(1, NON_FINITE_AMOUNT)
+        reasons += [NEGATIVE_AMOUNT, IMPLAUSIBLE_AMOUNT]
     if contract.event_time:
         reasons.append(FUTURE_EVENT_TIME)
     if contract.name != "customers" and "customer_id" in contract.columns:
@@ -483,16 +510,28 @@ def _load(con: Any, table: str, run: _TableRun, start: date, end: date) -> int:
     )
     good = batch.data.filter(keep)
     files = batch.source_file.filter(keep)
+    days = batch.partition_date.filter(keep)
     if start == end:
-        return replace_raw_partition(con, table, start, good, source_file=files)
-    return replace_raw_range(
-        con,
-        table,
-        sorted(batch.partitions),
-        good,
-        partition_date=batch.partition_date.filter(keep),
-        source_file=files,
-    )
+        loaded = replace_raw_partition(con, table, start, good, source_file=files)
+    else:
+        loaded = replace_raw_range(
+            con,
+            table,
+            sorted(batch.partitions),
+            good,
+            partition_date=days,
+            source_file=files,
+        )
+    if table == "transactions":
+        rows = pa.table(
+            {
+                "partition_date": days.cast(pa.date32()),
+                "customer_id": good.column("customer_id"),
+                "amount": good.column("amount").cast(pa.float64()),
+            }
+        )
+        update_profile(con, sorted(batch.partitions), rows)
+    return loaded
 
 
 def _report(

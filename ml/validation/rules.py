@@ -14,7 +14,7 @@ of a key is the one kept.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date
 
@@ -26,7 +26,9 @@ import pyarrow as pa
 from expectations._common import (
     DUPLICATE_KEY,
     FUTURE_EVENT_TIME,
+    IMPLAUSIBLE_AMOUNT,
     NEGATIVE_AMOUNT,
+    NON_FINITE_AMOUNT,
     NULL_KEY,
     NULL_REQUIRED,
     UNKNOWN_CUSTOMER,
@@ -34,6 +36,7 @@ from expectations._common import (
     unique_key,
 )
 from ml.contract import TableContract
+from ml.validation.amounts import non_finite
 from ml.validation.frames import LandingBatch
 
 _ONE_DAY = np.timedelta64(1, "D")
@@ -124,8 +127,13 @@ def assign_reasons(
     con: duckdb.DuckDBPyConnection,
     replaced_days: Sequence[date],
     registry: CustomerRegistry | None,
+    amount_rule: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> RowVerdicts:
-    """Apply the row rules to a batch whose schema matched the contract."""
+    """Apply the row rules to a batch whose schema matched the contract.
+
+    ``amount_rule`` maps the mask of rows still good after the negative-amount
+    rule to the mask of implausible amounts among them.
+    """
     contract = batch.contract
     n = len(frame)
     reason = np.full(n, None, dtype=object)
@@ -138,6 +146,8 @@ def assign_reasons(
 
     for col in contract.key:
         assign(frame[col].isna().to_numpy(), NULL_KEY, col)
+    if "amount" in contract.columns and batch.data is not None:
+        assign(non_finite(batch.data.column("amount")), NON_FINITE_AMOUNT, "amount")
     for col in contract.columns:
         if col not in contract.key and col not in contract.nullable:
             assign(frame[col].isna().to_numpy(), NULL_REQUIRED, col)
@@ -149,6 +159,9 @@ def assign_reasons(
         assign(outside, VALUE_NOT_ALLOWED, col)
     if "amount" in contract.columns:
         assign((frame["amount"] < 0).to_numpy(), NEGATIVE_AMOUNT, "amount")
+        if amount_rule is not None:
+            good = np.asarray(pd.isna(reason), dtype=bool)
+            assign(amount_rule(good), IMPLAUSIBLE_AMOUNT, "amount")
     days = row_days(batch)
     if contract.event_time is not None:
         event = frame[contract.event_time].to_numpy(dtype="datetime64[us]")
