@@ -28,6 +28,7 @@ import pytest
 
 from ml.config import Settings
 from ml.warehouse import connect
+from tests.e2e.worlds import simulate_world
 
 START = date(2025, 1, 1)
 DAYS = 70
@@ -108,21 +109,13 @@ def world(
     from loopline_airflow.runner import configure, ensure_metadata
 
     from ml.pipeline import publish, rebuild
-    from ml.sim import load_sim_config, simulate
-    from ml.warehouse import ensure_schemas
 
     configure(airflow_settings)
     ensure_metadata(airflow_settings)
     settings = Settings(home=tmp_path_factory.mktemp("analyst-copy"))
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("LOOPLINE_HOME", str(settings.root))
-        settings.ensure_dirs()
-        with connect(settings.warehouse_path) as con:
-            ensure_schemas(con)
-        config = load_sim_config().model_copy(
-            update={"n_customers": 300, "seed": 5, "drift": None}
-        )
-        simulate(settings, config, start=START, days=DAYS, progress=False, reset=True)
+        simulate_world(settings, customers=300, seed=5, start=START, days=DAYS)
         rebuild(START, NIGHT - timedelta(days=1), settings=settings)
         publish(NIGHT - timedelta(days=1), settings, step="publish_manual")
         yield settings

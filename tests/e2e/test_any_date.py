@@ -19,6 +19,7 @@ import pytest
 
 from ml.config import Settings
 from ml.warehouse import connect
+from tests.e2e.worlds import simulate_world
 
 START = date(1997, 1, 1)
 DAYS = 50
@@ -35,21 +36,13 @@ def world(
     from loopline_airflow.runner import configure, ensure_metadata
 
     from ml.pipeline import rebuild
-    from ml.sim import load_sim_config, simulate
-    from ml.warehouse import ensure_schemas
 
     configure(airflow_settings)
     ensure_metadata(airflow_settings)
     settings = Settings(home=tmp_path_factory.mktemp("any-date"))
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("LOOPLINE_HOME", str(settings.root))
-        settings.ensure_dirs()
-        with connect(settings.warehouse_path) as con:
-            ensure_schemas(con)
-        config = load_sim_config().model_copy(
-            update={"n_customers": 300, "seed": 3, "drift": None}
-        )
-        simulate(settings, config, start=START, days=DAYS, progress=False, reset=True)
+        simulate_world(settings, customers=300, seed=3, start=START, days=DAYS)
         rebuild(REBUILD_START, NIGHT - timedelta(days=1), settings=settings)
         yield settings
 

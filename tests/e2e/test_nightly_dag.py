@@ -24,6 +24,7 @@ from ml.config import Settings
 from ml.exports import MANIFEST_FILE, export_dir
 from ml.landing import partition_files, write_raw_partition
 from ml.warehouse import connect
+from tests.e2e.worlds import simulate_world
 
 START = date(2025, 1, 1)
 DAYS = 75
@@ -37,18 +38,10 @@ def world(airflow_settings: Settings) -> Settings:
     from loopline_airflow.runner import configure
 
     from ml.pipeline import rebuild
-    from ml.sim import load_sim_config, simulate
-    from ml.warehouse import ensure_schemas
 
     settings = airflow_settings
     configure(settings)
-    settings.ensure_dirs()
-    with connect(settings.warehouse_path) as con:
-        ensure_schemas(con)
-    config = load_sim_config().model_copy(
-        update={"n_customers": 400, "seed": 11, "drift": None}
-    )
-    simulate(settings, config, start=START, days=DAYS, progress=False, reset=True)
+    simulate_world(settings, customers=400, seed=11, start=START, days=DAYS)
     rebuild(START, FIRST_NIGHT - timedelta(days=1), settings=settings)
     return settings
 

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import shutil
 from datetime import date, timedelta
-from pathlib import Path
 
 import pytest
 
 from ml.config import Settings
 from ml.pipeline import rebuild
 from ml.warehouse import connect
+from tests.e2e.worlds import simulate_world
 
 START = date(2024, 10, 1)
 DAYS = 90
@@ -25,18 +25,6 @@ DATED_MARTS = {
 }
 
 
-def _world(home: Path) -> Settings:
-    from ml.sim import load_sim_config, simulate
-
-    settings = Settings(home=home)
-    settings.ensure_dirs()
-    config = load_sim_config().model_copy(
-        update={"n_customers": 250, "seed": 21, "drift": None}
-    )
-    simulate(settings, config, start=START, days=DAYS, progress=False, reset=True)
-    return settings
-
-
 def _rows(settings: Settings, query: str) -> list[tuple]:
     with connect(settings.warehouse_path, read_only=True) as con:
         return con.execute(query).fetchall()
@@ -45,7 +33,13 @@ def _rows(settings: Settings, query: str) -> list[tuple]:
 @pytest.fixture(scope="module")
 def homes(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, Settings]:
     """The same landing data rebuilt from its first day and from REBUILD_START."""
-    whole = _world(tmp_path_factory.mktemp("rebuild-whole"))
+    whole = simulate_world(
+        Settings(home=tmp_path_factory.mktemp("rebuild-whole")),
+        customers=250,
+        seed=21,
+        start=START,
+        days=DAYS,
+    )
     inside = Settings(home=tmp_path_factory.mktemp("rebuild-inside"))
     inside.ensure_dirs()
     shutil.rmtree(inside.landing_dir)

@@ -24,6 +24,17 @@ from ml.landing import list_partition_dates, partition_files
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "import"
 COLUMNS = ["--customer-col", "customer", "--date-col", "date", "--amount-col", "amount"]
+# The columns of the CDNOW log's layout (whitespace.txt).
+CDNOW_COLUMNS = [
+    "--customer-col",
+    "customer_id",
+    "--date-col",
+    "date",
+    "--amount-col",
+    "dollar_value",
+    "--date-format",
+    "%Y%m%d",
+]
 # What every fixture holds, as (customer, transaction_at, amount).
 PURCHASES = [
     ("C1", datetime(2024, 3, 1, 10, 0), 12.5),
@@ -129,14 +140,7 @@ def test_latin1_needs_its_encoding_and_then_reads(home: Path) -> None:
 def test_whitespace_delimited_log_like_cdnow(home: Path) -> None:
     code, out, err = _run(
         str(FIXTURES / "whitespace.txt"),
-        "--customer-col",
-        "customer_id",
-        "--date-col",
-        "date",
-        "--amount-col",
-        "dollar_value",
-        "--date-format",
-        "%Y%m%d",
+        *CDNOW_COLUMNS,
         "--delimiter",
         "whitespace",
     )
@@ -151,14 +155,7 @@ def test_whitespace_delimited_log_like_cdnow(home: Path) -> None:
 def test_whitespace_delimiter_is_detected(home: Path) -> None:
     code, out, err = _run(
         str(FIXTURES / "whitespace.txt"),
-        "--customer-col",
-        "customer_id",
-        "--date-col",
-        "date",
-        "--amount-col",
-        "dollar_value",
-        "--date-format",
-        "%Y%m%d",
+        *CDNOW_COLUMNS,
     )
     assert code == 0, out + err
     out = _flat(out)
