@@ -38,6 +38,13 @@ def _cdnow_summary() -> pd.DataFrame:
     return pd.read_csv(path)
 
 
+@pytest.fixture(scope="module")
+def cdnow_fit() -> BgNbdParams:
+    """The fit on the CDNOW summary (weeks), shared by the tests that compare."""
+    data = _cdnow_summary()
+    return bgnbd.fit_bgnbd(data["frequency"], data["recency"], data["T"])
+
+
 @dataclasses.dataclass(frozen=True)
 class World:
     """Simulated customers: history in (0, T] and what happened in (T, T + t]."""
@@ -111,11 +118,13 @@ def _groups(world: World) -> list[tuple[str, np.ndarray]]:
 # fit
 
 
-def test_fit_reproduces_the_published_cdnow_parameters() -> None:
+def test_fit_reproduces_the_published_cdnow_parameters(
+    cdnow_fit: BgNbdParams,
+) -> None:
     """On the CDNOW summary the fit gives the paper's r, alpha, a, b and LL."""
     data = _cdnow_summary()
     assert len(data) == 2357
-    fit = bgnbd.fit_bgnbd(data["frequency"], data["recency"], data["T"])
+    fit = cdnow_fit
     for name, published in CDNOW_PUBLISHED.items():
         assert getattr(fit, name) == pytest.approx(published, abs=6e-4), name
     assert fit.log_likelihood == pytest.approx(CDNOW_LOG_LIKELIHOOD, abs=0.05)
@@ -128,10 +137,12 @@ def test_fit_reproduces_the_published_cdnow_parameters() -> None:
     assert at_published == pytest.approx(CDNOW_LOG_LIKELIHOOD, abs=0.1)
 
 
-def test_weighted_fit_on_grouped_rows_equals_the_fit_on_all_rows() -> None:
+def test_weighted_fit_on_grouped_rows_equals_the_fit_on_all_rows(
+    cdnow_fit: BgNbdParams,
+) -> None:
     """Grouping identical (x, t_x, T) rows with counts as weights changes nothing."""
     data = _cdnow_summary()
-    full = bgnbd.fit_bgnbd(data["frequency"], data["recency"], data["T"])
+    full = cdnow_fit
     grouped = (
         data.groupby(["frequency", "recency", "T"]).size().reset_index(name="count")
     )
@@ -166,12 +177,12 @@ def test_fit_recovers_known_parameters_from_simulated_customers() -> None:
     assert 0.0 <= statistic < stats.chi2.ppf(0.999, df=4)
 
 
-def test_fit_does_not_depend_on_the_time_unit() -> None:
+def test_fit_does_not_depend_on_the_time_unit(cdnow_fit: BgNbdParams) -> None:
     """Days instead of weeks: r, a, b and the predictions are unchanged, alpha is
     7 times larger, and the log-likelihood moves by the Jacobian (x ln 7 for each
     customer's x purchase-time densities)."""
     data = _cdnow_summary()
-    weeks = bgnbd.fit_bgnbd(data["frequency"], data["recency"], data["T"])
+    weeks = cdnow_fit
     days = bgnbd.fit_bgnbd(data["frequency"], 7 * data["recency"], 7 * data["T"])
     assert days.r == pytest.approx(weeks.r, rel=1e-5)
     assert days.alpha == pytest.approx(7 * weeks.alpha, rel=1e-5)
