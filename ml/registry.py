@@ -66,6 +66,8 @@ class GateDecision:
     champion_metrics: dict[str, float] | None
     baseline_metrics: dict[str, float]
     gate_run_id: str = ""
+    # the classical rankings on the same window (recency, bgnbd)
+    classical_metrics: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         """Small summary of the decision (no metrics)."""
@@ -128,33 +130,59 @@ def _client(settings: Settings, config: ModelConfig) -> MlflowClient:
     )
 
 
+def _drifted(champion: dict[str, float] | None, gate: GateConfig) -> bool:
+    """The champion's calibration on the window is past the limit."""
+    return champion is not None and champion["ece"] > gate.max_ece
+
+
 def decide(
     challenger: dict[str, float],
     champion: dict[str, float] | None,
     baseline: dict[str, float],
     gate: GateConfig,
+    classical: dict[str, dict[str, float]] | None = None,
 ) -> tuple[bool, list[str]]:
     """The gate's rule on metrics measured on one test window. Returns whether to
-    promote and one reason per check (each starting with ``pass`` or ``fail``)."""
+    promote and one reason per check (each starting with ``pass`` or ``fail``).
+
+    1. Calibration: ECE <= ``max_ece``, or better than a champion whose own ECE
+       on this window is past the limit (the limit must not keep a drifted
+       champion that is worse calibrated than its challenger).
+    2. Baselines: the primary metric beats the logistic ``baseline`` and every
+       ``classical`` ranking (recency, BG/NBD), that is, the best of them.
+    3. Champion: the primary metric beats the champion's by ``min_improvement``;
+       or, when the champion has drifted out of calibration, the challenger is
+       better calibrated and ranks at least as well.
+    """
     metric = gate.primary_metric
     reasons: list[str] = []
     ok = True
     ece = challenger["ece"]
+    drifted = _drifted(champion, gate)
     if ece <= gate.max_ece:
         reasons.append(f"pass: ece {ece:.4f} <= {gate.max_ece}")
+    elif drifted and champion is not None and ece < champion["ece"]:
+        reasons.append(
+            f"pass: ece {ece:.4f} > {gate.max_ece}, but the champion's "
+            f"{champion['ece']:.4f} on this window is worse"
+        )
     else:
         ok = False
         reasons.append(f"fail: ece {ece:.4f} > {gate.max_ece}")
-    if challenger[metric] > baseline[metric]:
+    rivals = {"baseline": baseline} | dict(classical or {})
+    best_name = max(rivals, key=lambda name: rivals[name][metric])
+    best = rivals[best_name][metric]
+    others = ", ".join(f"{name} {found[metric]:.4f}" for name, found in rivals.items())
+    if challenger[metric] > best:
         reasons.append(
-            f"pass: {metric} {challenger[metric]:.4f} beats baseline "
-            f"{baseline[metric]:.4f}"
+            f"pass: {metric} {challenger[metric]:.4f} beats the best baseline "
+            f"({best_name} {best:.4f}; {others})"
         )
     else:
         ok = False
         reasons.append(
-            f"fail: {metric} {challenger[metric]:.4f} does not beat baseline "
-            f"{baseline[metric]:.4f}"
+            f"fail: {metric} {challenger[metric]:.4f} does not beat the best "
+            f"baseline ({best_name} {best:.4f}; {others})"
         )
     if champion is None:
         reasons.append("pass: no champion yet")
@@ -162,6 +190,12 @@ def decide(
         reasons.append(
             f"pass: {metric} {challenger[metric]:.4f} >= champion "
             f"{champion[metric]:.4f} + {gate.min_improvement}"
+        )
+    elif drifted and ece < champion["ece"] and challenger[metric] >= champion[metric]:
+        reasons.append(
+            f"pass: the champion drifted (ece {champion['ece']:.4f}); the "
+            f"challenger is better calibrated ({ece:.4f}) and ranks as well "
+            f"({metric} {challenger[metric]:.4f} >= {champion[metric]:.4f})"
         )
     else:
         ok = False
@@ -352,9 +386,11 @@ def judge_challenger(
     baseline_metrics: dict[str, float],
     test_window: Window,
     config: ModelConfig | None = None,
+    classical: dict[str, dict[str, float]] | None = None,
 ) -> GateDecision:
     """The gate without the promotion: measure challenger ``version`` and the
-    current champion on the challenger's test window and decide.
+    current champion on the challenger's test window and decide (``classical``:
+    the recency and BG/NBD rankings' metrics on that window, see :func:`decide`).
 
     The decision and its evidence go to a ``gate`` run and to tags on the version
     (``gate_decision``, ``gate_run_id``, ``gate_reasons`` and
@@ -393,7 +429,7 @@ def judge_challenger(
             config.gate.ece_bins,
         )
     promoted, reasons = decide(
-        challenger_metrics, champion_metrics, baseline_metrics, config.gate
+        challenger_metrics, champion_metrics, baseline_metrics, config.gate, classical
     )
     experiment_id = use_mlflow(settings, config)
     champion_version = champion.version if champion is not None else None
@@ -414,6 +450,8 @@ def judge_challenger(
             {f"challenger_{k}": v for k, v in challenger_metrics.items()}
         )
         mlflow.log_metrics({f"baseline_{k}": v for k, v in baseline_metrics.items()})
+        for name, found in (classical or {}).items():
+            mlflow.log_metrics({f"{name}_{k}": v for k, v in found.items()})
         if champion_metrics is not None:
             mlflow.log_metrics(
                 {f"champion_{k}": v for k, v in champion_metrics.items()}
@@ -426,6 +464,7 @@ def judge_challenger(
                 "challenger": {"version": version, "metrics": challenger_metrics},
                 "champion": {"version": champion_version, "metrics": champion_metrics},
                 "baseline": {"metrics": baseline_metrics},
+                "classical": classical or {},
             },
             "gate.json",
         )
@@ -448,6 +487,7 @@ def judge_challenger(
         champion_metrics=champion_metrics,
         baseline_metrics=baseline_metrics,
         gate_run_id=gate_run_id,
+        classical_metrics=dict(classical or {}),
     )
 
 

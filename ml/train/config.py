@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, Field
@@ -51,6 +51,31 @@ class GradientBoostingConfig(BaseModel):
     min_samples_leaf: int = 50
     l2_regularization: float = 0.0
     early_stopping: bool = False
+    # "balanced" or None
+    class_weight: Literal["balanced"] | None = None
+    # feature -> +1 (the churn probability may only rise with it) or -1; features
+    # the model does not use are ignored
+    monotonic: dict[str, Literal[-1, 1]] = Field(default_factory=dict)
+
+
+class TuningConfig(BaseModel):
+    """Candidate settings tried on the validation window. Each entry of a grid
+    overrides some keys of its candidate's base settings; the candidate keeps the
+    entry with the best validation ``gate.primary_metric`` (before calibration).
+    An empty grid trains the base settings only."""
+
+    baseline: list[dict[str, Any]] = Field(default_factory=list)
+    gradient_boosting: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class BgNbdConfig(BaseModel):
+    """The BG/NBD model: fitted on the train window, its churn ranking is a
+    baseline of the gate, and (``as_features``) its P(alive) and P(no purchase in
+    the horizon) are inputs of both candidates."""
+
+    enabled: bool = True
+    as_features: bool = True
+    penalizer: float = 0.0
 
 
 class BusinessMetricConfig(BaseModel):
@@ -96,6 +121,8 @@ class ModelConfig(BaseModel):
     gradient_boosting: GradientBoostingConfig = Field(
         default_factory=GradientBoostingConfig
     )
+    tuning: TuningConfig = Field(default_factory=TuningConfig)
+    bgnbd: BgNbdConfig = Field(default_factory=BgNbdConfig)
     random_state: int = 42
     n_threads: int = 0
     calibration: Literal["isotonic", "sigmoid"] = "isotonic"

@@ -95,6 +95,30 @@ def evaluate(
     return metrics
 
 
+def score_metric(name: str, y_true: npt.ArrayLike, score: npt.ArrayLike) -> float:
+    """One ranking metric (higher is better) of a score: ``roc_auc`` or
+    ``pr_auc``. Tuning and the classical baselines are compared on it."""
+    y = np.asarray(y_true, dtype=int)
+    s = np.asarray(score, dtype=float)
+    if name == "roc_auc":
+        return float(roc_auc_score(y, s))
+    if name == "pr_auc":
+        return float(average_precision_score(y, s))
+    raise ValueError(f"{name!r} is not a ranking metric (roc_auc or pr_auc)")
+
+
+def ranking_metrics(y_true: npt.ArrayLike, score: npt.ArrayLike) -> dict[str, float]:
+    """The metrics of a churn ranking that is not a probability (recency): ROC AUC
+    and PR AUC; calibration and the business metrics need probabilities."""
+    y = np.asarray(y_true, dtype=int)
+    return {
+        "n_rows": float(y.size),
+        "base_rate": float(y.mean()) if y.size else float("nan"),
+        "roc_auc": score_metric("roc_auc", y, score),
+        "pr_auc": score_metric("pr_auc", y, score),
+    }
+
+
 def permutation_importance(
     model: Any,
     features: pd.DataFrame,

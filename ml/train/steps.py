@@ -35,6 +35,7 @@ from threadpoolctl import threadpool_limits
 from ml.config import Settings, load_business_config
 from ml.pipeline import log_step
 from ml.train import metrics
+from ml.train.bgnbd import BgNbdParams, fit_bgnbd, p_no_purchase
 from ml.train.config import ModelConfig, load_model_config, resolve_threads
 from ml.train.data import (
     SplitWindows,
@@ -47,9 +48,11 @@ from ml.train.data import (
 )
 from ml.train.models import (
     BASELINE,
+    BGNBD_INPUTS,
     GRADIENT_BOOSTING,
+    TunedCandidate,
     candidate_params,
-    fit_calibrated,
+    fit_tuned,
 )
 from ml.train.reference import REFERENCE_FILE, build_reference
 from ml.warehouse import connect, table_exists
@@ -60,6 +63,15 @@ if TYPE_CHECKING:
     from ml.registry import GateDecision, Promotion
 
 EXAMPLES_FILE = "examples.parquet"
+# Each customer's lifetime state by day (dbt), read to fit BG/NBD on the customers
+# known at the end of the train window.
+LIFETIMES_TABLE = "intermediate.int_customer_lifetimes_accumulated"
+# The classical churn rankings the gate compares the challenger with, besides the
+# logistic baseline: days since the last purchase, and BG/NBD's P(no purchase in
+# the horizon) fitted on the train window.
+RECENCY = "recency"
+BGNBD = "bgnbd"
+CLASSICAL = (RECENCY, BGNBD)
 MANIFEST_FILE = "manifest.json"
 SPLITS = ("train", "validation", "test")
 # The examples last read or written in this process, by (path, mtime): one entry.
@@ -172,6 +184,8 @@ class TrainingSet:
     folds: list[SplitWindows]
     rows: dict[str, int]
     fingerprint: dict[str, str]
+    # BG/NBD fitted on each fold's train window (None: no lifetime state)
+    bgnbd: list[BgNbdParams | None] = field(default_factory=list)
 
     @property
     def windows(self) -> SplitWindows:
@@ -213,7 +227,15 @@ class TrainingSet:
             folds=[_windows_from_dict(fold) for fold in raw["folds"]],
             rows={k: int(v) for k, v in raw["rows"].items()},
             fingerprint=dict(raw["fingerprint"]),
+            bgnbd=[
+                None if fit is None else BgNbdParams(**fit)
+                for fit in raw.get("bgnbd", [])
+            ],
         )
+
+    def bgnbd_of(self, fold: int = 0) -> BgNbdParams | None:
+        """The BG/NBD fit of a fold's train window, if one was made."""
+        return self.bgnbd[fold] if fold < len(self.bgnbd) else None
 
 
 def model_features(
@@ -252,6 +274,46 @@ def feature_warm_up_end(settings: Settings, longest_window: int) -> date | None:
     if first is None:
         return None
     return first + timedelta(days=longest_window - 1)
+
+
+def fit_bgnbd_at(
+    settings: Settings, day: date, penalizer: float = 0.0
+) -> BgNbdParams | None:
+    """Fit BG/NBD on every customer's history as known on ``day`` (the end of a
+    train window): repeat purchase days, first-to-last and first-to-``day`` in
+    days. None when the warehouse has no lifetime state (or too few customers)."""
+    with connect(settings.warehouse_path, read_only=True) as con:
+        schema, table = LIFETIMES_TABLE.split(".")
+        if not table_exists(con, schema, table):
+            return None
+        grouped = con.execute(
+            f"""
+            with latest as (
+                select * from {LIFETIMES_TABLE}
+                where known_on <= ?
+                qualify row_number() over (
+                    partition by customer_id order by known_on desc
+                ) = 1
+            )
+            select
+                purchase_days - 1 as frequency,
+                date_diff('day', first_purchase_date, last_purchase_date) as recency,
+                date_diff('day', first_purchase_date, cast(? as date)) as age,
+                count(*) as customers
+            from latest
+            group by all
+            """,
+            [day, day],
+        ).df()
+    if int(grouped["customers"].sum()) < 10 or grouped["frequency"].max() <= 0:
+        return None
+    return fit_bgnbd(
+        grouped["frequency"],
+        grouped["recency"],
+        grouped["age"],
+        weights=grouped["customers"],
+        penalizer=penalizer,
+    )
 
 
 def build_training_set(
@@ -297,6 +359,12 @@ def build_training_set(
         "git_sha": git_sha(),
         "feature_warm_up_end": warm_up_end.isoformat() if warm_up_end else "",
     }
+    bgnbd = [
+        fit_bgnbd_at(settings, fold.train.end, config.bgnbd.penalizer)
+        if config.bgnbd.enabled
+        else None
+        for fold in folds
+    ]
     path = training_dir(settings, as_of)
     path.mkdir(parents=True, exist_ok=True)
     staged = path / f".{EXAMPLES_FILE}.{os.getpid()}"
@@ -311,11 +379,12 @@ def build_training_set(
         "folds": [_windows_to_dict(fold) for fold in folds],
         "rows": rows,
         "fingerprint": fingerprint,
+        "bgnbd": [None if fit is None else fit.as_dict() for fit in bgnbd],
     }
     staged = path / f".{MANIFEST_FILE}.{os.getpid()}"
     staged.write_text(json.dumps(manifest, indent=2, sort_keys=True))
     os.replace(staged, path / MANIFEST_FILE)
-    training = TrainingSet(path, as_of, horizon, folds, rows, fingerprint)
+    training = TrainingSet(path, as_of, horizon, folds, rows, fingerprint, bgnbd)
     log_step("build_training_set", as_of, "success", training.as_dict())
     return training
 
@@ -338,9 +407,11 @@ def _fit(
     numeric: list[str],
     categorical: list[str],
     config: ModelConfig,
-) -> CalibratedClassifierCV:
+    bgnbd: BgNbdParams | None = None,
+    horizon_days: int = 30,
+) -> TunedCandidate:
     train, validation = parts["train"], parts["validation"]
-    return fit_calibrated(
+    return fit_tuned(
         name,
         numeric,
         categorical,
@@ -349,6 +420,8 @@ def _fit(
         train.label,
         validation.features,
         validation.label,
+        bgnbd if config.bgnbd.as_features else None,
+        horizon_days,
     )
 
 
@@ -372,11 +445,21 @@ def train_candidates(
     frame = training.frame()
     numeric, categorical = model_features(frame, training.windows, config)
     parts = split_frame(frame, training.windows, numeric, categorical, config)
+    bgnbd = training.bgnbd_of(0)
     with threadpool_limits(limits=resolve_threads(config, settings.threads)):
-        models = {
-            name: _fit(name, parts, numeric, categorical, config)
+        tuned = {
+            name: _fit(
+                name,
+                parts,
+                numeric,
+                categorical,
+                config,
+                bgnbd,
+                training.horizon_days,
+            )
             for name in (GRADIENT_BOOSTING, BASELINE)
         }
+    models = {name: result.model for name, result in tuned.items()}
     as_of = training.as_of.isoformat()
     experiment_id = use_mlflow(settings, config)
     with mlflow.start_run(
@@ -399,10 +482,27 @@ def train_candidates(
             **training.fingerprint,
         }
         for name in (GRADIENT_BOOSTING, BASELINE):
-            params |= {
-                f"{name}_{k}": v for k, v in candidate_params(name, config).items()
-            }
+            chosen = candidate_params(name, config, tuned[name].overrides)
+            params |= {f"{name}_{k}": v for k, v in chosen.items()}
+            params[f"{name}_validation_score"] = tuned[name].validation_score
+        params["bgnbd_features"] = bool(bgnbd is not None and config.bgnbd.as_features)
+        if bgnbd is not None:
+            params |= {f"bgnbd_{k}": v for k, v in bgnbd.as_dict().items()}
         mlflow.log_params(params)
+        mlflow.log_dict(
+            {
+                name: {
+                    "metric": config.gate.primary_metric,
+                    "chosen": result.overrides,
+                    "tried": [
+                        {"overrides": overrides, "validation": score}
+                        for overrides, score in result.tried
+                    ],
+                }
+                for name, result in tuned.items()
+            },
+            "tuning.json",
+        )
         mlflow.log_dict(
             {"numeric": numeric, "categorical": categorical}, "features.json"
         )
@@ -438,6 +538,8 @@ class Evaluation:
     metrics: dict[str, float]
     baseline_metrics: dict[str, float]
     backtest: list[dict[str, float]] = field(default_factory=list)
+    # the classical rankings on the same test window (recency, bgnbd)
+    classical: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         """Small summary: run, version and a few headline metrics."""
@@ -447,7 +549,36 @@ class Evaluation:
             "version": self.model_version,
             "metrics": {k: self.metrics[k] for k in keys},
             "baseline_metrics": {k: self.baseline_metrics[k] for k in keys},
+            "classical_roc_auc": {
+                name: found["roc_auc"] for name, found in self.classical.items()
+            },
         }
+
+
+def classical_baselines(
+    part: WindowData,
+    bgnbd: BgNbdParams | None,
+    horizon_days: int,
+    config: ModelConfig,
+) -> dict[str, dict[str, float]]:
+    """The classical churn rankings on one window: recency (days since the last
+    purchase; ROC and PR AUC only, it is no probability) and, with a BG/NBD fit
+    and the lifetime columns, BG/NBD's P(no purchase in the horizon) (all
+    metrics)."""
+    features = part.features
+    out: dict[str, dict[str, float]] = {}
+    if "recency_days" in features:
+        out[RECENCY] = metrics.ranking_metrics(part.label, features["recency_days"])
+    if bgnbd is not None and all(c in features for c in BGNBD_INPUTS):
+        frequency, recency, age = (features[c].to_numpy() for c in BGNBD_INPUTS)
+        out[BGNBD] = metrics.evaluate(
+            part.label,
+            p_no_purchase(bgnbd, horizon_days, frequency, recency, age),
+            part.value,
+            config.business,
+            config.gate.ece_bins,
+        )
+    return out
 
 
 def _score(
@@ -472,12 +603,18 @@ def run_backtest(
     numeric: list[str],
     categorical: list[str],
     config: ModelConfig,
+    bgnbd: list[BgNbdParams | None] | None = None,
+    horizon_days: int = 30,
 ) -> list[dict[str, float]]:
-    """Rolling-origin backtest: the challenger's test metrics on every fold."""
+    """Rolling-origin backtest: the challenger's test metrics on every fold
+    (``bgnbd``: the BG/NBD fit of each fold's train window)."""
     results: list[dict[str, float]] = []
-    for windows in folds:
+    for index, windows in enumerate(folds):
         parts = split_frame(frame, windows, numeric, categorical, config)
-        model = _fit(GRADIENT_BOOSTING, parts, numeric, categorical, config)
+        fit = bgnbd[index] if bgnbd and index < len(bgnbd) else None
+        model = _fit(
+            GRADIENT_BOOSTING, parts, numeric, categorical, config, fit, horizon_days
+        ).model
         results.append(_score(model, parts["test"], config))
     return results
 
@@ -627,11 +764,24 @@ def evaluate(
             models[GRADIENT_BOOSTING], parts["validation"], config, p_validation
         )
         baseline = _score(models[BASELINE], test, config, curves[BASELINE])
-        backtest = run_backtest(frame, training.folds[1:], numeric, categorical, config)
+        backtest = run_backtest(
+            frame,
+            training.folds[1:],
+            numeric,
+            categorical,
+            config,
+            training.bgnbd[1:],
+            training.horizon_days,
+        )
+        classical = classical_baselines(
+            test, training.bgnbd_of(0), training.horizon_days, config
+        )
         with mlflow.start_run(run_id=run_id):
             mlflow.log_metrics({f"test_{k}": v for k, v in challenger.items()})
             mlflow.log_metrics({f"validation_{k}": v for k, v in validation.items()})
             mlflow.log_metrics({f"baseline_test_{k}": v for k, v in baseline.items()})
+            for name, found in classical.items():
+                mlflow.log_metrics({f"{name}_test_{k}": v for k, v in found.items()})
             for fold, fold_metrics in enumerate(backtest, start=1):
                 mlflow.log_metrics(
                     {f"backtest_{k}": v for k, v in fold_metrics.items()}, step=fold
@@ -666,7 +816,7 @@ def evaluate(
                 "model_card.md",
             )
     version = register_challenger(settings, model_uri, run_id, config)
-    evaluation = Evaluation(run_id, version, challenger, baseline, backtest)
+    evaluation = Evaluation(run_id, version, challenger, baseline, backtest, classical)
     log_step("evaluate", training.as_of, "success", evaluation.as_dict())
     return evaluation
 
@@ -707,6 +857,15 @@ def gate(
     baseline = {k[len(prefix) :]: v for k, v in logged.items() if k.startswith(prefix)}
     if not baseline:
         raise ValueError(f"run {run_id} has no baseline test metrics; evaluate first")
+    classical = {
+        name: {
+            k[len(f"{name}_test_") :]: v
+            for k, v in logged.items()
+            if k.startswith(f"{name}_test_")
+        }
+        for name in CLASSICAL
+    }
+    classical = {name: found for name, found in classical.items() if found}
     with threadpool_limits(limits=resolve_threads(config, settings.threads)):
         decision = judge_challenger(
             settings,
@@ -717,6 +876,7 @@ def gate(
             baseline,
             training.windows.test,
             config,
+            classical=classical,
         )
     log_step("gate", training.as_of, "success", decision.as_dict())
     return decision

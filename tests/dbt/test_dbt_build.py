@@ -36,7 +36,7 @@ def test_bulk_build_runs_models_data_tests_and_unit_tests(bulk: BuiltWorld) -> N
     for node in result.nodes:
         kinds[node.resource_type] = kinds.get(node.resource_type, 0) + 1
         assert node.status in ("success", "pass"), node
-    assert kinds["model"] == 12
+    assert kinds["model"] == 13
     assert kinds["unit_test"] >= 4
     assert kinds["test"] >= 40
     assert result.node("test_labels_count_purchases_in_the_horizon_only").status == (
@@ -44,6 +44,9 @@ def test_bulk_build_runs_models_data_tests_and_unit_tests(bulk: BuiltWorld) -> N
     )
     assert result.node(
         "test_features_use_only_rows_known_on_the_as_of_date"
+    ).status == ("pass")
+    assert result.node(
+        "test_lifetime_state_carries_days_gaps_and_late_rows"
     ).status == ("pass")
     assert set(result.row_counts) == {
         "churn_labels",
@@ -55,7 +58,7 @@ def test_bulk_build_runs_models_data_tests_and_unit_tests(bulk: BuiltWorld) -> N
     assert all(count > 0 for count in result.row_counts.values())
     counts = result.as_counts()
     assert counts["rows"] == result.row_counts
-    assert counts["nodes"]["model"] == 12
+    assert counts["nodes"]["model"] == 13
     assert counts["full_refresh"] is True
 
 
@@ -75,6 +78,7 @@ def test_models_land_in_their_schemas(bulk: BuiltWorld) -> None:
     assert {name for schema, name, _ in found if schema == "intermediate"} == {
         "int_transactions_deduplicated",
         "int_customer_days_aggregated",
+        "int_customer_lifetimes_accumulated",
     }
     assert {name for schema, name, _ in found if schema == "marts"} == {
         "fct_transactions",
@@ -131,6 +135,11 @@ def _reference_features(world: World, day: date) -> dict[str, dict[str, object]]
                         row["plan"],
                         row["signup_date"],
                     )
+    lifetime: dict[str, list[date]] = {}
+    for row in _first_arrivals(world):
+        tx_day = row["transaction_at"].date()  # type: ignore[attr-defined]
+        if row["partition_date"] <= day and tx_day <= day:  # type: ignore[operator]
+            lifetime.setdefault(str(row["customer_id"]), []).append(tx_day)
     expected = {}
     for customer_id, rows in purchases.items():
         last = max(tx_day for tx_day, _ in rows)
@@ -145,6 +154,10 @@ def _reference_features(world: World, day: date) -> dict[str, dict[str, object]]
             "recency_days": (day - last).days,
             "tx_count_30d": len(in_30),
             "spend_30d": round(sum(in_30), 2),
+            # the whole history, not only the look-back
+            "lifetime_tx_count": len(lifetime[customer_id]),
+            "lifetime_purchase_days": len(set(lifetime[customer_id])),
+            "lifetime_days": (day - min(lifetime[customer_id])).days,
         }
     return expected
 
@@ -158,7 +171,15 @@ def test_features_match_a_plain_python_reference(bulk: BuiltWorld) -> None:
         got = {
             str(row[0]): {
                 name: row[columns.index(name)]
-                for name in ("plan", "recency_days", "tx_count_30d", "spend_30d")
+                for name in (
+                    "plan",
+                    "recency_days",
+                    "tx_count_30d",
+                    "spend_30d",
+                    "lifetime_tx_count",
+                    "lifetime_purchase_days",
+                    "lifetime_days",
+                )
             }
             for row in rows
         }

@@ -220,6 +220,40 @@ def test_gate_rule(
     assert len(reasons) == 3
 
 
+@pytest.mark.parametrize(
+    ("classical", "expected"),
+    [
+        ({"recency": _m(0.70), "bgnbd": _m(0.79)}, True),
+        ({"recency": _m(0.70), "bgnbd": _m(0.81)}, False),  # BG/NBD ranks better
+        ({"recency": _m(0.80)}, False),  # a tie is no win
+    ],
+)
+def test_the_gate_compares_with_the_best_classical_baseline(
+    classical: dict[str, dict[str, float]], expected: bool
+) -> None:
+    promoted, reasons = decide(_m(0.80), None, _m(0.70), GATE, classical)
+    assert promoted is expected, reasons
+    assert len(reasons) == 3
+    best = max(classical, key=lambda name: classical[name]["roc_auc"])
+    assert best in reasons[1]
+
+
+def test_a_better_calibrated_challenger_replaces_a_drifted_champion() -> None:
+    # the last full demo: the champion's realized ECE drifted to 0.08-0.10 and
+    # every retrained challenger (ECE 0.047-0.090) was refused by the 0.05 limit
+    drifted = _m(0.78, ece=0.095)
+    challenger = _m(0.785, ece=0.07)
+    promoted, reasons = decide(challenger, drifted, _m(0.70), GATE)
+    assert promoted, reasons
+    assert "worse" in reasons[0] and "drifted" in reasons[2]
+    # worse calibrated than the drifted champion: refused
+    assert not decide(_m(0.785, ece=0.099), drifted, _m(0.70), GATE)[0]
+    # better calibrated but ranking worse than the drifted champion: refused
+    assert not decide(_m(0.77, ece=0.07), drifted, _m(0.70), GATE)[0]
+    # a champion within the limit keeps the absolute ECE rule
+    assert not decide(challenger, _m(0.78, ece=0.04), _m(0.70), GATE)[0]
+
+
 def test_the_training_reference_is_stored_with_the_model(trained: Trained) -> None:
     from ml.registry import load_reference, trained_as_of
     from ml.train.reference import feature_psi, out_of_range

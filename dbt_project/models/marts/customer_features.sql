@@ -86,6 +86,16 @@ customer_versions as (
 
 ),
 
+lifetime_states as (
+
+    -- an active customer's latest state has a purchase in the look-back, so
+    -- nothing older is read (see int_customer_lifetimes_accumulated)
+    select * from {{ ref('int_customer_lifetimes_accumulated') }}
+    where known_on > {{ date_literal(earliest_date) }}
+        and known_on <= {{ date_literal(run_end_date()) }}
+
+),
+
 as_of_dates as (
 
     {{ as_of_dates_spine() }}
@@ -419,6 +429,32 @@ known_customers as (
 
 ),
 
+lifetimes as (
+
+    -- each active customer's whole history as known on as_of_date
+    select
+        active_customers.customer_id,
+        active_customers.as_of_date,
+        lifetime_states.first_purchase_date,
+        lifetime_states.last_purchase_date,
+        lifetime_states.purchase_days,
+        lifetime_states.purchases,
+        lifetime_states.spend,
+        lifetime_states.spend_points,
+        lifetime_states.day_sum,
+        lifetime_states.day_square_sum,
+        lifetime_states.spend_day_sum,
+        lifetime_states.gap_count,
+        lifetime_states.gap_sum,
+        lifetime_states.gap_square_sum
+
+    from active_customers
+    asof inner join lifetime_states
+        on active_customers.customer_id = lifetime_states.customer_id
+        and active_customers.as_of_date >= lifetime_states.known_on
+
+),
+
 final as (
 
     select
@@ -496,12 +532,63 @@ final as (
             as high_severity_tickets_90d,
         cast(active_customers.contacts_90d as integer) as contacts_90d,
         cast(active_customers.days_since_last_contact as integer)
-            as days_since_last_contact
+            as days_since_last_contact,
+
+        ---------- the whole history as known on as_of_date (not capped)
+        cast(lifetimes.purchase_days as integer) as lifetime_purchase_days,
+        -- repeat purchase days, first purchase day to last, and first to d: the
+        -- (x, t_x, T) of the BG/NBD model, in days
+        cast(lifetimes.purchase_days - 1 as integer) as lifetime_repeat_days,
+        cast({{ dbt.datediff('lifetimes.first_purchase_date', 'lifetimes.last_purchase_date', 'day') }} as integer)
+            as lifetime_recency_days,
+        cast({{ dbt.datediff('lifetimes.first_purchase_date', 'active_customers.as_of_date', 'day') }} as integer)
+            as lifetime_days,
+        cast(lifetimes.purchases as integer) as lifetime_tx_count,
+        cast(lifetimes.spend as double) as lifetime_spend,
+        cast(lifetimes.spend as double) / lifetimes.purchases as lifetime_avg_spend,
+        -- least-squares slope of spend per arriving row against its day
+        coalesce(
+            cast(
+                lifetimes.spend_points * lifetimes.spend_day_sum
+                - lifetimes.day_sum * lifetimes.spend
+                as double
+            ) / nullif(
+                cast(
+                    lifetimes.spend_points * lifetimes.day_square_sum
+                    - lifetimes.day_sum * lifetimes.day_sum
+                    as double
+                ),
+                0
+            ),
+            0
+        ) as lifetime_spend_slope,
+        -- gaps between purchase days in arrival order; with no gap yet, the days
+        -- since the first purchase
+        coalesce(
+            cast(lifetimes.gap_sum as double) / nullif(lifetimes.gap_count, 0),
+            {{ dbt.datediff('lifetimes.first_purchase_date', 'active_customers.as_of_date', 'day') }}
+        ) as lifetime_gap_mean_days,
+        coalesce(
+            sqrt(
+                greatest(
+                    cast(
+                        lifetimes.gap_count * lifetimes.gap_square_sum
+                        - lifetimes.gap_sum * lifetimes.gap_sum
+                        as double
+                    ),
+                    0
+                )
+            ) / nullif(lifetimes.gap_count, 0),
+            0
+        ) as lifetime_gap_std_days
 
     from active_customers
     inner join known_customers
         on active_customers.as_of_date = known_customers.as_of_date
         and active_customers.customer_id = known_customers.customer_id
+    inner join lifetimes
+        on active_customers.as_of_date = lifetimes.as_of_date
+        and active_customers.customer_id = lifetimes.customer_id
 
 )
 
