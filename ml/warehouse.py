@@ -77,6 +77,9 @@ create table if not exists ops.validation_results (
 );
 -- columns added after the first release; "add column if not exists" upgrades old files
 alter table ops.quarantine add column if not exists column_name varchar;
+-- true once the run that set the row aside loaded its table's good rows; false
+-- when that run stopped (its gate failed, or it died) and loaded nothing
+alter table ops.quarantine add column if not exists loaded boolean;
 alter table ops.validation_results add column if not exists partition_end date;
 alter table ops.validation_results add column if not exists reason varchar;
 alter table ops.validation_results add column if not exists observed_value varchar;
