@@ -90,6 +90,12 @@ create table if not exists ops.runs (
     config_hash varchar,
     detail varchar
 );
+-- who ran the step (ml.pipeline): status 'running' until it records its outcome,
+-- so a step killed with kill -9 is told apart by its pid being gone on its host
+alter table ops.runs add column if not exists pid integer;
+alter table ops.runs add column if not exists host varchar;
+alter table ops.runs add column if not exists started_at timestamp;
+alter table ops.runs add column if not exists finished_at timestamp;
 {ALERTS_DDL};
 """
 
