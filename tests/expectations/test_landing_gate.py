@@ -26,6 +26,7 @@ from gate_fixtures import (
 
 from ml.config import Settings
 from ml.landing import partition_dir, write_partition, write_raw_partition
+from ml.ops_status import collect_status
 from ml.validation import (
     GateError,
     LandingReport,
@@ -341,8 +342,16 @@ def test_too_many_bad_rows_stop_the_run_and_load_nothing(tmp_path: Path) -> None
         settings, "select reason, count(*) from ops.quarantine group by 1 order by 1"
     )
     assert quarantined == [("negative_amount", 2), ("unknown_customer", 1)]
-    # the stopped run loaded nothing, and its quarantine rows say so
+    # the stopped run loaded nothing, and its quarantine rows say so, as does
+    # loopline status
     assert rows(settings, "select distinct loaded from ops.quarantine") == [(False,)]
+    status = collect_status(
+        settings, airflow_url="sqlite:///no/such/airflow.db", with_champion=False
+    )
+    assert [(q.reason, q.rows, q.loaded) for q in status.quarantine] == [
+        ("negative_amount", 2, False),
+        ("unknown_customer", 1, False),
+    ]
 
     # the same rows pass under a looser threshold: 41 - 3 loaded
     looser = settings_with(
