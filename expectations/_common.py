@@ -41,21 +41,30 @@ DATA = "data"
 NULL_KEY = "null_key"
 NULL_REQUIRED = "null_required"
 VALUE_NOT_ALLOWED = "value_not_allowed"
+# review_decisions: a change without new_action, or new_action on another decision
+INVALID_NEW_ACTION = "invalid_new_action"
 NEGATIVE_AMOUNT = "negative_amount"
 NON_FINITE_AMOUNT = "non_finite_amount"
 IMPLAUSIBLE_AMOUNT = "implausible_amount"
 FUTURE_EVENT_TIME = "future_event_time"
 UNKNOWN_CUSTOMER = "unknown_customer"
+# feedback rows (action_results, review_decisions) whose decision_id names no
+# decision we exported / queued before the row's day, or another customer's
+UNKNOWN_DECISION = "unknown_decision"
+CUSTOMER_MISMATCH = "customer_mismatch"
 DUPLICATE_KEY = "duplicate_key"
 REASONS = (
     NULL_KEY,
     NON_FINITE_AMOUNT,
     NULL_REQUIRED,
     VALUE_NOT_ALLOWED,
+    INVALID_NEW_ACTION,
     NEGATIVE_AMOUNT,
     IMPLAUSIBLE_AMOUNT,
     FUTURE_EVENT_TIME,
     UNKNOWN_CUSTOMER,
+    UNKNOWN_DECISION,
+    CUSTOMER_MISMATCH,
     DUPLICATE_KEY,
 )
 

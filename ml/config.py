@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ml.feedback.trigger import TriggerConfig
@@ -241,8 +241,30 @@ class AmountConfig(BaseModel):
     min_log_spread: float = Field(default=0.25, gt=0)
 
 
+class MinBadRows(BaseModel):
+    """Per landing table: how many bad rows a partition must have before
+    ``max_bad_row_fraction`` can stop the run. Below it the bad rows are
+    quarantined and the good ones loaded, so one bad row of a small table (9
+    customers, 6 reviews) does not stop the night."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    customers: int = Field(default=5, ge=1)
+    transactions: int = Field(default=5, ge=1)
+    support_tickets: int = Field(default=5, ge=1)
+    action_results: int = Field(default=5, ge=1)
+    review_decisions: int = Field(default=5, ge=1)
+
+    def of(self, table: str) -> int:
+        """The minimum of ``table``."""
+        return int(getattr(self, table))
+
+
 class ValidationConfig(BaseModel):
+    # A partition stops the run when more than this fraction of its rows is bad
+    # and it has at least min_bad_rows of its table bad rows.
     max_bad_row_fraction: float = 0.05
+    min_bad_rows: MinBadRows = Field(default_factory=MinBadRows)
     required_tables: list[str] = Field(default_factory=lambda: ["transactions"])
     example_values: int = 5
     # Today's feature snapshot may differ from yesterday's row count by this fraction.

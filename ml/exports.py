@@ -9,6 +9,8 @@ over the old one, the manifest last, so a reader never sees a half-written file.
 Rows are sorted and floats printed with a fixed precision, and the manifest has no
 timestamps: rerunning a run date rewrites byte-identical files. Every file is
 written even when its queue is empty, so a rerun never leaves a stale queue behind.
+A temporary file is named ``.<file>.<pid>.tmp``; one whose process is gone (a run
+killed before its rename) is deleted by the next write of that folder.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from pathlib import Path
 import pandas as pd
 
 from ml.contract import CHANNELS, EXPORT_COLUMNS
+from ml.procs import remove_stale_temp_files
 
 REVIEW_FILE = "review.csv"
 MANIFEST_FILE = "manifest.json"
@@ -95,6 +98,7 @@ def write_exports(
     queue and the manifest of ``run_date``."""
     folder = export_dir(exports_dir, run_date)
     folder.mkdir(parents=True, exist_ok=True)
+    remove_stale_temp_files(folder)  # left by a run killed mid-write
     files: dict[str, dict[str, object]] = {}
     for channel in CHANNELS:
         frame = queues.get(channel, pd.DataFrame(columns=list(EXPORT_COLUMNS)))

@@ -14,7 +14,13 @@ from rich.table import Table
 from ml.config import get_settings
 from ml.ops_status import OpsStatus, collect_status
 
-STATE_STYLE = {"success": "green", "failed": "red", "running": "yellow"}
+STATE_STYLE = {
+    "success": "green",
+    "failed": "red",
+    "running": "yellow",
+    "process gone": "red",
+    "running (process gone)": "red",
+}
 
 
 def _date(value: str | None) -> date | None:
@@ -47,7 +53,7 @@ def render(status: OpsStatus, console: Console) -> None:
                 continue
             runs.add_row(
                 dag_id,
-                _state(run.state),
+                _state(status.dag_state(dag_id) or run.state),
                 run.run_date.isoformat() if run.run_date else "-",
                 ", ".join(run.failed_tasks) or "-",
                 run.last_success.isoformat() if run.last_success else "-",
@@ -97,14 +103,37 @@ def render(status: OpsStatus, console: Console) -> None:
             )
         console.print(table)
     if status.quarantine_day is not None:
-        table = Table("table", "reason", "rows")
+        table = Table("table", "reason", "rows", "run")
         table.title = (
             f"quarantined rows, run date {status.quarantine_day} "
             f"({status.quarantine_total:,} in all)"
         )
         for row in status.quarantine:
-            table.add_row(row.table_name, row.reason, f"{row.rows:,}")
+            origin = {
+                True: "loaded",
+                False: "[red]stopped: nothing loaded[/]",
+                None: "-",
+            }[row.loaded]
+            table.add_row(row.table_name, row.reason, f"{row.rows:,}", origin)
         console.print(table)
+
+    for step in status.running:
+        started = (
+            step.started_at.strftime("%Y-%m-%d %H:%M:%S UTC")
+            if step.started_at
+            else "-"
+        )
+        where = f"pid {step.pid} on {step.host}" if step.pid else "no pid recorded"
+        hint = (
+            ": it ended without recording an outcome (killed?); rerun that date"
+            if step.state == "process gone"
+            else ""
+        )
+        console.print(
+            f"step {step.step} of {step.run_date} recorded as running since "
+            f"{started} ({where}): {_state(step.state)}{hint}",
+            highlight=False,
+        )
 
     verdict = status.last_verdict
     if verdict is not None:

@@ -15,7 +15,11 @@ pipeline knows):
 * the last retrain verdict (``ops.retrain_events``) and a pending retrain: a verdict
   that fired with no ``loopline_retrain`` run created after its request;
 * the most recent failure alerts (``ops.alerts``, and the spool of alerts waiting
-  for the warehouse's lock).
+  for the warehouse's lock);
+* the steps ``ops.runs`` still records as ``running``, each with its process id
+  and host: a step whose process no longer exists on this host was killed
+  before it could record its outcome (``process gone``), and a DAG run Airflow
+  still shows as running on that date is shown so too.
 
 The warehouse is opened read-only, for a handful of small queries, and closed at
 once: any open connection, a reader included, makes a DuckDB writer fail. A warehouse
@@ -44,9 +48,11 @@ from ml.airflow_meta import (
 )
 from ml.config import Settings
 from ml.exports import read_manifest
-from ml.warehouse import duckdb_config, table_exists
+from ml.procs import hostname, process_alive
+from ml.warehouse import duckdb_config, table_columns, table_exists
 
 ALERTS_SHOWN = 5
+PROCESS_GONE = "process gone"
 # Seconds between attempts to open the warehouse while a writer holds it.
 OPEN_RETRY_DELAYS = (0.2, 0.5, 1.0)
 
@@ -85,9 +91,27 @@ class SuiteResult:
 
 @dataclass(frozen=True)
 class QuarantineCount:
+    """Quarantined rows of one table and reason; ``loaded`` False: set aside by a
+    run that stopped and loaded nothing (None: written before the flag existed)."""
+
     table_name: str
     reason: str
     rows: int
+    loaded: bool | None = True
+
+
+@dataclass(frozen=True)
+class RunningStep:
+    """A step ``ops.runs`` records as running, and whether its process still
+    runs: ``running``, ``process gone`` (killed before it recorded its outcome),
+    or ``unknown`` (another host's process, or no pid recorded)."""
+
+    run_date: date
+    step: str
+    pid: int | None
+    host: str | None
+    started_at: datetime | None
+    state: str
 
 
 @dataclass(frozen=True)
@@ -143,7 +167,20 @@ class OpsStatus:
     pending_retrain: PendingRetrain | None = None
     alerts: list[AlertRow] = field(default_factory=list)
     alerts_total: int = 0
+    running: list[RunningStep] = field(default_factory=list)
     warehouse_error: str | None = None
+
+    def dag_state(self, dag_id: str) -> str | None:
+        """The state of the DAG's last run as shown: Airflow's, and for a run
+        Airflow still calls running whose step's process is gone, that too."""
+        run = self.airflow.runs.get(dag_id)
+        if run is None:
+            return None
+        if run.state == "running" and any(
+            r.state == PROCESS_GONE and r.run_date == run.run_date for r in self.running
+        ):
+            return f"running ({PROCESS_GONE})"
+        return run.state
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-friendly (dates and times as ISO strings)."""
@@ -153,7 +190,9 @@ class OpsStatus:
             "available": self.airflow.available,
             "error": self.airflow.error,
             "runs": {
-                dag_id: run.as_dict() if run else None
+                dag_id: run.as_dict() | {"shown_state": self.dag_state(dag_id)}
+                if run
+                else None
                 for dag_id, run in self.airflow.runs.items()
             },
         }
@@ -318,16 +357,24 @@ def _read_warehouse(
         ]
     status.quarantine_day = _latest(con, "ops.quarantine", "run_date", day)
     if status.quarantine_day is not None:
+        loaded = (
+            "loaded"
+            if "loaded" in table_columns(con, "ops.quarantine")
+            else "cast(null as boolean)"
+        )
         rows = con.execute(
-            "select table_name, reason, count(*) from ops.quarantine "
-            "where run_date = ? group by all order by 3 desc, 1, 2",
+            f"select table_name, reason, count(*), {loaded} as loaded "
+            "from ops.quarantine where run_date = ? group by all "
+            "order by 3 desc, 1, 2, 4",
             [status.quarantine_day],
         ).fetchall()
         status.quarantine = [
-            QuarantineCount(str(t), str(r), int(n)) for t, r, n in rows
+            QuarantineCount(str(t), str(r), int(n), flag) for t, r, n, flag in rows
         ]
         total = con.execute("select count(*) from ops.quarantine").fetchone()
         status.quarantine_total = int(total[0]) if total else 0
+    if table_exists(con, "ops", "runs"):
+        status.running = _running_steps(con)
     if table_exists(con, "ops", "retrain_events"):
         where = "where day <= $d" if day else ""
         params = {"d": day} if day else {}
@@ -352,6 +399,29 @@ def _read_warehouse(
         status.alerts = [AlertRow(*row) for row in rows]
         total = con.execute("select count(*) from ops.alerts").fetchone()
         status.alerts_total = int(total[0]) if total else 0
+
+
+def step_state(pid: int | None, host: str | None, started_at: datetime | None) -> str:
+    """``running`` when the process ``pid`` of ``host`` still runs (this host
+    only), ``process gone`` when it does not, ``unknown`` when it cannot be
+    told (another host, or no pid)."""
+    if pid is None or host is None or host != hostname():
+        return "unknown"
+    return "running" if process_alive(pid, since=started_at) else PROCESS_GONE
+
+
+def _running_steps(con: duckdb.DuckDBPyConnection) -> list[RunningStep]:
+    """The steps ``ops.runs`` records as running, oldest run date first."""
+    if "pid" not in table_columns(con, "ops.runs"):
+        return []  # a warehouse no step has opened since the columns came
+    rows = con.execute(
+        "select run_date, step, pid, host, started_at from ops.runs "
+        "where status = 'running' order by run_date, started_at, step"
+    ).fetchall()
+    return [
+        RunningStep(day, str(step), pid, host, started, step_state(pid, host, started))
+        for day, step, pid, host, started in rows
+    ]
 
 
 def _verdict(row: tuple[Any, ...] | None) -> RetrainVerdict | None:

@@ -5,15 +5,22 @@ only, records itself in ``ops.runs`` with the business-config hash, logs one
 structured line with its counts (:func:`log_step`; it shows in the Airflow task
 log), and returns a small JSON-able summary (it travels through XCom, so it stays
 small).
+
+A step is recorded as ``running`` with its process id and host when it starts
+(:func:`step_run`) and replaced by its outcome when it ends, ``failed`` when it
+raises. A step killed with ``kill -9`` records nothing more, so its row keeps
+saying ``running``; ``loopline status`` then finds that its process is gone.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from contextlib import suppress
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import duckdb
@@ -21,10 +28,12 @@ import duckdb
 from ml.config import Settings, get_settings, load_business_config
 from ml.contract import TABLES
 from ml.landing import list_partition_dates, partition_files
+from ml.procs import hostname
 from ml.warehouse import connect, ensure_schemas, hold, table_exists
 
 logger = logging.getLogger(__name__)
 STEP_EVENT = "loopline_step"
+RUNNING = "running"
 
 
 class LandingNotReadyError(RuntimeError):
@@ -79,22 +88,78 @@ def log_step(
     logger.log(level, step_log_line(step, run_date, status, counts, config_hash))
 
 
+def _now() -> datetime:
+    """The current time, naive UTC (how ``ops.runs`` stores times)."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def _write_run(
+    settings: Settings,
+    run_date: date,
+    step: str,
+    status: str,
+    detail: dict[str, Any],
+) -> str:
+    """Replace the ``ops.runs`` row of (run_date, step); return the config hash.
+
+    The row carries this process's pid and host; a finished step keeps the
+    ``started_at`` of its ``running`` row by this process, if there is one.
+    """
+    config_hash = load_business_config(settings.config_file).config_hash
+    pid, host, now = os.getpid(), hostname(), _now()
+    with connect(settings.warehouse_path) as con:
+        ensure_schemas(con)
+        started = con.execute(
+            "select started_at from ops.runs where run_date = ? and step = ? "
+            "and status = ? and pid = ? and host = ?",
+            [run_date, step, RUNNING, pid, host],
+        ).fetchone()
+        con.execute(
+            "delete from ops.runs where run_date = ? and step = ?", [run_date, step]
+        )
+        con.execute(
+            "insert into ops.runs (run_date, step, status, config_hash, detail, pid, "
+            "host, started_at, finished_at) values (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                run_date,
+                step,
+                status,
+                config_hash,
+                json.dumps(detail, default=str),
+                pid,
+                host,
+                now if status == RUNNING or started is None else started[0],
+                None if status == RUNNING else now,
+            ],
+        )
+    return config_hash
+
+
 def record_run(
     settings: Settings, run_date: date, step: str, status: str, detail: dict[str, Any]
 ) -> None:
     """Replace the ``ops.runs`` row of (run_date, step) with this outcome, and log
     it (:func:`log_step`)."""
-    config_hash = load_business_config(settings.config_file).config_hash
-    with connect(settings.warehouse_path) as con:
-        ensure_schemas(con)
-        con.execute(
-            "delete from ops.runs where run_date = ? and step = ?", [run_date, step]
-        )
-        con.execute(
-            "insert into ops.runs values (?, ?, ?, ?, ?)",
-            [run_date, step, status, config_hash, json.dumps(detail, default=str)],
-        )
+    config_hash = _write_run(settings, run_date, step, status, detail)
     log_step(step, run_date, status, detail, config_hash)
+
+
+@contextmanager
+def step_run(settings: Settings, run_date: date, step: str) -> Iterator[None]:
+    """Record ``step`` of ``run_date`` as ``running`` by this process (pid, host,
+    start time) for the block; when the block raises, record it as ``failed``
+    with the error (when even that cannot be written, for example because
+    another process holds the warehouse, the error itself still stands). The
+    block records the success itself, with its counts."""
+    _write_run(settings, run_date, step, RUNNING, {})
+    try:
+        yield
+    except BaseException as exc:
+        try:
+            record_run(settings, run_date, step, "failed", {"error": str(exc)})
+        except Exception:
+            logger.warning("could not record the failure of %s", step, exc_info=True)
+        raise
 
 
 def check_landing(run_date: date, settings: Settings | None = None) -> StepSummary:
@@ -133,16 +198,14 @@ def validate_landing(run_date: date, settings: Settings | None = None) -> StepSu
     from ml.validation import validate_landing as _validate
 
     settings = settings or get_settings()
-    try:
-        report = _validate(settings, run_date, data_docs=False)
-    except Exception as exc:
-        record_run(
-            settings, run_date, "validate_landing", "failed", {"error": str(exc)}
-        )
-        render_gate_docs(run_date, settings)
-        raise
-    counts = report.as_counts()
-    record_run(settings, run_date, "validate_landing", "success", counts)
+    with step_run(settings, run_date, "validate_landing"):
+        try:
+            report = _validate(settings, run_date, data_docs=False)
+        except Exception:
+            render_gate_docs(run_date, settings)
+            raise
+        counts = report.as_counts()
+        record_run(settings, run_date, "validate_landing", "success", counts)
     return StepSummary(run_date.isoformat(), "validate_landing", counts)
 
 
@@ -168,9 +231,10 @@ def build_marts(run_date: date, settings: Settings | None = None) -> StepSummary
     from ml.transform import dbt_build
 
     settings = settings or get_settings()
-    result = dbt_build(settings, start=run_date, end=run_date)
-    counts = result.as_counts()
-    record_run(settings, run_date, "dbt_build", "success", counts)
+    with step_run(settings, run_date, "dbt_build"):
+        result = dbt_build(settings, start=run_date, end=run_date)
+        counts = result.as_counts()
+        record_run(settings, run_date, "dbt_build", "success", counts)
     return StepSummary(run_date.isoformat(), "dbt_build", counts)
 
 
@@ -179,14 +243,9 @@ def validate_marts(run_date: date, settings: Settings | None = None) -> StepSumm
     from ml.validation import validate_marts as _validate
 
     settings = settings or get_settings()
-    with hold(settings.warehouse_path):
+    with hold(settings.warehouse_path), step_run(settings, run_date, "validate_marts"):
         try:
             report = _validate(settings, run_date, data_docs=False)
-        except Exception as exc:
-            record_run(
-                settings, run_date, "validate_marts", "failed", {"error": str(exc)}
-            )
-            raise
         finally:
             # the night's landing and mart results, rendered in one pass
             render_gate_docs(run_date, settings)
@@ -204,7 +263,7 @@ def score(run_date: date, settings: Settings | None = None) -> StepSummary:
     from ml.score import score as score_snapshot
 
     settings = settings or get_settings()
-    with hold(settings.warehouse_path):
+    with hold(settings.warehouse_path), step_run(settings, run_date, "score"):
         counts = score_snapshot(settings, run_date).as_dict()
         record_run(settings, run_date, "score", "success", counts)
     return StepSummary(run_date.isoformat(), "score", counts)
@@ -217,7 +276,7 @@ def decide(run_date: date, settings: Settings | None = None) -> StepSummary:
     from ml.decide import decide as decide_run_date
 
     settings = settings or get_settings()
-    with hold(settings.warehouse_path):
+    with hold(settings.warehouse_path), step_run(settings, run_date, "decide"):
         counts = decide_run_date(settings, run_date).as_dict()
         record_run(settings, run_date, "decide", "success", counts)
     return StepSummary(run_date.isoformat(), "decide", counts)
@@ -237,11 +296,13 @@ def publish(
     from ml.publish import publish_analytics
 
     settings = settings or get_settings()
+    # When another process holds the warehouse, not even the start can be
+    # recorded: the publish's own error (it cannot read the warehouse) says why.
+    with suppress(duckdb.IOException):
+        _write_run(settings, run_date, step, RUNNING, {})
     try:
         summary = publish_analytics(settings, run_date, published_by=step, full=full)
     except Exception as exc:
-        # When another process holds the warehouse, the failure cannot be
-        # recorded either; the original error says why.
         with suppress(duckdb.IOException):
             record_run(settings, run_date, step, "failed", {"error": str(exc)})
         raise
@@ -289,7 +350,7 @@ def outcomes(run_date: date, settings: Settings | None = None) -> StepSummary:
     from ml.outcomes import join_outcomes
 
     settings = settings or get_settings()
-    with hold(settings.warehouse_path):
+    with hold(settings.warehouse_path), step_run(settings, run_date, "join_outcomes"):
         counts = join_outcomes(settings, run_date).as_dict()
         record_run(settings, run_date, "join_outcomes", "success", counts)
     return StepSummary(run_date.isoformat(), "join_outcomes", counts)
@@ -300,7 +361,7 @@ def drift(run_date: date, settings: Settings | None = None) -> StepSummary:
     from ml.monitor import compute_drift
 
     settings = settings or get_settings()
-    with hold(settings.warehouse_path):
+    with hold(settings.warehouse_path), step_run(settings, run_date, "drift"):
         counts = compute_drift(settings, run_date).as_dict()
         record_run(settings, run_date, "drift", "success", counts)
     return StepSummary(run_date.isoformat(), "drift", counts)
@@ -311,20 +372,20 @@ def learn_policy(run_date: date, settings: Settings | None = None) -> StepSummar
     from ml.monitor import update_policy_parameters
 
     settings = settings or get_settings()
-    with hold(settings.warehouse_path):
+    with hold(settings.warehouse_path), step_run(settings, run_date, "learn_policy"):
         table = update_policy_parameters(settings, run_date)
-    action_rows = table[table["segment"].isna()]
-    counts = {
-        "rows": len(table),
-        "changed": int(table["changed"].sum()),
-        "posterior_mean": {
-            str(a): round(float(m), 4)
-            for a, m in zip(
-                action_rows["action"], action_rows["posterior_mean"], strict=True
-            )
-        },
-    }
-    record_run(settings, run_date, "learn_policy", "success", counts)
+        action_rows = table[table["segment"].isna()]
+        counts = {
+            "rows": len(table),
+            "changed": int(table["changed"].sum()),
+            "posterior_mean": {
+                str(a): round(float(m), 4)
+                for a, m in zip(
+                    action_rows["action"], action_rows["posterior_mean"], strict=True
+                )
+            },
+        }
+        record_run(settings, run_date, "learn_policy", "success", counts)
     return StepSummary(run_date.isoformat(), "learn_policy", counts)
 
 
@@ -333,7 +394,7 @@ def retrain_check(run_date: date, settings: Settings | None = None) -> dict[str,
     from ml.monitor import check_retrain
 
     settings = settings or get_settings()
-    with hold(settings.warehouse_path):
+    with hold(settings.warehouse_path), step_run(settings, run_date, "retrain_check"):
         detail = check_retrain(settings, run_date).as_dict()
         record_run(settings, run_date, "retrain_check", "success", detail)
     return detail
@@ -373,16 +434,17 @@ def rebuild(
         raise ValueError(f"end {end} lies before start {start}")
     with connect(settings.warehouse_path) as con:
         ensure_schemas(con)
-    first = first_landed_day(settings, end)
-    load_from = start if first is None else min(start, first)
-    landing = validate_landing_range(settings, load_from, end)
-    result = dbt_rebuild(settings, start, end, every=every)
-    detail = {
-        "landing": landing.as_counts(),
-        "landing_from": load_from.isoformat(),
-        "marts": result.as_counts(),
-    }
-    record_run(settings, end, "rebuild", "success", detail)
+    with step_run(settings, end, "rebuild"):
+        first = first_landed_day(settings, end)
+        load_from = start if first is None else min(start, first)
+        landing = validate_landing_range(settings, load_from, end)
+        result = dbt_rebuild(settings, start, end, every=every)
+        detail = {
+            "landing": landing.as_counts(),
+            "landing_from": load_from.isoformat(),
+            "marts": result.as_counts(),
+        }
+        record_run(settings, end, "rebuild", "success", detail)
     return detail
 
 

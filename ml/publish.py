@@ -37,7 +37,11 @@ new one. A file the new catalog no longer names is retired (listed in
 so a reader's snapshot stays readable that long; a full publish also sweeps the
 data directory for files no catalog ever named. A failed publish
 removes its temporary catalog and the files it wrote, and leaves the previous copy
-untouched.
+untouched. A publish killed before it could (``kill -9``) leaves them behind: its
+temporary catalog carries its process id, and so does the name of every directory
+of Parquet files it writes (``<run date>-<id>-<pid>@<host>``), so the next publish
+deletes the temporary catalogs and the files no catalog names of publishes whose
+process is gone from this host.
 
 ``raw``, ``staging`` and ``intermediate`` are not published: ``raw`` is the whole
 landing history (the landing files keep it), ``staging`` holds views over ``raw``,
@@ -65,6 +69,7 @@ import duckdb
 import pyarrow as pa
 
 from ml.config import Settings, load_business_config
+from ml.procs import hostname, process_alive
 from ml.warehouse import duckdb_config
 
 log = logging.getLogger(__name__)
@@ -100,6 +105,10 @@ FRESHNESS_COLUMNS = (
     "matured_on",
 )
 _TEMP_PATTERN = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.[0-9a-f]{8}\.tmp$")
+# "<run date>-<8 hex>-<pid>@<host>": a directory of Parquet files one publish wrote
+_BATCH_PATTERN = re.compile(
+    r"^\d{4}-\d{2}-\d{2}-[0-9a-f]{8}-(?P<pid>\d+)@(?P<host>[A-Za-z0-9._-]+)$"
+)
 
 
 @dataclass(frozen=True)
@@ -311,6 +320,10 @@ def publish_analytics(
         raise
     _fsync(target.parent)
     removed = _delete(written.expired)
+    # files of publishes killed before their swap: named by no catalog
+    removed += remove_orphaned_batches(
+        plan.data_dir, written.files | set(written.retired)
+    )
     if full:  # also files no catalog ever named (a publish killed mid-way)
         removed += remove_unreferenced_files(
             plan.data_dir, written.files | set(written.retired), plan.keep_hours
@@ -349,7 +362,7 @@ def remove_stale_temp_files(target: Path) -> list[Path]:
         found = _TEMP_PATTERN.match(path.name.removesuffix(".wal"))
         if not found or found["name"] != target.name:
             continue
-        if _process_alive(int(found["pid"])):
+        if process_alive(int(found["pid"])):
             continue
         path.unlink(missing_ok=True)
         removed.append(path)
@@ -616,7 +629,7 @@ def _write_partitions(
     batch = (
         plan.data_dir
         / f"{schema}.{table}"
-        / f"{plan.run_date.isoformat()}-{uuid.uuid4().hex[:8]}"
+        / f"{plan.run_date.isoformat()}-{uuid.uuid4().hex[:8]}-{_owner()}"
     )
     batch.parent.mkdir(parents=True, exist_ok=True)
     plan.batches.append(batch)
@@ -797,6 +810,46 @@ def _delete(paths: list[str]) -> int:
     return removed
 
 
+def _owner() -> str:
+    """``<pid>@<host>`` of this process, for the name of a batch directory."""
+    host = re.sub(r"[^A-Za-z0-9._-]", "_", hostname()) or "host"
+    return f"{os.getpid()}@{host}"
+
+
+def remove_orphaned_batches(data_dir: Path, referenced: set[str]) -> int:
+    """Delete the Parquet files not in ``referenced`` that lie in a batch
+    directory written by a process of this host that no longer runs (a publish
+    killed before its swap), and the directories left empty; return how many
+    files were deleted. A live publish's directories, other hosts' and those
+    named before batch names carried their writer are left to
+    :func:`remove_unreferenced_files`."""
+    if not data_dir.is_dir():
+        return 0
+    host = _owner().split("@", 1)[1]
+    keep = {str(Path(f)) for f in referenced}
+    removed = 0
+    for batch in sorted(p for p in data_dir.glob("*/*") if p.is_dir()):
+        found = _BATCH_PATTERN.match(batch.name)
+        if found is None or found["host"] != host:
+            continue
+        if process_alive(int(found["pid"])):
+            continue
+        for path in sorted(batch.rglob("*.parquet")):
+            if str(path) not in keep:
+                path.unlink(missing_ok=True)
+                removed += 1
+        for folder in sorted(
+            (p for p in batch.rglob("*") if p.is_dir()),
+            key=lambda p: len(p.parts),
+            reverse=True,
+        ):
+            if not any(folder.iterdir()):
+                folder.rmdir()
+        if not any(batch.iterdir()):
+            batch.rmdir()
+    return removed
+
+
 def remove_unreferenced_files(
     data_dir: Path, referenced: set[str], keep_hours: float = KEEP_HOURS
 ) -> int:
@@ -900,18 +953,6 @@ def _remove(temp: Path) -> None:
         path.unlink(missing_ok=True)
 
 
-def _process_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 __all__ = [
     "FILES_TABLE",
     "PUBLICATION_TABLE",
@@ -929,6 +970,7 @@ __all__ = [
     "publish_analytics",
     "published_run_date",
     "published_tables",
+    "remove_orphaned_batches",
     "remove_stale_temp_files",
     "remove_unreferenced_files",
     "temp_path",

@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 from ml.config import Settings
 from ml.contract import ACTIONS, REVIEW_DECISIONS, REVIEW_DECISIONS_TABLE
 from ml.landing import partition_dir
+from ml.procs import remove_stale_temp_files
 from ml.warehouse import connect, table_exists
 
 TABLE = REVIEW_DECISIONS_TABLE.name
@@ -148,6 +149,7 @@ def record_decision(
     ).cast(REVIEW_DECISIONS_TABLE.schema)
     folder = partition_dir(settings.landing_dir, TABLE, arrives_on)
     folder.mkdir(parents=True, exist_ok=True)
+    remove_stale_temp_files(folder)  # left by a command killed mid-write
     name = hashlib.sha256(decision_id.encode()).hexdigest()[:12]
     target = folder / f"part-review-cli-{name}.parquet"
     staged = folder / f".{target.name}.{os.getpid()}.tmp"

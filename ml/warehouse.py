@@ -77,6 +77,9 @@ create table if not exists ops.validation_results (
 );
 -- columns added after the first release; "add column if not exists" upgrades old files
 alter table ops.quarantine add column if not exists column_name varchar;
+-- true once the run that set the row aside loaded its table's good rows; false
+-- when that run stopped (its gate failed, or it died) and loaded nothing
+alter table ops.quarantine add column if not exists loaded boolean;
 alter table ops.validation_results add column if not exists partition_end date;
 alter table ops.validation_results add column if not exists reason varchar;
 alter table ops.validation_results add column if not exists observed_value varchar;
@@ -87,6 +90,12 @@ create table if not exists ops.runs (
     config_hash varchar,
     detail varchar
 );
+-- who ran the step (ml.pipeline): status 'running' until it records its outcome,
+-- so a step killed with kill -9 is told apart by its pid being gone on its host
+alter table ops.runs add column if not exists pid integer;
+alter table ops.runs add column if not exists host varchar;
+alter table ops.runs add column if not exists started_at timestamp;
+alter table ops.runs add column if not exists finished_at timestamp;
 {ALERTS_DDL};
 """
 

@@ -29,6 +29,8 @@ from ml.validation.errors import GateFailure
 COLUMN_SET = "expect_table_columns_to_match_set"
 COLUMN_TYPE = "expect_column_values_to_be_of_type"
 ROW_COUNT = "expect_table_row_count_to_be_between"
+# The gate's own check that every landing file can be read (no GX expectation).
+READABLE_FILE = "readable_file"
 SCHEMA_KINDS = ("schema", "missing_partition", "empty_partition")
 
 
@@ -200,12 +202,19 @@ def read_landing(
     files: list[pa.Array] = []
     partitions: dict[date, PartitionInfo] = {}
     faults: list[GateFailure] = []
+    unreadable: set[date] = set()
     for day in days:
         names = []
         rows = 0
         for path in partition_files(landing_dir, table, day):
             name = path.relative_to(landing_dir).as_posix()
-            data = conform(read_file(path), contract, from_csv=path.suffix == ".csv")
+            try:
+                read = read_file(path)
+            except (pa.ArrowException, OSError) as exc:
+                faults.append(_unreadable(table, day, name, exc))
+                unreadable.add(day)
+                continue
+            data = conform(read, contract, from_csv=path.suffix == ".csv")
             faults += _file_faults(table, day, name, data, contract, example_count)
             pieces.append(data)
             dates.append(pa.array([day] * data.num_rows, pa.date32()))
@@ -215,7 +224,10 @@ def read_landing(
         if names:
             partitions[day] = PartitionInfo(day=day, files=tuple(names), rows=rows)
     if required:
-        faults += _required_faults(table, start, end, partitions, landing_dir)
+        # a day with an unreadable file already has its fault
+        faults += _required_faults(
+            table, start, end, partitions, landing_dir, skip=unreadable
+        )
     combined: pa.Table | None = None
     if pieces:
         try:
@@ -232,19 +244,40 @@ def read_landing(
     )
 
 
+def _unreadable(table: str, day: date, name: str, exc: Exception) -> GateFailure:
+    """A landing file that cannot be read at all (truncated, not Parquet or CSV):
+    a schema fault naming the table and the file, on one line."""
+    cause = " ".join(str(exc).split()) or "no detail"
+    return GateFailure(
+        table=table,
+        partition_date=day,
+        kind="schema",
+        expectation=READABLE_FILE,
+        column=None,
+        message=(
+            f"cannot read landing file {name} of table {table}: "
+            f"{type(exc).__name__}: {cause}; deliver the partition again"
+        ),
+    )
+
+
 def _required_faults(
     table: str,
     start: date,
     end: date,
     partitions: dict[date, PartitionInfo],
     landing_dir: Path,
+    skip: set[date] | None = None,
 ) -> list[GateFailure]:
-    """A required table needs a non-empty partition for every day in the range."""
+    """A required table needs a non-empty partition for every day in the range
+    (the days in ``skip`` are not checked)."""
     faults = []
     day = start
     while day <= end:
         info = partitions.get(day)
-        if info is None:
+        if skip and day in skip:
+            pass
+        elif info is None:
             folder = (landing_dir / table / f"dt={day.isoformat()}").as_posix()
             faults.append(
                 GateFailure(

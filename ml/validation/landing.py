@@ -5,9 +5,12 @@ history rebuild) are read with the file each row came from. A table's shape is
 checked file by file against the contract and by its GX suite; a schema fault, or a
 missing or empty partition of a required table, stops the run. Row faults go to
 ``ops.quarantine`` with a reason; when more than ``validation.max_bad_row_fraction``
-of a partition is bad the run stops as well. Only when every table passes are the
+of a partition is bad, and at least ``validation.min_bad_rows`` of its table, the
+run stops as well. Only when every table passes are the
 good rows loaded into ``raw``, each partition replaced as a whole; a failed gate
-loads nothing and deletes nothing. Every expectation result, rule count and gate
+loads nothing and deletes nothing, and its quarantine rows keep ``loaded = false``
+(a passing gate sets it once the table's good rows are loaded). Every expectation
+result, rule count and gate
 fault is written to ``ops.validation_results`` either way, replacing the rows of the
 same tables and run dates, so a rerun is idempotent. A table with no partition on a
 day is legitimately absent (unless required): nothing is read and ``raw`` keeps
@@ -30,9 +33,11 @@ import pyarrow as pa
 
 from expectations import landing_suite_builder
 from expectations._common import (
+    CUSTOMER_MISMATCH,
     DUPLICATE_KEY,
     FUTURE_EVENT_TIME,
     IMPLAUSIBLE_AMOUNT,
+    INVALID_NEW_ACTION,
     NEGATIVE_AMOUNT,
     NON_FINITE_AMOUNT,
     NULL_KEY,
@@ -40,6 +45,7 @@ from expectations._common import (
     REASONS,
     ROW,
     UNKNOWN_CUSTOMER,
+    UNKNOWN_DECISION,
     VALUE_NOT_ALLOWED,
     suite_parameters,
     unique_key,
@@ -50,7 +56,13 @@ from ml.validation.amounts import ensure_profile, implausible, update_profile
 from ml.validation.context import SuiteRun, refresh_data_docs, run_suite
 from ml.validation.errors import GateFailure, ValidationGateError
 from ml.validation.frames import LandingBatch, read_landing
-from ml.validation.ops import QUARANTINE_SCHEMA, replace_ops_rows, results_table
+from ml.validation.ops import (
+    QUARANTINE_SCHEMA,
+    mark_loaded,
+    replace_ops_rows,
+    results_table,
+)
+from ml.validation.references import REFERENCES
 from ml.validation.reports import (
     ABSENT,
     FAILED,
@@ -205,6 +217,7 @@ def _run_gate(
         if not failures:
             for table, run in runs.items():
                 run.rows_loaded = _load(con, table, run, start, end)
+                mark_loaded(con, table, start, end)
     report = _report(runs, start, end, not failures, perf_counter() - began)
     if data_docs:
         _build_docs(settings, runs, end, config.data_docs_days)
@@ -333,15 +346,17 @@ def _reason_rows(run: _TableRun, rows: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def _bad_row_failures(run: _TableRun, config: ValidationConfig) -> list[GateFailure]:
-    """Partitions with more bad rows than ``validation.max_bad_row_fraction``."""
+    """Partitions with more bad rows than ``validation.max_bad_row_fraction``,
+    and at least ``validation.min_bad_rows`` of their table."""
     failures = []
     assert run.verdicts is not None
+    least = config.min_bad_rows.of(run.batch.table)
     for day, rows in _rows_by_day(run).items():
         if rows.size == 0:
             continue
         by_reason = _reason_rows(run, rows)
         bad = sum(len(r) for r in by_reason.values())
-        if bad / rows.size <= config.max_bad_row_fraction:
+        if bad / rows.size <= config.max_bad_row_fraction or bad < least:
             continue
         details = []
         for reason, hits in by_reason.items():
@@ -359,7 +374,9 @@ def _bad_row_failures(run: _TableRun, config: ValidationConfig) -> list[GateFail
                 message=(
                     f"{bad} of {rows.size} rows ({bad / rows.size:.1%}) fail row "
                     f"checks, above validation.max_bad_row_fraction "
-                    f"{config.max_bad_row_fraction:.1%}: " + "; ".join(details)
+                    f"{config.max_bad_row_fraction:.1%} (and at least "
+                    f"validation.min_bad_rows.{run.batch.table} = {least}): "
+                    + "; ".join(details)
                 ),
             )
         )
@@ -374,6 +391,8 @@ def _applicable_reasons(contract: TableContract) -> list[str]:
         reasons.append(NULL_REQUIRED)
     if contract.allowed_values:
         reasons.append(VALUE_NOT_ALLOWED)
+    if "new_action" in contract.columns and "decision" in contract.columns:
+        reasons.append(INVALID_NEW_ACTION)
     if "amount" in contract.columns:
         reasons.insert(1, NON_FINITE_AMOUNT)
         reasons += [NEGATIVE_AMOUNT, IMPLAUSIBLE_AMOUNT]
@@ -381,6 +400,8 @@ def _applicable_reasons(contract: TableContract) -> list[str]:
         reasons.append(FUTURE_EVENT_TIME)
     if contract.name != "customers" and "customer_id" in contract.columns:
         reasons.append(UNKNOWN_CUSTOMER)
+    if contract.name in REFERENCES:
+        reasons += [UNKNOWN_DECISION, CUSTOMER_MISMATCH]
     reasons.append(DUPLICATE_KEY)
     return reasons
 
@@ -478,6 +499,8 @@ def _quarantine_rows(run: _TableRun) -> pa.Table:
                 ["|".join(str(r.get(c)) for c in key) for r in records], pa.string()
             ),
             "record_json": pa.array([_record_json(r) for r in records], pa.string()),
+            # set by mark_loaded once the good rows of the table are loaded
+            "loaded": pa.array([False] * bad.size, pa.bool_()),
         },
         schema=QUARANTINE_SCHEMA,
     )

@@ -2,6 +2,10 @@
 
 A gate call owns the ops rows of its tables and run dates: it deletes them and
 inserts the new ones in one transaction, so rerunning a date replaces its rows.
+Quarantine rows are inserted with ``loaded = false`` and set to true by
+:func:`mark_loaded` once the gate has loaded the table's good rows, so a run that
+stopped (a failed gate, a killed process) never leaves rows that look as if they
+had been set aside from a load.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ QUARANTINE_SCHEMA = pa.schema(
         ("column_name", pa.string()),
         ("record_key", pa.string()),
         ("record_json", pa.string()),
+        ("loaded", pa.bool_()),
     ]
 )
 
@@ -87,3 +92,15 @@ def replace_ops_rows(
     finally:
         for view in ("_ops_tables", "_ops_results", "_ops_quarantine"):
             con.unregister(view)
+
+
+def mark_loaded(
+    con: duckdb.DuckDBPyConnection, table: str, start: date, end: date
+) -> None:
+    """Mark the quarantine rows of ``table`` for run dates ``start``..``end`` as
+    belonging to a run that loaded the table's good rows."""
+    con.execute(
+        "update ops.quarantine set loaded = true "
+        "where table_name = ? and run_date between ? and ?",
+        [table, start, end],
+    )

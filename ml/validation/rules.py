@@ -4,10 +4,13 @@ The GX suites *measure* these faults (their ``row`` expectations); this module
 *splits* the rows, because quarantine needs every bad row, its file and a reason,
 and two rules need the warehouse (customers known so far, keys already loaded). A
 row gets the first reason that fits, in the order of ``expectations._common.REASONS``:
-a null key, a null required value, a value outside the allowed set, a negative
-amount, an event time after the end of the row's partition day, a customer that is
-neither in ``raw.customers`` nor in the customers landed up to the row's day, and a
-key seen before (earlier in the run, or in a raw partition that is not replaced).
+a null key, a null required value, a value outside the allowed set, a review's
+``new_action`` that does not fit its decision, a negative amount, an event time
+after the end of the row's partition day, a customer that is neither in
+``raw.customers`` nor in the customers landed up to the row's day, a feedback row
+whose decision is unknown or another customer's (:mod:`ml.validation.references`),
+and a key seen before (earlier in the run, or in a raw partition that is not
+replaced).
 Duplicates are looked for among rows that are otherwise good, so the first good row
 of a key is the one kept.
 """
@@ -24,20 +27,28 @@ import pandas as pd
 import pyarrow as pa
 
 from expectations._common import (
+    CUSTOMER_MISMATCH,
     DUPLICATE_KEY,
     FUTURE_EVENT_TIME,
     IMPLAUSIBLE_AMOUNT,
+    INVALID_NEW_ACTION,
     NEGATIVE_AMOUNT,
     NON_FINITE_AMOUNT,
     NULL_KEY,
     NULL_REQUIRED,
     UNKNOWN_CUSTOMER,
+    UNKNOWN_DECISION,
     VALUE_NOT_ALLOWED,
     unique_key,
 )
 from ml.contract import TableContract
 from ml.validation.amounts import non_finite
 from ml.validation.frames import LandingBatch
+from ml.validation.references import (
+    REFERENCES,
+    check_references,
+    inconsistent_new_action,
+)
 
 _ONE_DAY = np.timedelta64(1, "D")
 
@@ -157,6 +168,8 @@ def assign_reasons(
         if None in allowed or col not in contract.nullable:
             outside &= frame[col].notna().to_numpy()
         assign(outside, VALUE_NOT_ALLOWED, col)
+    if "new_action" in contract.columns and "decision" in contract.columns:
+        assign(inconsistent_new_action(frame), INVALID_NEW_ACTION, "new_action")
     if "amount" in contract.columns:
         assign((frame["amount"] < 0).to_numpy(), NEGATIVE_AMOUNT, "amount")
         if amount_rule is not None:
@@ -171,6 +184,10 @@ def assign_reasons(
         ids = frame["customer_id"]
         unknown = ids.notna().to_numpy() & ~registry.known(ids, days)
         assign(unknown, UNKNOWN_CUSTOMER, "customer_id")
+    if contract.name in REFERENCES:
+        unknown_decision, mismatch = check_references(con, contract.name, frame, days)
+        assign(unknown_decision, UNKNOWN_DECISION, "decision_id")
+        assign(mismatch, CUSTOMER_MISMATCH, "customer_id")
     _assign_duplicates(batch, frame, con, replaced_days, reason, column)
     return RowVerdicts(reason=reason, column=column)
 

@@ -1,7 +1,8 @@
 """Digests of what a LOOPLINE_HOME holds after runs: warehouse tables and exports.
 
 Two homes that ran the same dates hold equal digests. Run-time measurements are
-left out (``ops.runs.detail`` holds elapsed seconds); everything else is
+left out (``ops.runs.detail`` holds elapsed seconds, its pid, host and times say
+which process ran the step when); everything else is
 compared row for row: ``raw``, ``marts`` and the ``ops`` tables.
 """
 
@@ -13,8 +14,11 @@ from pathlib import Path
 from ml.config import Settings
 from ml.warehouse import connect
 
-# columns that measure the run rather than describe its result
-RUN_TIME_COLUMNS = {("ops", "runs"): ("detail",)}
+# columns that measure the run rather than describe its result (elapsed seconds,
+# and which process ran each step, when)
+RUN_TIME_COLUMNS = {
+    ("ops", "runs"): ("detail", "pid", "host", "started_at", "finished_at")
+}
 
 
 def warehouse_digest(settings: Settings) -> dict[str, str]:

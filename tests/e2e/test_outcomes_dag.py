@@ -39,7 +39,8 @@ def test_a_failed_outcomes_task_emits_nothing(
     with connect(Settings(home=tmp_path).warehouse_path) as con:
         ensure_schemas(con)
         con.execute(
-            "insert into ops.runs values (?, 'decide', 'success', 'x', ?)",
+            "insert into ops.runs (run_date, step, status, config_hash, detail) "
+            "values (?, 'decide', 'success', 'x', ?)",
             [DAY, json.dumps({})],
         )
     before = _retrain_events()

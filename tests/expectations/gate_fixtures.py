@@ -104,6 +104,47 @@ def good_day(
         write_partition(landing, name, day, table(name, BUILDERS[name](day)))
 
 
+def decided_before(
+    warehouse: Path,
+    day: date,
+    results: dict[str, list] | None = None,
+    reviews: dict[str, list] | None = None,
+) -> None:
+    """The treated decisions and review cases of the day before ``day`` that the
+    ``results`` and ``reviews`` rows (default: the fixture's ``action_results``
+    and ``review_decisions`` of ``day``) answer, in ``marts.decisions`` and
+    ``marts.review_queue`` (as the decide step writes them)."""
+    from ml.decide import DDL, DECISIONS_TABLE, REVIEW_QUEUE_TABLE
+    from ml.warehouse import connect, ensure_schemas
+
+    before = day - timedelta(days=1)
+    results = action_results(day) if results is None else results
+    reviews = review_decisions(day) if reviews is None else reviews
+    with connect(warehouse) as con:
+        ensure_schemas(con)
+        con.execute(DDL)
+        for decision_id, customer_id, action in zip(
+            results.get("decision_id", []),
+            results.get("customer_id", []),
+            results.get("action", []),
+            strict=True,
+        ):
+            con.execute(
+                f"insert into {DECISIONS_TABLE} (decision_id, run_date, customer_id, "
+                "arm, action, policy_version, policy_mode) "
+                "values (?, ?, ?, 'treated', ?, 'p1', 'model')",
+                [decision_id, before, customer_id, action],
+            )
+        for decision_id, customer_id in zip(
+            reviews.get("decision_id", []), reviews.get("customer_id", []), strict=True
+        ):
+            con.execute(
+                f"insert into {REVIEW_QUEUE_TABLE} (decision_id, run_date, "
+                "customer_id, action, policy_version) values (?, ?, ?, 'call', 'p1')",
+                [decision_id, before, customer_id],
+            )
+
+
 def settings_with(tmp_path: Path, **validation: object) -> Settings:
     """Settings whose business config overrides some ``validation`` values."""
     import yaml

@@ -15,7 +15,9 @@ from gate_fixtures import (
     DAY,
     at,
     customers,
+    decided_before,
     good_day,
+    review_decisions,
     settings_with,
     support_tickets,
     table,
@@ -24,6 +26,7 @@ from gate_fixtures import (
 
 from ml.config import Settings
 from ml.landing import partition_dir, write_partition, write_raw_partition
+from ml.ops_status import collect_status
 from ml.validation import (
     GateError,
     LandingReport,
@@ -58,6 +61,7 @@ def gate(settings: Settings, day: date = DAY, tables: tuple = CORE) -> LandingRe
 
 def test_a_good_day_loads_every_table_and_records_results(settings: Settings) -> None:
     good_day(settings.landing_dir, DAY)
+    decided_before(settings.warehouse_path, DAY)  # what the feedback answers
     report = validate_landing(settings, DAY)
     assert report.passed and report.run_date == DAY
     counts = json.loads(json.dumps(report.as_counts()))
@@ -208,6 +212,7 @@ def test_customers_known_by_today_partition_or_raw_and_other_tables(
     columns["customer_id"][1] = "C001"  # known from raw only
     write_transactions(settings, DAY, columns)
     good_day(settings.landing_dir, DAY, ("support_tickets", "review_decisions"))
+    decided_before(settings.warehouse_path, DAY)
     tickets = table("support_tickets", {**_tickets_with_unknown()})
     write_partition(settings.landing_dir, "support_tickets", DAY, tickets)
     report = validate_landing(settings, DAY, data_docs=False)
@@ -310,7 +315,9 @@ def test_empty_and_missing_required_partitions_stop_the_run(settings: Settings) 
 
 
 def test_too_many_bad_rows_stop_the_run_and_load_nothing(tmp_path: Path) -> None:
-    settings = settings_with(tmp_path, max_bad_row_fraction=0.05)
+    settings = settings_with(
+        tmp_path, max_bad_row_fraction=0.05, min_bad_rows={"transactions": 3}
+    )
     good_day(settings.landing_dir, YESTERDAY, CORE)
     gate(settings, YESTERDAY)
     good_day(settings.landing_dir, DAY, CORE)
@@ -335,10 +342,84 @@ def test_too_many_bad_rows_stop_the_run_and_load_nothing(tmp_path: Path) -> None
         settings, "select reason, count(*) from ops.quarantine group by 1 order by 1"
     )
     assert quarantined == [("negative_amount", 2), ("unknown_customer", 1)]
+    # the stopped run loaded nothing, and its quarantine rows say so, as does
+    # loopline status
+    assert rows(settings, "select distinct loaded from ops.quarantine") == [(False,)]
+    status = collect_status(
+        settings, airflow_url="sqlite:///no/such/airflow.db", with_champion=False
+    )
+    assert [(q.reason, q.rows, q.loaded) for q in status.quarantine] == [
+        ("negative_amount", 2, False),
+        ("unknown_customer", 1, False),
+    ]
 
     # the same rows pass under a looser threshold: 41 - 3 loaded
-    looser = settings_with(tmp_path, max_bad_row_fraction=0.1)
+    looser = settings_with(
+        tmp_path, max_bad_row_fraction=0.1, min_bad_rows={"transactions": 3}
+    )
     assert gate(looser).tables["transactions"].rows_loaded == 38
+    assert rows(settings, "select distinct loaded from ops.quarantine") == [(True,)]
+
+
+def test_a_few_bad_rows_of_a_small_table_are_quarantined_not_fatal(
+    tmp_path: Path,
+) -> None:
+    """1 bad row of 9 customers rows (11 %) and 2 of 6 review rows (33 %) are above
+    the 5 % limit but below validation.min_bad_rows: the night goes on."""
+    settings = settings_with(tmp_path, max_bad_row_fraction=0.05)
+    signups = customers(DAY, [f"C{i:03d}" for i in range(1, 10)])
+    signups["plan"][8] = "gold"  # not an allowed plan
+    write_partition(settings.landing_dir, "customers", DAY, table("customers", signups))
+    write_transactions(settings, DAY, transactions(DAY))
+    reviews = {k: v * 2 for k, v in review_decisions(DAY).items()}
+    reviews["decision_id"] = [f"D0302-{i}" for i in range(6)]
+    reviews["decided_at"] = [at(DAY, 7, i) for i in range(6)]
+    decided_before(settings.warehouse_path, DAY, {}, reviews)  # six queued cases
+    assert reviews["decision"][4] == "change"
+    reviews["new_action"][4] = None  # a change without its new action
+    reviews["decision_id"][5] = "D-never-queued"
+    write_partition(
+        settings.landing_dir,
+        "review_decisions",
+        DAY,
+        table("review_decisions", reviews),
+    )
+
+    report = validate_landing(
+        settings,
+        DAY,
+        ("customers", "transactions", "review_decisions"),
+        data_docs=False,
+    )
+
+    assert report.passed
+    assert report.tables["customers"].quarantined == {"value_not_allowed": 1}
+    assert report.tables["customers"].rows_loaded == 8
+    assert report.tables["review_decisions"].quarantined == {
+        "invalid_new_action": 1,
+        "unknown_decision": 1,
+    }
+    assert report.tables["review_decisions"].rows_loaded == 4
+    assert rows(
+        settings,
+        "select table_name, reason, record_key, loaded from ops.quarantine "
+        "order by all",
+    ) == [
+        ("customers", "value_not_allowed", "C009|2025-03-02 08:08:00", True),
+        ("review_decisions", "invalid_new_action", "D0302-4|2025-03-02 07:04:00", True),
+        (
+            "review_decisions",
+            "unknown_decision",
+            "D-never-queued|2025-03-02 07:05:00",
+            True,
+        ),
+    ]
+    # with a minimum of one bad row the same customers partition stops the run
+    strict = settings_with(
+        tmp_path, max_bad_row_fraction=0.05, min_bad_rows={"customers": 1}
+    )
+    with pytest.raises(ValidationGateError, match=r"customers dt=2025-03-02: 1 of 9"):
+        validate_landing(strict, DAY, ("customers", "transactions"), data_docs=False)
 
 
 def test_rerunning_a_date_is_idempotent(settings: Settings) -> None:

@@ -111,3 +111,40 @@ def test_a_missing_required_day_is_named(settings: Settings) -> None:
         ValidationGateError, match=r"transactions dt=2025-03-05: .*missing"
     ):
         validate_landing_range(settings, D1, D3 + timedelta(days=1), data_docs=False)
+
+
+def test_a_truncated_file_stops_the_rebuild_naming_table_and_file(
+    settings: Settings,
+) -> None:
+    """The bulk rebuild (ml.pipeline.rebuild) reads every landed day; a truncated
+    Parquet file gives one line naming the table and the file, nothing is loaded,
+    and the rows the stopped run set aside say they were not loaded."""
+    from ml.pipeline import rebuild
+
+    land_three_days(settings.landing_dir)
+    folder = settings.landing_dir / "support_tickets" / "dt=2025-03-03"
+    path = folder / "part-0000.parquet"
+    path.write_bytes(path.read_bytes()[:100])  # a copy cut short
+
+    with pytest.raises(ValidationGateError) as caught:
+        rebuild(D1, D3, settings=settings)
+
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message.startswith(
+        "support_tickets dt=2025-03-03: cannot read landing file "
+        "support_tickets/dt=2025-03-03/part-0000.parquet of table support_tickets: "
+        "ArrowInvalid: "
+    )
+    assert "magic bytes" in message
+    with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
+        assert con.execute("select count(*) from raw.transactions").fetchone() == (0,)
+        quarantined = con.execute(
+            "select table_name, loaded, count(*) from ops.quarantine group by all"
+        ).fetchall()
+        step = con.execute(
+            "select status, detail from ops.runs where step = 'rebuild'"
+        ).fetchall()
+    # the transactions' bad rows were set aside, but the run stopped: not loaded
+    assert quarantined == [("transactions", False, 5)]
+    assert step and step[0][0] == "failed" and "cannot read landing file" in step[0][1]

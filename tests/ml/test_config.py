@@ -35,3 +35,20 @@ def test_a_home_with_its_own_config_keeps_it_for_every_later_command(
     # the environment still wins over the home's file
     monkeypatch.setenv("LOOPLINE_CONFIG_FILE", str(REPO_ROOT / "config/loopline.yml"))
     assert load_business_config().horizon_days == repo_horizon
+
+
+def test_every_landing_table_has_a_minimum_of_bad_rows(tmp_path: Path) -> None:
+    from pydantic import ValidationError
+
+    from ml.config import MinBadRows
+    from ml.contract import TABLES
+
+    shipped = load_business_config(REPO_ROOT / "config" / "loopline.yml")
+    assert set(MinBadRows.model_fields) == set(TABLES)
+    assert {t: shipped.validation.min_bad_rows.of(t) for t in TABLES} == dict.fromkeys(
+        TABLES, 5
+    )
+    typo = tmp_path / "loopline.yml"
+    typo.write_text("validation:\n  min_bad_rows:\n    customer: 1\n")
+    with pytest.raises(ValidationError, match="customer"):
+        load_business_config(typo)

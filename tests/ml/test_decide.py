@@ -13,10 +13,12 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 
+import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
 from ml.config import Settings
+from ml.contract import CHANNELS
 from ml.decide import DecideError, DecideSummary, decide
 from ml.exports import MANIFEST_FILE, export_dir
 from ml.landing import partition_files
@@ -432,3 +434,116 @@ def test_ood_looks_only_at_the_configured_features() -> None:
     assert flagged(["recency_days", "not_a_feature"]) == ["lapsed"]
     assert ood_sql(reference, columns, ["not_a_feature"]) == "false"
     assert ood_sql(None, columns, None) == "false"
+
+
+def test_reviews_that_do_not_fit_their_case_are_quarantined_and_never_exported(
+    world: World,
+) -> None:
+    """A review of another customer than the queued case's, a change without its
+    new action and a review of no queued case go through the real landing gate:
+    each is quarantined with its reason, and the next decide applies, and exports,
+    only the review that fits its case."""
+    from datetime import datetime
+
+    import pyarrow as pa
+
+    from ml.contract import REVIEW_DECISIONS_TABLE, TABLES
+    from ml.landing import write_partition
+    from ml.validation import validate_landing
+
+    settings = world.settings
+    queued, arrives = NIGHTS[2], NIGHTS[3]
+    cases = pending_cases(settings, queued)
+    assert len(cases) >= 3, "the fixture's policy should route some cases to review"
+    (fits, foreign, changed), owners = (
+        list(cases["decision_id"].iloc[:3]),
+        list(cases["customer_id"].iloc[:3]),
+    )
+    with connect(settings.warehouse_path, read_only=True) as con:
+        everyone = [
+            r[0]
+            for r in con.execute(
+                "select distinct customer_id from marts.customer_features order by 1"
+            ).fetchall()
+        ]
+    stranger = next(c for c in everyone if c not in set(cases["customer_id"]))
+    # the gate knows a customer once they landed: every customer of the world
+    noon = datetime.combine(arrives, datetime.min.time()).replace(hour=6)
+    signups = pa.table(
+        {
+            "customer_id": everyone,
+            "signup_date": [FIRST_DAY] * len(everyone),
+            "plan": ["basic"] * len(everyone),
+            "region": ["north"] * len(everyone),
+            "acquisition_channel": ["organic"] * len(everyone),
+            "updated_at": [noon] * len(everyone),
+        },
+        schema=TABLES["customers"].schema,
+    )
+    write_partition(settings.landing_dir, "customers", arrives, signups)
+    reviews = pa.table(
+        {
+            "decision_id": [fits, foreign, changed, "no-such-case"],
+            "customer_id": [owners[0], stranger, owners[2], owners[0]],
+            "reviewer": ["a.moreau"] * 4,
+            "decided_at": [noon.replace(hour=9, minute=i) for i in range(4)],
+            "decision": ["approve", "approve", "change", "approve"],
+            "new_action": [None, None, None, None],
+            "reason_code": ["agree_with_model"] * 4,
+            "note": [None] * 4,
+        },
+        schema=REVIEW_DECISIONS_TABLE.schema,
+    )
+    write_partition(settings.landing_dir, "review_decisions", arrives, reviews)
+
+    report = validate_landing(
+        settings, arrives, ("customers", "review_decisions"), data_docs=False
+    )
+
+    assert report.passed
+    assert report.tables["review_decisions"].quarantined == {
+        "customer_mismatch": 1,
+        "invalid_new_action": 1,
+        "unknown_decision": 1,
+    }
+    with connect(settings.warehouse_path, read_only=True) as con:
+        quarantined = con.execute(
+            "select split_part(record_key, '|', 1), reason from ops.quarantine "
+            "where table_name = 'review_decisions' and run_date = ? order by 1",
+            [arrives],
+        ).fetchall()
+    assert sorted(quarantined) == sorted(
+        [
+            (foreign, "customer_mismatch"),
+            (changed, "invalid_new_action"),
+            ("no-such-case", "unknown_decision"),
+        ]
+    )
+
+    decide(settings, arrives, world.policy)
+
+    with connect(settings.warehouse_path, read_only=True) as con:
+        applied = con.execute(
+            "select review_decision_id, customer_id from marts.review_applied "
+            "where run_date = ?",
+            [arrives],
+        ).fetchall()
+        reviewed = con.execute(
+            "select customer_id from marts.decisions where run_date = ? and "
+            "reason_codes in ('review_approved', 'review_changed', "
+            "'review_rejected', 'review_inactive')",
+            [arrives],
+        ).fetchall()
+    assert applied == [(fits, owners[0])]
+    assert reviewed == [(owners[0],)]
+    folder = export_dir(settings.exports_dir, arrives)
+    exported = pd.concat(
+        [pd.read_csv(folder / f"{c}.csv", dtype=str) for c in CHANNELS]
+    )
+    from_review = exported[
+        exported["reason"].isin(["review_approved", "review_changed"])
+    ]
+    assert list(from_review["customer_id"]) == [owners[0]]
+    # the quarantined cases stay open for a review that fits them
+    still_open = set(pending_cases(settings, queued)["decision_id"])
+    assert {foreign, changed} <= still_open and fits not in still_open

@@ -66,7 +66,8 @@ def _build_warehouse(settings: Settings, decisions: int) -> None:
             "partition_date) values ('t1', 'c1', date '2025-03-01')"
         )
         con.execute(
-            "insert into ops.runs values (?, 'decide', 'success', 'h', ?)",
+            "insert into ops.runs (run_date, step, status, config_hash, detail) "
+            "values (?, 'decide', 'success', 'h', ?)",
             [DAY, json.dumps({"elapsed_seconds": 1.5})],
         )
 
@@ -134,9 +135,11 @@ def test_publish_copies_marts_ops_and_views_not_raw(settings: Settings) -> None:
             "select count(*), min(run_date) from reporting.latest_queue"
         ).fetchone()
         assert queue == (36, DAY)
+        # the copy is the warehouse as the publish saw it: itself running
         assert con.execute(
-            "select step, elapsed_seconds from reporting.pipeline_runs"
-        ).fetchall() == [("decide", 1.5)]
+            "select step, status, elapsed_seconds from reporting.pipeline_runs "
+            "order by step"
+        ).fetchall() == [("decide", "success", 1.5), ("publish", "running", None)]
         # the views whose tables are not there yet are simply absent
         views = {
             r[0]
