@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 import threading
 import time
@@ -60,6 +61,22 @@ def configure(settings: Settings, log_level: str = "WARNING") -> None:
     os.environ.update(env)
     # Raised by a FastAPI module Airflow imports; nothing Loopline can act on.
     warnings.filterwarnings("ignore", message="Using `httpx` with `starlette")
+    # Raised when the standard provider's sensors module (the DAGs' sensor) is
+    # imported: the provider itself still uses the old name.
+    warnings.filterwarnings(
+        "ignore",
+        message=r"The `airflow\.utils\.operator_helpers\.determine_kwargs` attribute",
+    )
+
+
+def send_logs_to(stream: Any) -> None:
+    """Write this process's Airflow log lines (its own and those of the tasks
+    ``dag.test`` runs in-process, Python warnings included) to ``stream`` instead
+    of the console. Call after :func:`configure`."""
+    import airflow  # noqa: F401  (importing it configures logging; replaced here)
+    from airflow.sdk.log import configure_logging
+
+    configure_logging(output=stream, colored_console_log=False)
 
 
 def ensure_metadata(settings: Settings) -> None:
@@ -228,6 +245,32 @@ class DagRunOutcome:
         return [t for t, s in self.task_states.items() if s == "failed"]
 
 
+class _SignalModule:
+    """The ``signal`` module as Airflow's task runner sees it under ``dag.test()``:
+    the same, except that it may not replace a SIGTERM handler of this process's
+    own (a ``loopline`` command's, which stops the command). The task runner's
+    handler only calls the operator's ``on_kill``; installed in the process that
+    runs the tasks in-process, it left that process deaf to SIGTERM from its first
+    task on."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(signal, name)
+
+    @staticmethod
+    def signal(signum: int, handler: Any) -> Any:
+        current = signal.getsignal(signum)
+        if signum == signal.SIGTERM and callable(current):
+            return current
+        return signal.signal(signum, handler)
+
+
+def _keep_sigterm_handler() -> None:
+    from airflow.sdk.execution_time import task_runner
+
+    if task_runner.signal is signal:
+        task_runner.signal = _SignalModule()  # type: ignore[assignment]
+
+
 class StartDateError(ValueError):
     """A logical date before the DAG's start_date: Airflow would run no task."""
 
@@ -257,6 +300,7 @@ def run_dag(
             "or earlier."
         )
     when = datetime(logical_date.year, logical_date.month, logical_date.day, tzinfo=UTC)
+    _keep_sigterm_handler()
     started = time.perf_counter()
     dag_run = dag.test(logical_date=when, run_conf=conf)
     seconds = time.perf_counter() - started
