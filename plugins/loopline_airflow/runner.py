@@ -17,6 +17,8 @@ import sys
 import threading
 import time
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from functools import lru_cache
@@ -245,30 +247,32 @@ class DagRunOutcome:
         return [t for t, s in self.task_states.items() if s == "failed"]
 
 
-class _SignalModule:
-    """The ``signal`` module as Airflow's task runner sees it under ``dag.test()``:
-    the same, except that it may not replace a SIGTERM handler of this process's
-    own (a ``loopline`` command's, which stops the command). The task runner's
-    handler only calls the operator's ``on_kill``; installed in the process that
-    runs the tasks in-process, it left that process deaf to SIGTERM from its first
-    task on."""
+@contextmanager
+def _sigterm_handler_kept() -> Iterator[None]:
+    """During ``dag.test()``, keep this process's own SIGTERM handler (a
+    ``loopline`` command's, which stops the command).
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(signal, name)
+    ``dag.test()`` runs each task in this process, and Airflow's task runner then
+    installs a SIGTERM handler of its own that only calls the operator's
+    ``on_kill`` and is never put back: from the first task on, the process
+    ignored SIGTERM. Inside the block ``signal.signal`` leaves a Python-level
+    SIGTERM handler in place (every other call goes through)."""
+    original = signal.signal
 
-    @staticmethod
-    def signal(signum: int, handler: Any) -> Any:
+    def keep_sigterm(signum: Any, handler: Any) -> Any:
         current = signal.getsignal(signum)
         if signum == signal.SIGTERM and callable(current):
             return current
-        return signal.signal(signum, handler)
+        return original(signum, handler)
 
-
-def _keep_sigterm_handler() -> None:
-    from airflow.sdk.execution_time import task_runner
-
-    if task_runner.signal is signal:
-        task_runner.signal = _SignalModule()  # type: ignore[assignment]
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    signal.signal = keep_sigterm
+    try:
+        yield
+    finally:
+        signal.signal = original
 
 
 class StartDateError(ValueError):
@@ -300,9 +304,9 @@ def run_dag(
             "or earlier."
         )
     when = datetime(logical_date.year, logical_date.month, logical_date.day, tzinfo=UTC)
-    _keep_sigterm_handler()
     started = time.perf_counter()
-    dag_run = dag.test(logical_date=when, run_conf=conf)
+    with _sigterm_handler_kept():
+        dag_run = dag.test(logical_date=when, run_conf=conf)
     seconds = time.perf_counter() - started
     states = {ti.task_id: str(ti.state) for ti in dag_run.get_task_instances()}
     return DagRunOutcome(
