@@ -141,3 +141,16 @@ def test_a_gate_failing_on_every_day_is_summarised(home: Path) -> None:
             "where suite_name = 'landing.transactions.gate' and not success"
         ).fetchone()
     assert stored == (DAYS,)
+
+
+def test_an_unexpected_error_says_how_to_see_where() -> None:
+    from ml.cli_errors import Terminated, explain
+
+    lines, code = explain(KeyError("customer_id"))
+    assert code == 1
+    assert lines == [
+        "KeyError: 'customer_id'",
+        "an unexpected error: rerun with --debug (or LOOPLINE_DEBUG=1) to see where",
+    ]
+    assert explain(Terminated()) == (["stopped (SIGTERM)"], 143)
+    assert explain(KeyboardInterrupt()) == (["interrupted"], 130)
