@@ -9,9 +9,8 @@ Ctrl-C (or when one of them exits).
 
 from __future__ import annotations
 
-import signal
 import time
-from typing import Annotated, Any
+from typing import Annotated
 from urllib.parse import urlsplit
 
 import typer
@@ -25,10 +24,6 @@ console = Console()
 def _mlflow_address(settings: Settings) -> tuple[str, int]:
     where = urlsplit(settings.mlflow_ui_url)
     return where.hostname or "127.0.0.1", where.port or 5000
-
-
-def _raise_interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
 
 
 def register_commands(app: typer.Typer) -> None:
@@ -80,10 +75,9 @@ def register_commands(app: typer.Typer) -> None:
             )
             raise typer.Exit(1)
         components = (*COMPONENTS, "mlflow") if mlflow else COMPONENTS
-        # both stop every service; SIGINT explicitly too, because a shell starts a
-        # background command with SIGINT ignored, and Python keeps it ignored
-        signal.signal(signal.SIGTERM, _raise_interrupt)
-        signal.signal(signal.SIGINT, _raise_interrupt)
+        # SIGTERM and SIGINT (even where a shell started the command with SIGINT
+        # ignored) raise here, stop every service, and exit 143 or 130
+        # (ml.cli_errors.stop_on_signals)
         with console.status(
             f"preparing Airflow's metadata under {settings.airflow_home}"
         ):
@@ -121,5 +115,6 @@ def register_commands(app: typer.Typer) -> None:
             raise typer.Exit(1)
         except KeyboardInterrupt:
             console.print("stopping Airflow")
+            raise
         finally:
             services.stop()

@@ -21,6 +21,14 @@ from rich.progress import (
 from rich.table import Table
 
 from ml.airflow_cli import register_commands as register_airflow_commands
+from ml.cli_errors import (
+    DEBUG_ENV,
+    LooplineGroup,
+    fail,
+    raise_if_stopped,
+    set_debug,
+)
+from ml.cli_output import active_log, route_library_output
 from ml.config import Settings, get_settings
 from ml.decide_cli import register_commands as register_decision_commands
 from ml.demo_cli import register_commands as register_demo_commands
@@ -28,9 +36,11 @@ from ml.ops_cli import register_commands as register_ops_commands
 from ml.train.cli import register_commands as register_model_commands
 
 app = typer.Typer(
+    cls=LooplineGroup,
     help="Loopline: nightly retention decisions from a transaction log.",
     no_args_is_help=True,
     add_completion=False,
+    pretty_exceptions_enable=False,
 )
 import_app = typer.Typer(help="Turn external data into landing partitions.")
 app.add_typer(import_app, name="import")
@@ -40,6 +50,26 @@ register_demo_commands(app)
 register_ops_commands(app)
 register_airflow_commands(app)
 console = Console()
+
+
+@app.callback()
+def _options(
+    debug: Annotated[
+        bool,
+        typer.Option(
+            "--debug",
+            envvar=DEBUG_ENV,
+            help="Print the traceback of an error (also LOOPLINE_DEBUG=1); without "
+            "it an error is one or a few plain lines.",
+        ),
+    ] = False,
+) -> None:
+    """Loopline: nightly retention decisions from a transaction log."""
+    set_debug(debug)
+    if not debug:
+        # library warnings and messages go to LOOPLINE_HOME/logs/loopline.log
+        route_library_output(get_settings())
+
 
 DateOpt = Annotated[str, typer.Option(help="A date, YYYY-MM-DD.")]
 STATE_ENTRIES = (
@@ -57,6 +87,7 @@ STATE_ENTRIES = (
     "dbt",
     "config",
     "alerts.pending.jsonl",
+    "logs",
 )
 
 
@@ -219,9 +250,12 @@ def rebuild(
 def _run_nightly(settings: Settings, days: list[date]) -> list[Any]:
     """Run the nightly DAG for each day in order; stop at the first day that did
     not run to its end (a failed task, or a run in which nothing ran)."""
-    from loopline_airflow.runner import StartDateError, configure, run_dag
+    from loopline_airflow.runner import configure, run_dag, send_logs_to
 
     configure(settings)
+    log = active_log()
+    if log is not None:  # Airflow's and the tasks' log lines: to the log file
+        send_logs_to(log.open())
     # The console shows one line per night; dbt's own lines go to its log file
     # (dbt/logs) unless LOOPLINE_DBT_LOG_LEVEL asks for them.
     os.environ.setdefault("LOOPLINE_DBT_LOG_LEVEL", "warn")
@@ -230,21 +264,60 @@ def _run_nightly(settings: Settings, days: list[date]) -> list[Any]:
     with _progress() as progress:
         task = progress.add_task("loopline_nightly", total=len(days))
         for day in days:
-            try:
-                outcome = run_dag(settings, "loopline_nightly", day)
-            except StartDateError as error:
-                progress.console.print(f"[red]{error}[/red]")
-                raise typer.Exit(1) from error
+            # a StartDateError (a date before the DAGs' start) stops the command
+            outcome = run_dag(settings, "loopline_nightly", day)
+            raise_if_stopped()  # a task run in-process swallows Ctrl-C and SIGTERM
             outcomes.append(outcome)
             status = "[green]ok" if outcome.ok else "[red]FAILED"
             progress.console.print(
                 f"{day}  {status}[/]  {outcome.seconds:5.1f}s  "
                 + ("" if outcome.ok else str(outcome.problem))
             )
+            if not outcome.ok:
+                for line in failure_cause(settings, outcome):
+                    progress.console.print(f"  {line}", highlight=False)
             progress.advance(task)
             if not outcome.ok:
                 break
     return outcomes
+
+
+def failure_cause(settings: Settings, outcome: Any) -> list[str]:
+    """The cause and the hint of a failed run's alert (``ops.alerts``, or the
+    spool while the warehouse was locked), as lines; none when nothing was
+    recorded. The whole task log is in the log file."""
+    from ml.alerts import spooled_alerts
+    from ml.warehouse import connect, table_exists
+
+    found: list[tuple[Any, ...]] = []
+    failed = outcome.failed_tasks
+    if failed and settings.warehouse_path.is_file():
+        marks = ", ".join("?" for _ in failed)
+        with connect(settings.warehouse_path, read_only=True) as con:
+            if table_exists(con, "ops", "alerts"):
+                found = con.execute(
+                    "select task_id, error_type, cause, hint from ops.alerts "
+                    f"where dag_id = ? and run_date = ? and task_id in ({marks}) "
+                    "order by failed_at desc limit 1",
+                    [outcome.dag_id, outcome.logical_date, *failed],
+                ).fetchall()
+    if not found:
+        found = [
+            (a.task_id, a.error_type, a.cause, a.hint)
+            for a in reversed(spooled_alerts(settings))
+            if a.dag_id == outcome.dag_id
+            and a.run_date == outcome.logical_date
+            and a.task_id in failed
+        ][:1]
+    lines = []
+    for task_id, error_type, cause, hint in found:
+        lines.append(f"{task_id}: {str(error_type).rsplit('.', 1)[-1]}: {cause}")
+        if hint:
+            lines.append(f"what to do: {hint}")
+    log = active_log()
+    if log is not None:
+        lines.append(f"task logs: {log.path}")
+    return lines
 
 
 @app.command()
@@ -266,8 +339,7 @@ def backfill(start: DateOpt, end: DateOpt) -> None:
     _init(settings)
     days = date_range(_date(start), _date(end))
     if not days:
-        console.print(f"[red]end {end} lies before start {start}: nothing to run[/red]")
-        raise typer.Exit(1)
+        fail(f"end {end} lies before start {start}: nothing to run")
     outcomes = _run_nightly(settings, days)
     if len(outcomes) < len(days) or not all(o.ok for o in outcomes):
         raise typer.Exit(1)
@@ -275,13 +347,9 @@ def backfill(start: DateOpt, end: DateOpt) -> None:
 
 def analyst_database(settings: Settings) -> Path:
     """The analyst copy, or exit with what to run when nothing is published."""
-    from ml.publish import NotPublishedError, analytics_database
+    from ml.publish import analytics_database
 
-    try:
-        return analytics_database(settings)
-    except NotPublishedError as error:
-        console.print(f"[red]{error}[/red]")
-        raise typer.Exit(1) from error
+    return analytics_database(settings)  # NotPublishedError says what to run
 
 
 def print_query(query: str, database: Path, title: str | None = None) -> None:
@@ -334,13 +402,8 @@ def _latest_run_date(settings: Settings) -> date | None:
 
 def _publish(settings: Settings, run_date: date, full: bool = False) -> None:
     from ml.pipeline import publish as run_publish
-    from ml.publish import PublishError
 
-    try:
-        summary = run_publish(run_date, settings, step="publish_manual", full=full)
-    except PublishError as error:
-        console.print(f"[red]{error}[/red]")
-        raise typer.Exit(1) from error
+    summary = run_publish(run_date, settings, step="publish_manual", full=full)
     counts = summary.counts
     rows = sum(counts["tables"].values())
     console.print(
@@ -370,18 +433,16 @@ def publish(
     in atomically; the nightly and outcomes runs do this as their last task."""
     settings = get_settings()
     if not settings.warehouse_path.is_file():
-        console.print(f"[red]no warehouse at {settings.warehouse_path} yet[/red]")
-        raise typer.Exit(1)
+        fail(f"no warehouse at {settings.warehouse_path} yet")
     import duckdb
 
     try:
         run_date = _date(date_) if date_ else _latest_run_date(settings)
     except duckdb.IOException as error:
-        console.print(
-            f"[red]cannot read {settings.warehouse_path}: another process holds it "
-            f"(a pipeline task writing?); try again after the run. {error}[/red]"
+        fail(
+            f"cannot read {settings.warehouse_path}: another process holds it "
+            f"(a pipeline task writing?); try again after the run. {error}"
         )
-        raise typer.Exit(1) from error
     _publish(settings, run_date or date.today(), full=full)
 
 
@@ -389,16 +450,11 @@ def publish(
 def docs() -> None:
     """Generate the dbt documentation site of the analyst copy and print where
     its index.html is."""
-    from ml.publish import NotPublishedError
-    from ml.transform import DbtBuildError, generate_docs
+    from ml.transform import generate_docs
 
     settings = get_settings()
-    try:
-        with console.status("dbt docs generate"):
-            site = generate_docs(settings)
-    except (NotPublishedError, DbtBuildError) as error:
-        console.print(f"[red]{error}[/red]")
-        raise typer.Exit(1) from error
+    with console.status("dbt docs generate"):
+        site = generate_docs(settings)
     console.print(f"dbt docs: [bold]{site / 'index.html'}[/bold]")
     console.print(f"one file that opens from disk: {site / 'static_index.html'}")
     console.print(

@@ -18,6 +18,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from ml.cli_errors import fail
 from ml.config import get_settings
 
 console = Console()
@@ -131,8 +132,7 @@ def _record(
             database=analyst_database(settings),
         )
     except ReviewError as error:
-        console.print(f"[red]{error}")
-        raise typer.Exit(2) from error
+        fail(str(error), 2)
     console.print(
         f"{record.decision} on {record.decision_id} ({record.customer_id}) recorded; "
         f"applied by the run of {record.arrives_on} ({record.path})"

@@ -246,9 +246,11 @@ def with_horizon(
 def run_demo(settings: Settings, plan: DemoPlan) -> bool:
     """The demo's steps up to the end of the loop; False when a run failed."""
     from loopline_airflow.closed_loop import LoopDay, run_loop
-    from loopline_airflow.runner import Prewarm, configure
+    from loopline_airflow.runner import Prewarm, configure, send_logs_to
 
     from ml.cli import _progress, console
+    from ml.cli_errors import raise_if_stopped
+    from ml.cli_output import active_log
     from ml.pipeline import date_range
     from ml.pipeline import rebuild as run_rebuild
     from ml.sim import load_sim_config, with_row_faults
@@ -258,6 +260,9 @@ def run_demo(settings: Settings, plan: DemoPlan) -> bool:
     from ml.train.cli import print_train_result
 
     configure(settings)
+    log = active_log()
+    if log is not None:  # Airflow's and the tasks' log lines: to the log file
+        send_logs_to(log.open())
     # Airflow's start-up overlaps the history phase (see Prewarm)
     airflow_ready = Prewarm(settings)
     horizon = load_business_config(settings.config_file).horizon_days
@@ -305,6 +310,7 @@ def run_demo(settings: Settings, plan: DemoPlan) -> bool:
 
         def on_day(day: LoopDay) -> None:
             nonlocal ok
+            raise_if_stopped()  # a task run in-process swallows Ctrl-C and SIGTERM
             status = day_status(settings, day.day, horizon)
             line = status.line()
             if day.retrain is not None:

@@ -28,6 +28,7 @@ import os
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from functools import lru_cache
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -276,12 +277,15 @@ def _load_version(
     process, as in ``loopline demo``)."""
     import mlflow
 
+    from ml.cli_output import quiet_mlflow
+
+    quiet_mlflow()
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)
     uri = f"models:/{name}/{version}"
     try:
         info = mlflow.models.get_model_info(uri)
-        model = mlflow.sklearn.load_model(uri)
+        model = load_sklearn_model(uri)
     except Exception as error:  # any failure to read or deserialise the model
         raise ModelLoadError(
             f"cannot load {name} version {version}: {error}"
@@ -295,6 +299,47 @@ def _load_version(
         tuple(item["name"] for item in spec),
         tuple((item["name"], item["type"]) for item in spec),
     )
+
+
+def trusted_types() -> list[str]:
+    """The types Loopline's models may hold, trusted when one is deserialised:
+    the union of both candidates' lists (:mod:`ml.train.models`)."""
+    from ml.train.models import BASELINE_SKOPS_TRUSTED_TYPES, SKOPS_TRUSTED_TYPES
+
+    return sorted({*SKOPS_TRUSTED_TYPES, *BASELINE_SKOPS_TRUSTED_TYPES})
+
+
+def load_sklearn_model(model_uri: str) -> Any:
+    """Load a logged scikit-learn model with skops and Loopline's own list of
+    trusted types.
+
+    ``mlflow.sklearn.load_model`` would trust the types listed in the artifact's
+    own MLmodel file (a crafted artifact can list anything), and it loads only
+    when ``MLFLOW_ALLOW_PICKLE_DESERIALIZATION`` is true, which Loopline sets
+    false (:mod:`ml.config`). A model not saved with skops is refused.
+    """
+    import warnings
+
+    from mlflow.artifacts import download_artifacts
+    from mlflow.models import Model
+
+    local = Path(download_artifacts(artifact_uri=model_uri))
+    flavor = Model.load(local / "MLmodel").flavors.get("sklearn") or {}
+    if flavor.get("serialization_format") != "skops":
+        raise ModelLoadError(
+            f"{model_uri} is not a skops-serialised scikit-learn model "
+            f"({flavor.get('serialization_format') or 'no sklearn flavor'}); "
+            "Loopline loads no pickles"
+        )
+    with warnings.catch_warnings():
+        # skops looks up the module of every function it knows (on import, and
+        # for each type it checks) by asking every loaded module for the name;
+        # Airflow's modules, when loaded in the same process, warn about each
+        # deprecated name on the way: thousands of lines
+        warnings.simplefilter("ignore")
+        import skops.io
+
+        return skops.io.load(local / flavor["pickled_model"], trusted=trusted_types())
 
 
 def _log_event(
@@ -588,11 +633,17 @@ def list_versions(
     client = _client(settings, config)
     name = config.registered_model
     found = client.search_model_versions(f"name = '{name}'")
+    # search_model_versions leaves each version's aliases empty; the registered
+    # model knows them
+    aliases: dict[str, list[str]] = {}
+    if found:
+        for alias, version in (client.get_registered_model(name).aliases or {}).items():
+            aliases.setdefault(str(version), []).append(alias)
     out = [
         VersionInfo(
             version=str(v.version),
             run_id=str(v.run_id or ""),
-            aliases=list(v.aliases or []),
+            aliases=sorted(aliases.get(str(v.version), [])),
             created_at=datetime.fromtimestamp(v.creation_timestamp / 1000, UTC),
             tags=dict(v.tags or {}),
         )

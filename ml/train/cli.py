@@ -7,7 +7,6 @@ to the main ``loopline`` typer app; each calls one function of ``ml.train`` or
 
 from __future__ import annotations
 
-from datetime import date
 from typing import TYPE_CHECKING
 
 import typer
@@ -48,9 +47,10 @@ def _train(
     as_of: str = typer.Option(..., "--as-of", help="Training date (YYYY-MM-DD)."),
 ) -> None:
     """Train on labels matured by --as-of, register a challenger, run the gate."""
+    from ml.cli import _date
     from ml.train import train
 
-    print_train_result(train(get_settings(), date.fromisoformat(as_of)))
+    print_train_result(train(get_settings(), _date(as_of)))
 
 
 def _models() -> None:

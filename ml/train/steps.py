@@ -735,7 +735,7 @@ def evaluate(
     the challenger (``model_uri``) as a new version."""
     import mlflow
 
-    from ml.registry import register_challenger
+    from ml.registry import load_sklearn_model, register_challenger
     from ml.train.tracking import use_mlflow
 
     config = config or load_model_config()
@@ -745,8 +745,8 @@ def evaluate(
     parts = split_frame(frame, training.windows, numeric, categorical, config)
     use_mlflow(settings, config)
     models = {
-        GRADIENT_BOOSTING: mlflow.sklearn.load_model(model_uri),
-        BASELINE: mlflow.sklearn.load_model(baseline_uri),
+        GRADIENT_BOOSTING: load_sklearn_model(model_uri),
+        BASELINE: load_sklearn_model(baseline_uri),
     }
     with threadpool_limits(limits=resolve_threads(config, settings.threads)):
         test = parts["test"]

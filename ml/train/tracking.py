@@ -26,6 +26,9 @@ def use_mlflow(settings: Settings, config: ModelConfig) -> str:
     stack's server proxies them to its own volume), so every container reads the
     same artifacts.
     """
+    from ml.cli_output import quiet_mlflow
+
+    quiet_mlflow()  # in a loopline command: MLflow's messages to its log file
     uri = settings.mlflow_tracking_uri
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)

@@ -1,5 +1,13 @@
 """``python -m loopline_airflow.launch COMPONENT [ARGS]`` is ``airflow COMPONENT
-[ARGS]``, with two additions for Loopline's local services.
+[ARGS]``, with three additions for Loopline's local services.
+
+**The log servers listen on loopback only.** The scheduler (for its task
+processes) and the triggerer each start a small web server that serves the logs
+of running tasks to the api-server; Airflow binds it to every interface (its host
+is not configurable). Here it binds to ``127.0.0.1`` (:func:`serve_logs_on_loopback`),
+and the task processes report ``127.0.0.1`` as their host name
+(:func:`loopback_hostname`, ``[core] hostname_callable``), which is where the
+api-server then asks for those logs.
 
 **The api-server takes SQLite's write lock before a savepoint.** Airflow runs
 its SQLite metadata in write-ahead-log mode, where a transaction that read before
@@ -79,10 +87,49 @@ def begin_immediate_savepoints() -> None:
     event.listen(Engine, "savepoint", savepoint)
 
 
+LOG_SERVER_HOST = "127.0.0.1"
+
+
+def loopback_hostname() -> str:
+    """The host name of every Loopline service process (``[core]
+    hostname_callable``): where its log server listens."""
+    return LOG_SERVER_HOST
+
+
+def serve_logs_on_loopback(port: int | None = None) -> None:
+    """``airflow.utils.serve_logs.serve_logs`` bound to :data:`LOG_SERVER_HOST`
+    instead of every interface (the same app and settings otherwise)."""
+    import uvicorn
+    from airflow.configuration import conf
+    from setproctitle import setproctitle
+
+    setproctitle("airflow serve-logs")
+    port = port or conf.getint("logging", "WORKER_LOG_SERVER_PORT")
+    uvicorn.run(
+        "airflow.utils.serve_logs.log_server:get_app",
+        host=LOG_SERVER_HOST,
+        port=port,
+        log_level=conf.get("logging", "uvicorn_logging_level", fallback="info").lower(),
+        log_config=None,
+        access_log=False,
+    )
+
+
+def serve_logs_on_loopback_only() -> None:
+    """Make the scheduler and the triggerer start :func:`serve_logs_on_loopback`
+    (both import ``serve_logs`` from ``airflow.utils.serve_logs`` when they
+    start it)."""
+    import airflow.utils.serve_logs as serve_logs
+
+    serve_logs.serve_logs = serve_logs_on_loopback  # type: ignore[assignment]
+
+
 def main(argv: list[str]) -> None:
     component, *rest = argv
     if component == "api-server":
         begin_immediate_savepoints()
+    if component in ("scheduler", "triggerer"):
+        serve_logs_on_loopback_only()
     if component == "scheduler":
         preload()
     from airflow.__main__ import main as airflow_main

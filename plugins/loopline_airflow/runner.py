@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 import threading
 import time
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from functools import lru_cache
@@ -60,6 +63,22 @@ def configure(settings: Settings, log_level: str = "WARNING") -> None:
     os.environ.update(env)
     # Raised by a FastAPI module Airflow imports; nothing Loopline can act on.
     warnings.filterwarnings("ignore", message="Using `httpx` with `starlette")
+    # Raised when the standard provider's sensors module (the DAGs' sensor) is
+    # imported: the provider itself still uses the old name.
+    warnings.filterwarnings(
+        "ignore",
+        message=r"The `airflow\.utils\.operator_helpers\.determine_kwargs` attribute",
+    )
+
+
+def send_logs_to(stream: Any) -> None:
+    """Write this process's Airflow log lines (its own and those of the tasks
+    ``dag.test`` runs in-process, Python warnings included) to ``stream`` instead
+    of the console. Call after :func:`configure`."""
+    import airflow  # noqa: F401  (importing it configures logging; replaced here)
+    from airflow.sdk.log import configure_logging
+
+    configure_logging(output=stream, colored_console_log=False)
 
 
 def ensure_metadata(settings: Settings) -> None:
@@ -228,6 +247,34 @@ class DagRunOutcome:
         return [t for t, s in self.task_states.items() if s == "failed"]
 
 
+@contextmanager
+def _sigterm_handler_kept() -> Iterator[None]:
+    """During ``dag.test()``, keep this process's own SIGTERM handler (a
+    ``loopline`` command's, which stops the command).
+
+    ``dag.test()`` runs each task in this process, and Airflow's task runner then
+    installs a SIGTERM handler of its own that only calls the operator's
+    ``on_kill`` and is never put back: from the first task on, the process
+    ignored SIGTERM. Inside the block ``signal.signal`` leaves a Python-level
+    SIGTERM handler in place (every other call goes through)."""
+    original = signal.signal
+
+    def keep_sigterm(signum: Any, handler: Any) -> Any:
+        current = signal.getsignal(signum)
+        if signum == signal.SIGTERM and callable(current):
+            return current
+        return original(signum, handler)
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    signal.signal = keep_sigterm
+    try:
+        yield
+    finally:
+        signal.signal = original
+
+
 class StartDateError(ValueError):
     """A logical date before the DAG's start_date: Airflow would run no task."""
 
@@ -258,7 +305,8 @@ def run_dag(
         )
     when = datetime(logical_date.year, logical_date.month, logical_date.day, tzinfo=UTC)
     started = time.perf_counter()
-    dag_run = dag.test(logical_date=when, run_conf=conf)
+    with _sigterm_handler_kept():
+        dag_run = dag.test(logical_date=when, run_conf=conf)
     seconds = time.perf_counter() - started
     states = {ti.task_id: str(ti.state) for ti in dag_run.get_task_instances()}
     return DagRunOutcome(

@@ -16,7 +16,8 @@ On top of that:
   generated password in ``$AIRFLOW_HOME/simple_auth_manager_passwords.json``
   (mode 0600, under ``LOOPLINE_HOME``, never in the repo). It is written before the
   api-server starts, so :func:`login` can print it and the tests can use it.
-- **Loopback only** (``[api] host``), one api-server worker.
+- **Loopback only** (``[api] host``), one api-server worker; the scheduler's and
+  the triggerer's log servers listen on ``127.0.0.1`` (``loopline_airflow.launch``).
 - **A warm scheduler, a serialized api-server** (``loopline_airflow.launch``):
   the scheduler imports the tasks' libraries first, which every task process then
   inherits; the api-server takes SQLite's write lock before a savepoint, so that
@@ -55,6 +56,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from loopline_airflow.launch import LOG_SERVER_HOST
 from loopline_airflow.runner import airflow_env
 from ml.config import Settings
 
@@ -137,6 +139,12 @@ def services_env(
             "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": str(SCHEDULER_IDLE_SLEEP),
             "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(worker_logs),
             "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(trigger_logs),
+            # the log servers listen on loopback only, and every process names
+            # loopback as its host, where the api-server asks for running logs
+            # (loopline_airflow.launch)
+            "AIRFLOW__CORE__HOSTNAME_CALLABLE": (
+                "loopline_airflow.launch.loopback_hostname"
+            ),
             # the components' own logs go to files; no colour codes in them
             "NO_COLOR": "1",
         }
@@ -245,7 +253,7 @@ class AirflowServices:
         full_env = _process_env(env)
         airflow = str(Path(sys.executable).with_name("airflow"))
         for component in components:
-            if component in ("api-server", "scheduler"):
+            if component in ("api-server", "scheduler", "triggerer"):
                 # `airflow <component>` with additions (loopline_airflow.launch)
                 command = [sys.executable, "-m", "loopline_airflow.launch", component]
             elif component in COMPONENTS:
@@ -375,11 +383,14 @@ def start_services(
     """Prepare the metadata, then start ``components``; returns at once (see
     :meth:`AirflowServices.wait_until_ready`). ``mlflow`` is an extra component:
     the MLflow UI on ``settings.mlflow_ui_url``. The log servers take Airflow's
-    ports (8793, 8794) when nobody listens there, else free ones."""
+    ports (8793, 8794) on loopback when nobody listens there, else free ones."""
     host = host or settings.airflow_host
     port = port or settings.airflow_port
     if log_server_ports is None:
-        log_server_ports = (_port_or_free(host, 8793), _port_or_free(host, 8794))
+        log_server_ports = (
+            _port_or_free(LOG_SERVER_HOST, 8793),
+            _port_or_free(LOG_SERVER_HOST, 8794),
+        )
     env = services_env(
         settings, host, port, schedule, log_server_ports=log_server_ports
     ) | dict(extra_env or {})

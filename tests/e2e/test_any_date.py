@@ -73,6 +73,9 @@ def test_a_nightly_run_in_1997_runs_every_task_and_writes_decisions(
 
     assert code == 0, output
     assert f"{NIGHT}  ok" in output
+    # Airflow's task logs and library warnings went to the log file, not here
+    assert [line for line in output.splitlines() if "arning" in line] == []
+    assert "Traceback" not in output
     night = f"'{NIGHT.isoformat()}'"
     assert _count(
         world, f"select count(*) from marts.decisions where run_date = {night}"
@@ -118,6 +121,23 @@ def test_loopline_run_refuses_a_date_before_the_start_date_in_plain_words(
     assert "LOOPLINE_DAGS_START_DATE" in output
     assert "1997-02-01" in output
     assert "Traceback" not in output
+    assert "\nerror: loopline_nightly: the logical date 1997-02-01" in output
     assert not _count(
         world, "select count(*) from ops.runs where run_date = '1997-02-01'"
     )
+
+
+def test_a_run_past_the_data_fails_with_its_cause_in_plain_words(
+    world: Settings,
+) -> None:
+    after = NIGHT + timedelta(days=30)
+    code, output = _loopline(world, "run", "--date", after.isoformat())
+
+    assert code == 1
+    assert f"{after}  FAILED" in output
+    flat = " ".join(output.split())
+    assert "check_landing: LandingNotReadyError: landing partition not ready" in flat
+    assert "what to do:" in flat
+    assert f"task logs: {world.root / 'logs' / 'loopline.log'}" in flat
+    assert "Traceback" not in output
+    assert [line for line in output.splitlines() if "arning" in line] == []

@@ -51,6 +51,12 @@ def loop(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, str]:
         timeout=1200,
     )
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    # only the demo's own lines: library warnings, MLflow's messages and the
+    # in-process tasks' Airflow logs went to logs/loopline.log
+    printed = done.stdout + done.stderr
+    assert [line for line in printed.splitlines() if "arning" in line] == []
+    assert "Traceback" not in printed and "INFO mlflow" not in printed
+    assert done.stderr == ""
     settings = Settings(home=home, config_file=home / "config" / "loopline.yml")
     return settings, done.stdout
 
