@@ -23,7 +23,8 @@ Target (issue 16): at each cut the gate promotes unaided, the model's ROC AUC is
 at least BG/NBD's + 0.02, and its ECE <= 0.05. The script prints the figures side
 by side and exits 1 if a cut scored nothing.
 
-Run: ``.venv/bin/python benchmarks/bench_real_log.py [--cuts 1998-04-30 1998-05-31]``
+Run: ``.venv/bin/python benchmarks/bench_real_log.py [--cuts 1998-04-28 1998-05-26]``
+(cuts are snapshot dates of the weekly rebuild, whose labels (c, c + 30] exist).
 """
 
 from __future__ import annotations
@@ -50,6 +51,9 @@ from ml.train.steps import fit_bgnbd_at
 REPO = Path(__file__).resolve().parents[1]
 LOOPLINE = REPO / ".venv" / "bin" / "loopline"
 HORIZON = 30
+# the rebuild's weekly snapshots (and so the labelled dates): START + 7k
+REBUILD_START = date(1997, 4, 1)
+EVERY = 7
 AUC_MARGIN = 0.02
 MAX_ECE = 0.05
 
@@ -166,11 +170,17 @@ def measure(home: Path, cut: date, promoted: bool) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument(
-        "--cuts", nargs="+", default=["1998-04-30", "1998-05-31"], help="cut dates"
+        "--cuts",
+        nargs="+",
+        default=["1998-04-28", "1998-05-26"],
+        help="cut dates on the weekly grid 1997-04-01 + 7k, at most 1998-05-31",
     )
     parser.add_argument("--keep", action="store_true", help="keep the homes")
     args = parser.parse_args()
     cuts = [date.fromisoformat(c) for c in args.cuts]
+    off_grid = [c for c in cuts if (c - REBUILD_START).days % EVERY]
+    if off_grid:
+        sys.exit(f"cuts {off_grid} are not rebuild snapshot dates (1997-04-01 + 7k)")
     root = Path(tempfile.mkdtemp(prefix="loopline-cdnow-"))
     base = root / "base"
     source = cdnow_file()
@@ -193,7 +203,14 @@ def main() -> None:
     )
     print(f"import   {seconds:6.1f} s")
     seconds, _ = loopline(
-        base, "rebuild", "--start", "1997-04-01", "--end", "1998-06-30", "--every", "7"
+        base,
+        "rebuild",
+        "--start",
+        REBUILD_START.isoformat(),
+        "--end",
+        "1998-06-30",
+        "--every",
+        str(EVERY),
     )
     print(f"rebuild  {seconds:6.1f} s")
     results: list[tuple[date, bool, str, dict[str, float]]] = []

@@ -17,6 +17,7 @@ import hashlib
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -99,17 +100,46 @@ def backtest_windows(
     ]
 
 
-def thinning_predicate(every_days: int) -> str:
-    """SQL keeping one snapshot per customer every ``every_days`` days.
+def thinning_predicate(every_days: int, spacing_days: int = 1) -> str:
+    """SQL keeping one snapshot per customer every ``every_days`` days, for
+    snapshots ``spacing_days`` apart (1 for nightly snapshots, 7 for a weekly
+    rebuild).
 
-    The phase comes from the md5 of the customer_id (stable across DuckDB versions),
-    so every customer keeps the same dates whatever range is read.
+    A snapshot is kept when its step number (days since 1970-01-01 divided by the
+    spacing) plus the customer's phase is a multiple of every_days / spacing. The
+    phase comes from the md5 of the customer_id (stable across DuckDB versions), so
+    every customer keeps the same dates whatever range is read. Snapshots already
+    every_days or more apart are all kept: thinning weekly snapshots by the day
+    would keep only the customers whose phase matches the snapshots' weekday.
     """
-    if every_days <= 1:
+    steps = int(every_days) // max(1, int(spacing_days))
+    if steps <= 1:
         return "true"
     phase = "('0x' || left(md5(customer_id), 8))::bigint"
-    day_number = "datediff('day', date '1970-01-01', as_of_date)"
-    return f"(({day_number}) + {phase}) % {int(every_days)} = 0"
+    step = f"datediff('day', date '1970-01-01', as_of_date) // {int(spacing_days)}"
+    return f"(({step}) + {phase}) % {steps} = 0"
+
+
+def snapshot_spacing(con: Any, start: date, end: date) -> int:
+    """The usual number of days between consecutive snapshot dates of
+    ``marts.training_examples`` in ``[start, end]`` (1 when there are fewer than
+    two dates)."""
+    found = con.execute(
+        f"""
+        with dates as (
+            select distinct as_of_date from {TRAINING_TABLE}
+            where as_of_date between ? and ?
+        ),
+        gaps as (
+            select datediff('day', lag(as_of_date) over (order by as_of_date),
+                as_of_date) as gap
+            from dates
+        )
+        select mode(gap) from gaps where gap is not null
+        """,
+        [start, end],
+    ).fetchall()
+    return int(found[0][0]) if found and found[0][0] else 1
 
 
 def load_examples(
@@ -122,14 +152,15 @@ def load_examples(
 ) -> pd.DataFrame:
     """Thinned rows of ``marts.training_examples`` with as_of_date in
     ``[start, end]`` whose label had matured by ``as_of``, in a stable order."""
-    query = (
-        f"select * from {TRAINING_TABLE} "
-        "where as_of_date between ? and ? "
-        "and as_of_date <= ? "
-        f"and {thinning_predicate(config.thinning.every_days)} "
-        "order by as_of_date, customer_id"
-    )
     with connect(warehouse, read_only=True) as con:
+        spacing = snapshot_spacing(con, start, end)
+        query = (
+            f"select * from {TRAINING_TABLE} "
+            "where as_of_date between ? and ? "
+            "and as_of_date <= ? "
+            f"and {thinning_predicate(config.thinning.every_days, spacing)} "
+            "order by as_of_date, customer_id"
+        )
         frame = con.execute(
             query, [start, end, latest_matured_date(as_of, horizon_days)]
         ).df()

@@ -17,6 +17,7 @@ from ml.train.data import (
 )
 from ml.train.metrics import evaluate, expected_calibration_error
 from ml.train.synthetic import write_synthetic_marts
+from ml.warehouse import connect
 
 
 @pytest.mark.parametrize("horizon", [7, 30, 45])
@@ -93,6 +94,26 @@ def test_thinning_keeps_one_snapshot_per_customer_every_n_days(
         warehouse, date(2023, 1, 1), date(2024, 4, 1), date(2024, 4, 1), 7, config
     )
     assert len(everything) > 6 * len(frame)
+
+
+def test_thinning_keeps_every_snapshot_of_a_weekly_rebuild(tmp_path: Path) -> None:
+    # a history rebuilt with --every 7 has one snapshot per customer a week:
+    # thinning to one a week must keep them all, not the customers whose phase
+    # happens to match the rebuild's weekday
+    warehouse = tmp_path / "warehouse.duckdb"
+    write_synthetic_marts(warehouse, 300, date(2024, 1, 1), 120, seed=3)
+    with connect(warehouse) as con:
+        con.execute(
+            "delete from marts.training_examples "
+            "where datediff('day', date '2024-01-01', as_of_date) % 7 <> 0"
+        )
+        weekly = con.execute("select count(*) from marts.training_examples").fetchall()
+    config = ModelConfig()
+    config.thinning.every_days = 7
+    frame = load_examples(
+        warehouse, date(2023, 1, 1), date(2024, 6, 1), date(2024, 6, 1), 7, config
+    )
+    assert len(frame) == weekly[0][0] > 0
 
 
 def test_label_and_key_columns_are_never_features(warehouse: Path) -> None:
