@@ -90,7 +90,9 @@ def gate_of(home: Path) -> tuple[bool, str]:
     from ml.train.config import load_model_config
 
     name = load_model_config().registered_model
-    client = MlflowClient(f"sqlite:///{home / 'mlflow.db'}")
+    uri = f"sqlite:///{home / 'mlflow.db'}"
+    # name the registry too: it otherwise stays on the first home's database
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     versions = client.search_model_versions(f"name = '{name}'")
     newest = max(versions, key=lambda v: int(v.version))
     tags = newest.tags or {}

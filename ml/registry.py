@@ -170,20 +170,26 @@ def decide(
     else:
         ok = False
         reasons.append(f"fail: ece {ece:.4f} > {gate.max_ece}")
-    rivals = {"baseline": baseline} | dict(classical or {})
+    rivals = {"logistic": baseline} | dict(classical or {})
     best_name = max(rivals, key=lambda name: rivals[name][metric])
     best = rivals[best_name][metric]
-    others = ", ".join(f"{name} {found[metric]:.4f}" for name, found in rivals.items())
+    others = ", ".join(
+        f"{name} {found[metric]:.4f}"
+        for name, found in rivals.items()
+        if name != best_name
+    )
+    rest = f" (then {others})" if others else ""
     if challenger[metric] > best:
         reasons.append(
-            f"pass: {metric} {challenger[metric]:.4f} beats the best baseline "
-            f"({best_name} {best:.4f}; {others})"
+            f"pass: {metric} {challenger[metric]:.4f} beats the best baseline, "
+            f"{best_name} {best:.4f}{rest}"
         )
     else:
         ok = False
         reasons.append(
             f"fail: {metric} {challenger[metric]:.4f} does not beat the best "
-            f"baseline ({best_name} {best:.4f}; {others})"
+            f"baseline, {best_name} {best:.4f}"
+            + (f" (then {others})" if others else "")
         )
     if champion is None:
         reasons.append("pass: no champion yet")
