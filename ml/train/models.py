@@ -131,10 +131,24 @@ def uses_bgnbd(numeric: list[str], bgnbd: BgNbdParams | None) -> bool:
     return bgnbd is not None and all(c in numeric for c in BGNBD_INPUTS)
 
 
-def _bgnbd_step(bgnbd: BgNbdParams, horizon_days: int) -> BgNbdFeatures:
-    return BgNbdFeatures(
-        r=bgnbd.r, alpha=bgnbd.alpha, a=bgnbd.a, b=bgnbd.b, horizon_days=horizon_days
-    )
+def _pipeline(
+    columns: ColumnTransformer,
+    model: Any,
+    bgnbd: BgNbdParams | None,
+    horizon_days: int,
+) -> Pipeline:
+    """columns -> model, behind the BG/NBD feature step when ``bgnbd`` is given."""
+    steps: list[tuple[str, Any]] = [("columns", columns), ("model", model)]
+    if bgnbd is not None:
+        features = BgNbdFeatures(
+            r=bgnbd.r,
+            alpha=bgnbd.alpha,
+            a=bgnbd.a,
+            b=bgnbd.b,
+            horizon_days=horizon_days,
+        )
+        steps.insert(0, ("bgnbd", features))
+    return Pipeline(steps)
 
 
 def build_baseline(
@@ -173,11 +187,7 @@ def build_baseline(
         max_iter=params.max_iter,
         random_state=config.random_state,
     )
-    steps: list[tuple[str, Any]] = [("columns", columns), ("model", model)]
-    if with_bgnbd:
-        assert bgnbd is not None
-        steps.insert(0, ("bgnbd", _bgnbd_step(bgnbd, horizon_days)))
-    return Pipeline(steps)
+    return _pipeline(columns, model, bgnbd if with_bgnbd else None, horizon_days)
 
 
 def build_gradient_boosting(
@@ -224,11 +234,7 @@ def build_gradient_boosting(
         categorical_features=is_categorical if categorical else None,
         random_state=config.random_state,
     )
-    steps: list[tuple[str, Any]] = [("columns", columns), ("model", model)]
-    if with_bgnbd:
-        assert bgnbd is not None
-        steps.insert(0, ("bgnbd", _bgnbd_step(bgnbd, horizon_days)))
-    return Pipeline(steps)
+    return _pipeline(columns, model, bgnbd if with_bgnbd else None, horizon_days)
 
 
 def build_candidate(

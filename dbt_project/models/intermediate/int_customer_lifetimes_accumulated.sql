@@ -27,6 +27,15 @@
       days since 1970-01-01.
 -#}
 
+{#- the running totals of the state and their types (gap_* from partition_gaps) -#}
+{%- set state_totals = [
+    ('purchase_days', 'integer'), ('purchases', 'integer'),
+    ('spend', 'decimal(18, 2)'), ('spend_points', 'integer'),
+    ('day_sum', 'bigint'), ('day_square_sum', 'hugeint'),
+    ('spend_day_sum', 'decimal(38, 2)'), ('gap_count', 'integer'),
+    ('gap_sum', 'bigint'), ('gap_square_sum', 'hugeint'),
+] -%}
+
 with
 
 customer_days as (
@@ -198,14 +207,12 @@ running as (
         partition_totals.known_on,
         min(partition_totals.first_activity_date) over history as first_purchase_date,
         max(partition_totals.last_activity_date) over history as last_purchase_date,
-        {%- for column in [
-            'purchase_days', 'purchases', 'spend', 'spend_points', 'day_sum',
-            'day_square_sum', 'spend_day_sum',
-        ] %}
-        sum(partition_totals.{{ column }}) over history as {{ column }},
-        {%- endfor %}
-        {%- for column in ['gap_count', 'gap_sum', 'gap_square_sum'] %}
-        sum(coalesce(partition_gaps.{{ column }}, 0)) over history as {{ column }}{{ ',' if not loop.last }}
+        {%- for column, type in state_totals %}
+        {%- if column.startswith('gap_') %}
+        sum(coalesce(partition_gaps.{{ column }}, 0)) over history as {{ column }}
+        {%- else %}
+        sum(partition_totals.{{ column }}) over history as {{ column }}
+        {%- endif %}{{ ',' if not loop.last }}
         {%- endfor %}
 
     from partition_totals
@@ -230,29 +237,17 @@ final as (
             as first_purchase_date,
         cast(greatest(running.last_purchase_date, prior_state.last_purchase_date) as date)
             as last_purchase_date,
-        {%- for column, type in [
-            ('purchase_days', 'integer'), ('purchases', 'integer'),
-            ('spend', 'decimal(18, 2)'), ('spend_points', 'integer'),
-            ('day_sum', 'bigint'), ('day_square_sum', 'hugeint'),
-            ('spend_day_sum', 'decimal(38, 2)'), ('gap_count', 'integer'),
-            ('gap_sum', 'bigint'), ('gap_square_sum', 'hugeint'),
-        ] %}
-        cast(running.{{ column }} + coalesce(prior_state.{{ column }}, 0) as {{ type }})
-            as {{ column }}{{ ',' if not loop.last }}
-        {%- endfor %}
         {%- else %}
         cast(running.first_purchase_date as date) as first_purchase_date,
         cast(running.last_purchase_date as date) as last_purchase_date,
-        {%- for column, type in [
-            ('purchase_days', 'integer'), ('purchases', 'integer'),
-            ('spend', 'decimal(18, 2)'), ('spend_points', 'integer'),
-            ('day_sum', 'bigint'), ('day_square_sum', 'hugeint'),
-            ('spend_day_sum', 'decimal(38, 2)'), ('gap_count', 'integer'),
-            ('gap_sum', 'bigint'), ('gap_square_sum', 'hugeint'),
-        ] %}
-        cast(running.{{ column }} as {{ type }}) as {{ column }}{{ ',' if not loop.last }}
-        {%- endfor %}
         {%- endif %}
+        {%- for column, type in state_totals %}
+        cast(
+            running.{{ column }}
+            {%- if is_incremental() %} + coalesce(prior_state.{{ column }}, 0){% endif %}
+            as {{ type }}
+        ) as {{ column }}{{ ',' if not loop.last }}
+        {%- endfor %}
 
     from running
     {%- if is_incremental() %}

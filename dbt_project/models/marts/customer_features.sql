@@ -500,19 +500,7 @@ final as (
                 / nullif(active_customers.gap_count, 0),
             {{ active_window_days }}
         ) as gap_mean_days,
-        coalesce(
-            sqrt(
-                greatest(
-                    cast(
-                        active_customers.gap_count * active_customers.gap_square_sum
-                        - active_customers.gap_sum * active_customers.gap_sum
-                        as double
-                    ),
-                    0
-                )
-            ) / nullif(active_customers.gap_count, 0),
-            0
-        ) as gap_std_days,
+        {{ population_std('active_customers.gap_count', 'active_customers.gap_sum', 'active_customers.gap_square_sum') }} as gap_std_days,
 
         ---------- mix
         cast(active_customers.category_count_90d as integer) as category_count_90d,
@@ -568,19 +556,7 @@ final as (
             cast(lifetimes.gap_sum as double) / nullif(lifetimes.gap_count, 0),
             {{ dbt.datediff('lifetimes.first_purchase_date', 'active_customers.as_of_date', 'day') }}
         ) as lifetime_gap_mean_days,
-        coalesce(
-            sqrt(
-                greatest(
-                    cast(
-                        lifetimes.gap_count * lifetimes.gap_square_sum
-                        - lifetimes.gap_sum * lifetimes.gap_sum
-                        as double
-                    ),
-                    0
-                )
-            ) / nullif(lifetimes.gap_count, 0),
-            0
-        ) as lifetime_gap_std_days
+        {{ population_std('lifetimes.gap_count', 'lifetimes.gap_sum', 'lifetimes.gap_square_sum') }} as lifetime_gap_std_days
 
     from active_customers
     inner join known_customers
