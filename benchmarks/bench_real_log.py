@@ -85,25 +85,19 @@ def loopline(home: Path, *args: str) -> tuple[float, str]:
 
 def gate_of(home: Path) -> tuple[bool, str]:
     """Whether the newest version was promoted, and the gate's reasons."""
-    from mlflow.tracking import MlflowClient
+    from ml.registry import list_versions
 
-    from ml.train.config import load_model_config
-
-    name = load_model_config().registered_model
-    uri = f"sqlite:///{home / 'mlflow.db'}"
-    # name the registry too: it otherwise stays on the first home's database
-    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-    versions = client.search_model_versions(f"name = '{name}'")
-    newest = max(versions, key=lambda v: int(v.version))
-    tags = newest.tags or {}
+    tags = list_versions(Settings(home=home))[0].tags
     return tags.get("gate_decision") == "promote", tags.get("gate_reasons", "")
 
 
 def challenger_scores(home: Path, cut: date) -> dict[str, np.ndarray]:
     """The newest version's p_churn on the snapshot of ``cut``, for a cut whose
     gate refused it (the nightly then scores nothing: it uses the rule fallback)."""
+    import pyarrow as pa
+
     from ml.registry import list_versions, load_model
-    from ml.train.data import prepare_features
+    from ml.score import predict_batch
 
     settings = Settings(home=home)
     version = list_versions(settings)[0].version
@@ -116,11 +110,11 @@ def challenger_scores(home: Path, cut: date) -> dict[str, np.ndarray]:
             "where f.as_of_date = ?",
             [cut],
         ).df()
-    numeric = [c for c in model.input_columns if model.input_types[c] != "string"]
-    categorical = [c for c in model.input_columns if c not in numeric]
-    features = prepare_features(frame, numeric, categorical)[model.input_columns]
     out = {c: frame[c].to_numpy() for c in frame.columns}
-    out["p_churn"] = model.model.predict_proba(features)[:, 1]
+    # the nightly's own prediction path (ml.score), on the same snapshot
+    out["p_churn"] = predict_batch(
+        model, pa.RecordBatch.from_pandas(frame, preserve_index=False)
+    )
     return out
 
 
