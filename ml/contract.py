@@ -176,3 +176,9 @@ EXPORT_COLUMNS = (
     "model_version",
     "policy_version",
 )
+
+# Warehouse tables written by the nightly decide step (ml.decide, their owner),
+# named here so that the landing gate can check feedback rows against them
+# without importing the decision layer.
+DECISIONS_TABLE = "marts.decisions"
+REVIEW_QUEUE_TABLE = "marts.review_queue"

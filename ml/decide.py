@@ -40,7 +40,13 @@ import numpy as np
 import pandas as pd
 
 from ml.config import Settings, load_business_config
-from ml.contract import ACTIONS, CHANNELS, EXPORT_COLUMNS
+from ml.contract import (
+    ACTIONS,
+    CHANNELS,
+    DECISIONS_TABLE,
+    EXPORT_COLUMNS,
+    REVIEW_QUEUE_TABLE,
+)
 from ml.exports import REVIEW_COLUMNS, ExportManifest, write_exports
 from ml.monitor import current_uplifts
 from ml.policy.config import PolicyConfig, load_policy_config
@@ -66,8 +72,6 @@ from ml.warehouse import (
 if TYPE_CHECKING:
     from ml.registry import LoadedModel
 
-DECISIONS_TABLE = "marts.decisions"
-REVIEW_QUEUE_TABLE = "marts.review_queue"
 REVIEW_APPLIED_TABLE = "marts.review_applied"
 POLICY_DAILY_TABLE = "marts.policy_daily"
 CONTACT_WINDOW_DAYS = 90
