@@ -38,7 +38,7 @@ RUN uv export --frozen --no-dev --no-hashes --no-emit-project -o /tmp/locked.txt
         --constraint /tmp/locked.txt --requirement docker/requirements-deploy.txt \
     && rm /tmp/locked.txt
 
-# 3. The project. It stays an editable install, so ml.config.REPO_ROOT is
+# 3. The project. It stays an editable install, so ml.config.settings.REPO_ROOT is
 #    /opt/loopline and config/, dags/ and dbt_project/ are found there.
 #    --inexact keeps the deploy packages of step 2.
 COPY ml/ ml/

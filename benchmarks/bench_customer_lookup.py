@@ -1,5 +1,5 @@
 """The landing gate's "known customer" rule: ``Series.isin`` against
-``ml.validation.rules.CustomerRegistry.known`` (index lookups).
+``ml.data.validation.rules.CustomerRegistry.known`` (index lookups).
 
 The gate checks every landed row that names a customer against the ids in
 ``raw.customers``, once per table and night. That set grows with history, so the
@@ -20,7 +20,7 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
-from ml.validation.rules import CustomerRegistry
+from ml.data.validation.rules import CustomerRegistry
 
 
 def best_of(repeats: int, work: Callable[[], np.ndarray]) -> tuple[float, np.ndarray]:

@@ -1,4 +1,4 @@
-"""Benchmark of ``ml.policy.engine.decide`` against its 10 s target for 1M customers.
+"""Benchmark of ``ml.decision.engine.decide`` against its 10 s target for 1M customers.
 
 Builds ``--rows`` synthetic scored customers (skewed p_churn, lognormal value at
 risk, some contact history, a few out-of-distribution rows), then times ``decide``
@@ -19,8 +19,8 @@ from datetime import date
 import numpy as np
 import pandas as pd
 
-from ml.policy.config import load_policy_config
-from ml.policy.engine import Mode, decide, summarize
+from ml.config.policy import load_policy_config
+from ml.decision.engine import Mode, decide, summarize
 
 RUN_DATE = date(2024, 6, 1)
 TARGET_SECONDS = 10.0

@@ -1,4 +1,5 @@
-"""Benchmark of the whole nightly ``decide`` step (``ml.decide.decide``) at 1M.
+"""Benchmark of the whole nightly ``decide`` step (``ml.decision.nightly.decide``) at
+1M.
 
 In a fresh temporary ``LOOPLINE_HOME``: trains and promotes a champion on a small
 synthetic world, replaces ``marts.customer_features`` with one snapshot of
@@ -8,7 +9,7 @@ synthetic world, replaces ``marts.customer_features`` with one snapshot of
   choose the mode, run the policy, explain the review cases, write
   ``marts.decisions`` / ``review_queue`` / ``policy_daily`` in one transaction and
   the queue exports with their manifest;
-* the policy engine alone (``ml.policy.engine.decide``) on the same candidates,
+* the policy engine alone (``ml.decision.engine.decide``) on the same candidates,
 
 side by side, with the step's ratio to its 10 s target. A second night (the next
 date, with the first night's decisions as contact history) is timed as well.
@@ -24,17 +25,17 @@ import time
 from datetime import date, timedelta
 from pathlib import Path
 
-from ml.config import Settings
-from ml.decide import _candidates, decide
-from ml.pipeline import score
-from ml.policy.config import load_policy_config
-from ml.policy.engine import decide as run_policy
-from ml.policy.value import value_at_risk
-from ml.registry import promote
-from ml.train import train
-from ml.train.config import load_model_config
-from ml.train.synthetic import write_synthetic_marts
-from ml.warehouse import connect
+from ml.config.model import load_model_config
+from ml.config.policy import load_policy_config
+from ml.config.settings import Settings
+from ml.decision.engine import decide as run_policy
+from ml.decision.nightly import _candidates, decide
+from ml.decision.value import value_at_risk
+from ml.ops.tasks import score
+from ml.prediction.registry import promote
+from ml.prediction.train import train
+from ml.sim.marts import write_synthetic_marts
+from ml.storage.warehouse import connect
 
 RUN_DATE = date(2024, 6, 1)
 TARGET_SECONDS = 10.0

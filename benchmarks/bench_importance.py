@@ -1,5 +1,5 @@
 """The training run's permutation importance: scikit-learn's loop against
-``ml.train.metrics.permutation_importance`` (one ``predict_proba`` call).
+``ml.prediction.metrics.permutation_importance`` (one ``predict_proba`` call).
 
 Fits the shipped gradient-boosting candidate, calibrated, on a synthetic frame with
 ``--features`` numeric columns and one categorical column, then times both
@@ -19,9 +19,9 @@ import numpy as np
 import pandas as pd
 from sklearn import inspection
 
-from ml.train import metrics
-from ml.train.config import load_model_config
-from ml.train.models import GRADIENT_BOOSTING, fit_calibrated
+from ml.config.model import load_model_config
+from ml.prediction import metrics
+from ml.prediction.models import GRADIENT_BOOSTING, fit_calibrated
 
 
 def frame(

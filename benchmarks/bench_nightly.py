@@ -33,10 +33,10 @@ def main() -> None:
     os.environ["LOOPLINE_HOME"] = str(home)
     os.environ["LOOPLINE_DBT_LOG_LEVEL"] = "warn"
 
-    from ml.config import get_settings
-    from ml.pipeline import build_marts, rebuild, validate_landing
+    from ml.config.settings import get_settings
+    from ml.ops.tasks import build_marts, rebuild, validate_landing
     from ml.sim import load_sim_config, simulate
-    from ml.warehouse import connect, ensure_schemas
+    from ml.storage.warehouse import connect, ensure_schemas
 
     settings = get_settings()
     settings.ensure_dirs()

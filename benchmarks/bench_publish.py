@@ -36,14 +36,14 @@ from pathlib import Path
 
 import duckdb
 
-from ml.config import Settings
-from ml.publish import (
+from ml.analytics.publish import (
     FILES_TABLE,
     PUBLISHED_SCHEMAS,
     open_analytics,
     publish_analytics,
     published_tables,
 )
+from ml.config.settings import Settings
 
 MIB = 1024 * 1024
 

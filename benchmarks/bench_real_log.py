@@ -43,10 +43,10 @@ from pathlib import Path
 import duckdb
 import numpy as np
 
-from ml.config import Settings
-from ml.train.bgnbd import p_no_purchase
-from ml.train.metrics import expected_calibration_error, score_metric
-from ml.train.steps import fit_bgnbd_at
+from ml.config.settings import Settings
+from ml.prediction.bgnbd import p_no_purchase
+from ml.prediction.metrics import expected_calibration_error, score_metric
+from ml.prediction.training import fit_bgnbd_at
 
 REPO = Path(__file__).resolve().parents[1]
 LOOPLINE = REPO / ".venv" / "bin" / "loopline"
@@ -85,7 +85,7 @@ def loopline(home: Path, *args: str) -> tuple[float, str]:
 
 def gate_of(home: Path) -> tuple[bool, str]:
     """Whether the newest version was promoted, and the gate's reasons."""
-    from ml.registry import list_versions
+    from ml.prediction.registry import list_versions
 
     tags = list_versions(Settings(home=home))[0].tags
     return tags.get("gate_decision") == "promote", tags.get("gate_reasons", "")
@@ -96,8 +96,8 @@ def challenger_scores(home: Path, cut: date) -> dict[str, np.ndarray]:
     gate refused it (the nightly then scores nothing: it uses the rule fallback)."""
     import pyarrow as pa
 
-    from ml.registry import list_versions, load_model
-    from ml.score import predict_batch
+    from ml.prediction.registry import list_versions, load_model
+    from ml.prediction.score import predict_batch
 
     settings = Settings(home=home)
     version = list_versions(settings)[0].version
@@ -111,7 +111,7 @@ def challenger_scores(home: Path, cut: date) -> dict[str, np.ndarray]:
             [cut],
         ).df()
     out = {c: frame[c].to_numpy() for c in frame.columns}
-    # the nightly's own prediction path (ml.score), on the same snapshot
+    # the nightly's own prediction path (ml.prediction.score), on the same snapshot
     out["p_churn"] = predict_batch(
         model, pa.RecordBatch.from_pandas(frame, preserve_index=False)
     )

@@ -41,7 +41,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
-from ml.train.bgnbd import fit_bgnbd, p_alive, p_no_purchase
+from ml.prediction.bgnbd import fit_bgnbd, p_alive, p_no_purchase
 
 HORIZON = 30
 LOOK_BACK = 180

@@ -1,4 +1,4 @@
-"""Benchmark of ``ml.score.score`` against a raw ``predict_proba``.
+"""Benchmark of ``ml.prediction.score.score`` against a raw ``predict_proba``.
 
 In a fresh temporary ``LOOPLINE_HOME``: trains a champion on a small synthetic
 world, then replaces ``marts.customer_features`` with one snapshot of ``--rows``
@@ -25,14 +25,14 @@ from pathlib import Path
 
 from threadpoolctl import threadpool_limits
 
-from ml.config import Settings
-from ml.registry import load_model
-from ml.score import score
-from ml.train import train
-from ml.train.config import load_model_config, resolve_threads
-from ml.train.data import prepare_features
-from ml.train.synthetic import write_synthetic_marts
-from ml.warehouse import connect
+from ml.config.model import load_model_config, resolve_threads
+from ml.config.settings import Settings
+from ml.prediction.examples import prepare_features
+from ml.prediction.registry import load_model
+from ml.prediction.score import score
+from ml.prediction.train import train
+from ml.sim.marts import write_synthetic_marts
+from ml.storage.warehouse import connect
 
 RUN_DATE = date(2024, 6, 1)
 
@@ -61,7 +61,7 @@ def main() -> None:
             settings.warehouse_path, 1500, date(2024, 1, 1), 150, 1, 7
         )
         result = train(settings, date(2024, 5, 29), config, gate=False)
-        from ml.registry import promote
+        from ml.prediction.registry import promote
 
         promote(settings, result.model_version, "benchmark", config)
 

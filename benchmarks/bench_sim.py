@@ -20,8 +20,8 @@ from collections.abc import Callable
 from datetime import date, timedelta
 from pathlib import Path
 
-from ml.config import get_settings
-from ml.contract import ACTIONS, CHANNELS, EXPORT_COLUMNS
+from ml.config.settings import get_settings
+from ml.contract.schema import ACTIONS, CHANNELS, EXPORT_COLUMNS
 from ml.sim import SimSummary, load_sim_config, simulate, simulate_next_day
 
 START = date(2024, 1, 1)

@@ -1,4 +1,4 @@
-"""Benchmark of ``ml.train.train`` on a large synthetic training set.
+"""Benchmark of ``ml.prediction.train.train`` on a large synthetic training set.
 
 Writes synthetic marts (``--rows`` feature rows in the train window, ~28 features)
 into a fresh temporary ``LOOPLINE_HOME``, then times one full training run
@@ -16,10 +16,10 @@ import time
 from datetime import date, timedelta
 from pathlib import Path
 
-from ml.config import Settings
-from ml.train import train
-from ml.train.config import load_model_config, resolve_threads
-from ml.train.synthetic import write_synthetic_marts
+from ml.config.model import load_model_config, resolve_threads
+from ml.config.settings import Settings
+from ml.prediction.train import train
+from ml.sim.marts import write_synthetic_marts
 
 TARGET_SECONDS = 60.0
 HORIZON = 7

@@ -27,10 +27,10 @@ Every task works on the partition of its logical date, so reruns and backfills a
 idempotent. Every task opens the warehouse (each records itself in `ops.runs`), so
 all share the one-slot `warehouse` pool. A night's decisions depend on earlier
 nights' (contact cooldowns, learned uplifts): backfill with *Max Active Runs* 1 so
-that the dates run in order. The logic lives in `ml.pipeline`.
+that the dates run in order. The logic lives in `ml.ops.tasks`.
 
 A failed task writes one alert (DAG, task, run date, cause, what to do) to
-`ops.alerts` and its log, and to Slack or e-mail when configured (`ml.alerts`).
+`ops.alerts` and its log, and to Slack or e-mail when configured (`ml.ops.alerts`).
 """
 
 from __future__ import annotations
@@ -60,43 +60,43 @@ from loopline_airflow.assets import (
 def loopline_nightly() -> None:
     @task(pool=WAREHOUSE_POOL)
     def check_landing(ds: str | None = None) -> dict:
-        from ml.pipeline import check_landing, parse_ds
+        from ml.ops.tasks import check_landing, parse_ds
 
         return check_landing(parse_ds(ds)).as_dict()
 
     @task(pool=WAREHOUSE_POOL, outlets=[LANDING_RAW])
     def validate_landing(ds: str | None = None) -> dict:
-        from ml.pipeline import parse_ds, validate_landing
+        from ml.ops.tasks import parse_ds, validate_landing
 
         return validate_landing(parse_ds(ds)).as_dict()
 
     @task(pool=WAREHOUSE_POOL)
     def dbt_build(ds: str | None = None) -> dict:
-        from ml.pipeline import build_marts, parse_ds
+        from ml.ops.tasks import build_marts, parse_ds
 
         return build_marts(parse_ds(ds)).as_dict()
 
     @task(pool=WAREHOUSE_POOL, outlets=[FEATURE_MARTS])
     def validate_marts(ds: str | None = None) -> dict:
-        from ml.pipeline import parse_ds, validate_marts
+        from ml.ops.tasks import parse_ds, validate_marts
 
         return validate_marts(parse_ds(ds)).as_dict()
 
     @task(pool=WAREHOUSE_POOL, outlets=[SCORES])
     def score(ds: str | None = None) -> dict:
-        from ml.pipeline import parse_ds, score
+        from ml.ops.tasks import parse_ds, score
 
         return score(parse_ds(ds)).as_dict()
 
     @task(pool=WAREHOUSE_POOL, outlets=[DECISIONS])
     def decide(ds: str | None = None) -> dict:
-        from ml.pipeline import decide, parse_ds
+        from ml.ops.tasks import decide, parse_ds
 
         return decide(parse_ds(ds)).as_dict()
 
     @task(pool=WAREHOUSE_POOL)
     def publish(ds: str | None = None) -> dict:
-        from ml.pipeline import parse_ds, publish
+        from ml.ops.tasks import parse_ds, publish
 
         return publish(parse_ds(ds)).as_dict()
 

@@ -31,10 +31,10 @@ A failed task stops the run before `request_retrain` and `publish`, so it emits
 nothing and the previous analyst copy stays. Every
 task works on the rows of its logical date, so reruns and backfills are
 idempotent. Warehouse writers share the one-slot `warehouse` pool with the nightly
-DAG, so the two never write at the same time. The logic lives in `ml.pipeline`.
+DAG, so the two never write at the same time. The logic lives in `ml.ops.tasks`.
 
 A failed task writes one alert (DAG, task, run date, cause, what to do) to
-`ops.alerts` and its log, and to Slack or e-mail when configured (`ml.alerts`).
+`ops.alerts` and its log, and to Slack or e-mail when configured (`ml.ops.alerts`).
 """
 
 from __future__ import annotations
@@ -74,25 +74,25 @@ def loopline_outcomes() -> None:
         retry_delay=timedelta(seconds=NIGHTLY_WAIT.poke_seconds),
     )
     def check_nightly(ds: str | None = None) -> bool:
-        from ml.pipeline import nightly_decided, parse_ds
+        from ml.ops.tasks import nightly_decided, parse_ds
 
         return nightly_decided(parse_ds(ds))
 
     @task(pool=WAREHOUSE_POOL)
     def join_outcomes(ds: str | None = None) -> dict:
-        from ml.pipeline import outcomes, parse_ds
+        from ml.ops.tasks import outcomes, parse_ds
 
         return outcomes(parse_ds(ds)).as_dict()
 
     @task(pool=WAREHOUSE_POOL)
     def drift(ds: str | None = None) -> dict:
-        from ml.pipeline import drift, parse_ds
+        from ml.ops.tasks import drift, parse_ds
 
         return drift(parse_ds(ds)).as_dict()
 
     @task(pool=WAREHOUSE_POOL)
     def learn_policy(ds: str | None = None) -> dict:
-        from ml.pipeline import learn_policy, parse_ds
+        from ml.ops.tasks import learn_policy, parse_ds
 
         return learn_policy(parse_ds(ds)).as_dict()
 
@@ -100,7 +100,7 @@ def loopline_outcomes() -> None:
     # breaches; publish keeps its own trigger rule.
     @task.short_circuit(pool=WAREHOUSE_POOL, ignore_downstream_trigger_rules=False)
     def retrain_check(ds: str | None = None) -> dict:
-        from ml.pipeline import parse_ds, retrain_check
+        from ml.ops.tasks import parse_ds, retrain_check
 
         verdict = retrain_check(parse_ds(ds))
         # An empty result short-circuits request_retrain.
@@ -118,7 +118,7 @@ def loopline_outcomes() -> None:
 
     @task(pool=WAREHOUSE_POOL, trigger_rule="none_failed")
     def publish(ds: str | None = None) -> dict:
-        from ml.pipeline import parse_ds, publish_outcomes
+        from ml.ops.tasks import parse_ds, publish_outcomes
 
         return publish_outcomes(parse_ds(ds)).as_dict()
 

@@ -22,10 +22,10 @@ scheduled after. The trigger's reasons (from the asset event's extra, or the
 the MLflow training run. Intermediate results live
 under `LOOPLINE_HOME` and in MLflow; XCom carries paths, ids and versions. A rerun
 registers a new version and goes through the gate again. The logic lives in
-`ml.train.steps`.
+`ml.prediction.training`.
 
 A failed task writes one alert (DAG, task, run date, cause, what to do) to
-`ops.alerts` and its log, and to Slack or e-mail when configured (`ml.alerts`).
+`ops.alerts` and its log, and to Slack or e-mail when configured (`ml.ops.alerts`).
 """
 
 from __future__ import annotations
@@ -69,8 +69,8 @@ def loopline_retrain() -> None:
         dag_run: Any = None,
         triggering_asset_events: Any = None,
     ) -> dict:
-        from ml.config import get_settings
-        from ml.train.steps import build_training_set, resolve_as_of
+        from ml.config.settings import get_settings
+        from ml.prediction.training import build_training_set, resolve_as_of
 
         events = [
             event.extra or {}
@@ -89,8 +89,8 @@ def loopline_retrain() -> None:
 
     @task
     def train_candidates(training: dict) -> dict:
-        from ml.config import get_settings
-        from ml.train.steps import train_candidates
+        from ml.config.settings import get_settings
+        from ml.prediction.training import train_candidates
 
         return train_candidates(
             get_settings(), training["path"], tags=training.get("trigger_tags")
@@ -98,8 +98,8 @@ def loopline_retrain() -> None:
 
     @task
     def evaluate(training: dict, candidates: dict) -> dict:
-        from ml.config import get_settings
-        from ml.train.steps import evaluate
+        from ml.config.settings import get_settings
+        from ml.prediction.training import evaluate
 
         return evaluate(
             get_settings(),
@@ -111,8 +111,8 @@ def loopline_retrain() -> None:
 
     @task
     def gate(training: dict, evaluation: dict) -> dict:
-        from ml.config import get_settings
-        from ml.train.steps import gate
+        from ml.config.settings import get_settings
+        from ml.prediction.training import gate
 
         return gate(
             get_settings(),
@@ -123,8 +123,8 @@ def loopline_retrain() -> None:
 
     @task
     def promote(decision: dict) -> dict:
-        from ml.config import get_settings
-        from ml.train.steps import promote
+        from ml.config.settings import get_settings
+        from ml.prediction.training import promote
 
         return promote(get_settings(), decision["version"]).as_dict()
 

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from ml.contract import TableContract
+from ml.contract.schema import TableContract
 
 if TYPE_CHECKING:
     import great_expectations as gx

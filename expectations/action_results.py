@@ -1,4 +1,5 @@
-"""GX suite guarding landing ``action_results``, from ``ml.contract.ACTION_RESULTS``.
+"""GX suite guarding landing ``action_results``, from
+``ml.contract.schema.ACTION_RESULTS``.
 
 What a channel system did with each exported decision. The key is decision_id;
 action, channel and status hold contract codes; result_at is the event time.
@@ -11,7 +12,7 @@ from datetime import date
 from typing import TYPE_CHECKING
 
 from expectations._common import landing_suite
-from ml.contract import ACTION_RESULTS
+from ml.contract.schema import ACTION_RESULTS
 
 if TYPE_CHECKING:
     import great_expectations as gx

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from expectations._common import DATA, load_gx, schema_meta
-from ml.contract import ACQUISITION_CHANNELS, PLANS, REGIONS
+from ml.contract.schema import ACQUISITION_CHANNELS, PLANS, REGIONS
 
 if TYPE_CHECKING:
     import great_expectations as gx

@@ -1,4 +1,4 @@
-"""GX suite guarding landing ``customers`` (contract ``ml.contract.CUSTOMERS``).
+"""GX suite guarding landing ``customers`` (contract ``ml.contract.schema.CUSTOMERS``).
 
 One row per customer and attribute change. The key is (customer_id, updated_at);
 plan, region and acquisition_channel hold contract codes; updated_at is the event time.
@@ -11,7 +11,7 @@ from datetime import date
 from typing import TYPE_CHECKING
 
 from expectations._common import landing_suite
-from ml.contract import CUSTOMERS
+from ml.contract.schema import CUSTOMERS
 
 if TYPE_CHECKING:
     import great_expectations as gx

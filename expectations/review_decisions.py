@@ -12,7 +12,7 @@ from datetime import date
 from typing import TYPE_CHECKING
 
 from expectations._common import landing_suite
-from ml.contract import REVIEW_DECISIONS_TABLE
+from ml.contract.schema import REVIEW_DECISIONS_TABLE
 
 if TYPE_CHECKING:
     import great_expectations as gx

@@ -1,4 +1,5 @@
-"""GX suite guarding landing ``support_tickets``, from ``ml.contract.SUPPORT_TICKETS``.
+"""GX suite guarding landing ``support_tickets``, from
+``ml.contract.schema.SUPPORT_TICKETS``.
 
 One row per support ticket, when it is opened. The key is ticket_id; topic and
 severity hold contract codes; opened_at is the event time.
@@ -11,7 +12,7 @@ from datetime import date
 from typing import TYPE_CHECKING
 
 from expectations._common import landing_suite
-from ml.contract import SUPPORT_TICKETS
+from ml.contract.schema import SUPPORT_TICKETS
 
 if TYPE_CHECKING:
     import great_expectations as gx

@@ -1,10 +1,11 @@
-"""GX suite guarding landing ``transactions`` (contract ``ml.contract.TRANSACTIONS``).
+"""GX suite guarding landing ``transactions`` (contract
+``ml.contract.schema.TRANSACTIONS``).
 
 One row per purchase. The key is transaction_id; category holds contract codes;
 transaction_at is the event time. Beyond the shared landing checks
 (:func:`expectations._common.landing_suite`) an amount is never negative and,
 when ``max_amount`` is given, never above it (``inf`` included); the learned
-plausible range is applied by the gate's row rules (``ml.validation.amounts``).
+plausible range is applied by the gate's row rules (``ml.data.validation.amounts``).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from expectations._common import (
     load_gx,
     row_meta,
 )
-from ml.contract import TRANSACTIONS
+from ml.contract.schema import TRANSACTIONS
 
 if TYPE_CHECKING:
     import great_expectations as gx

@@ -22,7 +22,7 @@ import pytest
 def pytest_configure(config: pytest.Config) -> None:
     from loopline_airflow.runner import airflow_env
 
-    from ml.config import Settings
+    from ml.config.settings import Settings
 
     home = Path(tempfile.mkdtemp(prefix="loopline-test-"))
     os.environ.update(airflow_env(Settings(home=home)))
@@ -46,7 +46,7 @@ E2E_HOME = pytest.StashKey[Path]()
 @pytest.fixture(scope="session")
 def airflow_settings(pytestconfig: pytest.Config):  # type: ignore[no-untyped-def]
     """Settings of the session's embedded-Airflow LOOPLINE_HOME."""
-    from ml.config import Settings
+    from ml.config.settings import Settings
 
     return Settings(home=pytestconfig.stash[E2E_HOME])
 

@@ -377,7 +377,7 @@ def test_no_literal_secrets_in_the_compose_file() -> None:
 
 
 def test_loopline_env_names_are_settings_fields() -> None:
-    from ml.config import Settings
+    from ml.config.settings import Settings
 
     fields = set(Settings.model_fields)
     seen = set()
@@ -399,7 +399,7 @@ def test_loopline_env_names_are_settings_fields() -> None:
 def test_tasks_use_the_mlflow_server() -> None:
     """Every Airflow service logs to and loads models from the stack's MLflow
     server; the services that run tasks wait until it is healthy."""
-    from ml.config import Settings
+    from ml.config.settings import Settings
 
     services = _services()
     command = services["mlflow"]["command"]
@@ -420,7 +420,7 @@ def test_tasks_use_the_mlflow_server() -> None:
 
 
 def test_alert_notifiers_are_off_by_default() -> None:
-    from ml.config import Settings
+    from ml.config.settings import Settings
 
     env = _environment("airflow-scheduler")
     rendered = {
@@ -434,7 +434,7 @@ def test_alert_notifiers_are_off_by_default() -> None:
 
 
 def test_loopline_home_is_on_shared_named_volumes() -> None:
-    from ml.config import Settings
+    from ml.config.settings import Settings
 
     services = _services()
     home = _environment("airflow-scheduler")["LOOPLINE_HOME"]
@@ -612,7 +612,7 @@ def test_dockerfile_installs_from_the_lock() -> None:
     assert syncs, "the image must install with uv sync"
     for run in syncs:
         assert "--frozen" in run and "--no-dev" in run, run
-        # an editable install keeps ml.config.REPO_ROOT at the WORKDIR
+        # an editable install keeps ml.config.settings.REPO_ROOT at the WORKDIR
         assert "--no-editable" not in run
     assert "--no-install-project" in syncs[0]
     for run in runs:

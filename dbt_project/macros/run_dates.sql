@@ -3,7 +3,7 @@
     ... <= end_date; the nightly run is start_date = end_date = the run date. Date
     bounds are rendered as literals so that DuckDB prunes row groups by zone maps.
 
-    ml.transform passes the dates as environment variables (LOOPLINE_DBT_START_DATE,
+    ml.data.dbt passes the dates as environment variables (LOOPLINE_DBT_START_DATE,
     LOOPLINE_DBT_END_DATE, LOOPLINE_DBT_EVERY), not as --vars: dbt re-parses the
     whole project (about 4 s) whenever --vars change. The environment is read only
     at execution (see _run_setting), so a new night re-parses nothing. A var of

@@ -6,7 +6,7 @@ for :class:`TriggerConfig`) does not pull in scipy or scikit-learn.
 
 * :mod:`ml.feedback.uplift`: treated against holdout per group, with intervals, and
   the Beta–Binomial update of each action's uplift prior;
-* :mod:`ml.feedback.monitors`: realized model metrics, calibration by decile, PSI
+* :mod:`ml.feedback.realized`: realized model metrics, calibration by decile, PSI
   drift against the training reference;
 * :mod:`ml.feedback.trigger`: the configurable retrain rules.
 """
@@ -17,7 +17,7 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ml.feedback.monitors import (
+    from ml.feedback.realized import (
         calibration_by_decile,
         drift_report,
         realized_model_metrics,
@@ -35,9 +35,9 @@ _EXPORTS = {
     "arm_comparison": "ml.feedback.uplift",
     "posterior_uplift": "ml.feedback.uplift",
     "update_parameters": "ml.feedback.uplift",
-    "calibration_by_decile": "ml.feedback.monitors",
-    "drift_report": "ml.feedback.monitors",
-    "realized_model_metrics": "ml.feedback.monitors",
+    "calibration_by_decile": "ml.feedback.realized",
+    "drift_report": "ml.feedback.realized",
+    "realized_model_metrics": "ml.feedback.realized",
     "TriggerConfig": "ml.feedback.trigger",
     "TriggerDecision": "ml.feedback.trigger",
     "evaluate_trigger": "ml.feedback.trigger",

@@ -33,7 +33,8 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 if TYPE_CHECKING:
-    # pandas loads with the first evaluation, so ml.config can embed TriggerConfig
+    # pandas loads with the first evaluation, so ml.config.settings can embed
+    # TriggerConfig
     # without importing it
     import pandas as pd
 
@@ -237,7 +238,7 @@ def evaluate_trigger(
 
     ``history`` has one row per score date of the current champion with
     ``score_date``, ``roc_auc``, ``ece`` and ``n_labels`` (rows after ``today`` are
-    ignored); ``drift`` is today's :func:`ml.feedback.monitors.drift_report`
+    ignored); ``drift`` is today's :func:`ml.feedback.realized.drift_report`
     (``name``, ``kind``, ``psi``); ``last_retrain`` is the date of the last retrain
     (None: never).
     """

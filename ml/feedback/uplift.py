@@ -7,7 +7,7 @@ The policy's uplift of an action is the share of would-be churners it saves::
 
 where RR is the relative risk of churn, treated against holdout. The holdout is a
 random sample of exactly the customers the policy treats, with the action they would
-have received (:mod:`ml.policy.engine`), so the comparison within one action is
+have received (:mod:`ml.decision.engine`), so the comparison within one action is
 unbiased.
 
 Two estimators, for two uses:

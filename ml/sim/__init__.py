@@ -5,7 +5,7 @@ reacts to the pipeline's exported action queues and review queue, and keeps the
 ground truth the pipeline must never read apart (``settings.truth_dir``).
 """
 
-from ml.sim.config import (
+from ml.sim.sim_config import (
     DriftConfig,
     FaultConfig,
     FaultSpec,

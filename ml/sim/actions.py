@@ -1,7 +1,7 @@
 """The world's side of the action interface: channel systems and human reviewers.
 
 The pipeline exports, for day ``d``, one queue per channel
-(``exports/dt=d/<channel>.csv`` with ``ml.contract.EXPORT_COLUMNS``) and a review
+(``exports/dt=d/<channel>.csv`` with ``ml.contract.schema.EXPORT_COLUMNS``) and a review
 queue (``review.csv``). When the world simulates ``d + 1`` it reads them: every
 exported decision gets an ``action_results`` row and, if the contact reached a
 customer, changes that customer's churn risk according to their response type;
@@ -19,10 +19,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ml.contract import ACTIONS, CHANNELS
-from ml.exports import REVIEW_FILE, export_dir
+from ml.action.exports import REVIEW_FILE, export_dir
+from ml.contract.schema import ACTIONS, CHANNELS
 from ml.sim.behaviour import draw_lags, start_disengaging
-from ml.sim.config import SimConfig
 from ml.sim.population import (
     NO_DAY,
     PERSUADABLE,
@@ -30,7 +29,8 @@ from ml.sim.population import (
     SLEEPING_DOG,
     Population,
 )
-from ml.sim.tables import (
+from ml.sim.sim_config import SimConfig
+from ml.sim.sim_tables import (
     contract_table,
     dates,
     labels,
@@ -38,7 +38,7 @@ from ml.sim.tables import (
     timestamps,
 )
 
-# Each channel carries one action, in the same order as ml.contract.ACTIONS.
+# Each channel carries one action, in the same order as ml.contract.schema.ACTIONS.
 CHANNEL_ACTION = dict(zip(CHANNELS, ACTIONS, strict=True))
 CALL, VOUCHER, EMAIL = (ACTIONS.index(a) for a in ("call", "voucher", "email"))
 REQUIRED_EXPORT_COLUMNS = ("decision_id", "customer_id")

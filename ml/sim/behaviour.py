@@ -16,8 +16,7 @@ from datetime import date
 
 import numpy as np
 
-from ml.contract import ACQUISITION_CHANNELS, PLANS, REGIONS, TICKET_TOPICS
-from ml.sim.config import SimConfig, day_offset
+from ml.contract.schema import ACQUISITION_CHANNELS, PLANS, REGIONS, TICKET_TOPICS
 from ml.sim.population import (
     CATEGORY_WEIGHTS,
     NO_DAY,
@@ -26,6 +25,7 @@ from ml.sim.population import (
     SIM_REGIONS,
     Population,
 )
+from ml.sim.sim_config import SimConfig, day_offset
 
 # Monday .. Sunday, as date.weekday() counts.
 WEEKLY = np.array([0.92, 0.88, 0.92, 0.97, 1.08, 1.22, 1.01])
@@ -55,7 +55,7 @@ DRIFT_VALUES = {
     "plan": PLANS,
     "acquisition_channel": ACQUISITION_CHANNELS,
 }
-# Weights follow the order of ml.contract.TICKET_TOPICS and TICKET_SEVERITIES.
+# Weights follow the order of ml.contract.schema.TICKET_TOPICS and TICKET_SEVERITIES.
 TOPIC_WEIGHTS_ENGAGED = np.array([0.30, 0.30, 0.20, 0.15, 0.05])
 TOPIC_WEIGHTS_DISENGAGING = np.array([0.20, 0.20, 0.15, 0.10, 0.35])
 SEVERITY_WEIGHTS = np.array([0.50, 0.35, 0.15])

@@ -31,11 +31,11 @@ from datetime import date, timedelta
 import numpy as np
 import pyarrow as pa
 
-from ml.contract import ACTIONS
+from ml.contract.schema import ACTIONS
 from ml.sim import actions, behaviour
-from ml.sim.config import SimConfig
 from ml.sim.population import Population
-from ml.sim.tables import dates, labels
+from ml.sim.sim_config import SimConfig
+from ml.sim.sim_tables import dates, labels
 
 # The folder under truth/ the world writes the pairs to, one partition per day.
 TRUTH_NAME = "counterfactual"

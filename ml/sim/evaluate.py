@@ -2,9 +2,10 @@
 
 The pipeline never reads ``truth/``; this module does, to answer what the policy's
 decisions were really worth. For a decision date it rebuilds the candidate frame the
-policy saw (:func:`ml.decide.load_candidates`, read-only) and values, with the true
+policy saw (:func:`ml.decision.nightly.load_candidates`, read-only) and values, with
+the true
 per-customer uplift of the simulated world, four plans under the same
-:class:`~ml.policy.config.PolicyConfig` (same capacities, budget, contact rules):
+:class:`~ml.config.policy.PolicyConfig` (same capacities, budget, contact rules):
 
 * ``loopline``: the policy's own allocation as planned, i.e. the rows of
   ``marts.decisions`` with arm ``treated`` *or* ``holdout``, each with its action.
@@ -14,9 +15,9 @@ per-customer uplift of the simulated world, four plans under the same
   to about ``budget / (1 - holdout.fraction)``;
 * ``loopline_executed``: only the arm ``treated`` (what was actually sent; the
   price of measuring is the difference to ``loopline``);
-* ``probability_ranked``: :func:`ml.policy.baselines.probability_ranked`;
-* ``no_action``: :func:`ml.policy.baselines.no_action` (0 by definition);
-* ``oracle``: :func:`ml.policy.baselines.oracle` with the true uplift of each
+* ``probability_ranked``: :func:`ml.sim.baselines.probability_ranked`;
+* ``no_action``: :func:`ml.sim.baselines.no_action` (0 by definition);
+* ``oracle``: :func:`ml.sim.baselines.oracle` with the true uplift of each
   customer: a clairvoyant ceiling. It knows who is persuadable and who is a sleeping
   dog, which the simulator draws from hidden traits no feature carries, so no
   policy acting on the warehouse can reach it;
@@ -52,7 +53,7 @@ not use it: :func:`true_uplift_by_action` measures each action's effect in the
 label's units from paired copies of every contacted customer
 (:mod:`ml.sim.counterfactual`). The value of a plan is, over its treated rows,
 ``p_churn * value_at_risk * reach * uplift - cost``
-(:func:`ml.policy.baselines.true_value`), with ``p_churn`` the model's score the
+(:func:`ml.sim.baselines.true_value`), with ``p_churn`` the model's score the
 policy saw.
 """
 
@@ -69,16 +70,15 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from ml.config import Settings
-from ml.contract import ACTIONS
-from ml.decide import CONTACT_WINDOW_DAYS, DECISIONS_TABLE, load_candidates
-from ml.outcomes import DECISION_OUTCOMES_TABLE
-from ml.policy import baselines
-from ml.policy.config import PolicyConfig, load_policy_config
-from ml.policy.engine import CONTACT_COLUMNS
-from ml.sim import counterfactual
-from ml.sim.config import ActionConfig as SimActionConfig
-from ml.warehouse import connect, table_exists
+from ml.config.policy import PolicyConfig, load_policy_config
+from ml.config.settings import Settings
+from ml.contract.schema import ACTIONS
+from ml.decision.engine import CONTACT_COLUMNS
+from ml.decision.nightly import CONTACT_WINDOW_DAYS, DECISIONS_TABLE, load_candidates
+from ml.feedback.outcomes import DECISION_OUTCOMES_TABLE
+from ml.sim import baselines, counterfactual
+from ml.sim.sim_config import ActionConfig as SimActionConfig
+from ml.storage.warehouse import connect, table_exists
 
 POLICIES = (
     "loopline",
@@ -176,8 +176,8 @@ def true_uplift_arrays(
 
     The expected relative reduction of churn risk from sending the action (see the
     module docstring); a customer unknown to the simulator gets 0. This is the
-    ``true_uplift`` argument of :func:`ml.policy.baselines.oracle` and
-    :func:`ml.policy.baselines.true_value`.
+    ``true_uplift`` argument of :func:`ml.sim.baselines.oracle` and
+    :func:`ml.sim.baselines.true_value`.
     """
     return _load_truth(settings).arrays(customer_ids)
 
@@ -187,7 +187,8 @@ class ContactLog:
     """The treated contacts of one plan by decision date, for the contact rules.
 
     :meth:`columns` gives, for a night, the two columns the policy's candidate
-    frame carries (:func:`ml.decide.load_candidates`): days since the customer's
+    frame carries (:func:`ml.decision.nightly.load_candidates`): days since the
+    customer's
     last contact in the 90-day window before the night (NaN: none) and the number
     of contacts in it.
     """
@@ -244,7 +245,8 @@ def _with_history(
 
 def _policy_history(settings: Settings, start: date) -> ContactLog:
     """The policy's contacts (treated and held-out decisions, as
-    :func:`ml.decide.load_candidates` counts them) of the window before ``start``."""
+    :func:`ml.decision.nightly.load_candidates` counts them) of the window before
+    ``start``."""
     log = ContactLog.empty()
     with connect(settings.warehouse_path, read_only=True) as con:
         if not table_exists(con, "marts", "decisions"):

@@ -13,9 +13,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ml.contract import TABLES
-from ml.sim.config import FaultSpec, SimConfig, day_offset
-from ml.sim.tables import EPOCH_ORDINAL, US_PER_DAY
+from ml.contract.schema import TABLES
+from ml.sim.sim_config import FaultSpec, SimConfig, day_offset
+from ml.sim.sim_tables import EPOCH_ORDINAL, US_PER_DAY
 
 # Fixed order: row faults first, the schema fault last, so every fault touches the
 # rows of the day as the contract shapes them.

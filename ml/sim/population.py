@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ml.contract import ACQUISITION_CHANNELS, ACTIONS, PLANS, REGIONS
-from ml.sim.config import SimConfig
+from ml.contract.schema import ACQUISITION_CHANNELS, ACTIONS, PLANS, REGIONS
+from ml.sim.sim_config import SimConfig
 
 NO_DAY = -1
 RESPONSE_TYPES = ("persuadable", "sure_thing", "lost_cause", "sleeping_dog")
@@ -25,7 +25,7 @@ SIM_CHANNELS = ACQUISITION_CHANNELS[:5]
 PLAN_WEIGHTS = np.array([0.55, 0.30, 0.15])
 REGION_WEIGHTS = np.array([0.22, 0.20, 0.20, 0.18, 0.20])
 CHANNEL_WEIGHTS = np.array([0.35, 0.25, 0.20, 0.12, 0.08])
-# One weight per entry of ml.contract.CATEGORIES.
+# One weight per entry of ml.contract.schema.CATEGORIES.
 CATEGORY_WEIGHTS = np.array([0.30, 0.15, 0.18, 0.10, 0.12, 0.10, 0.05])
 
 # How plan and acquisition channel shape behaviour (index = code).

@@ -29,8 +29,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ml.config import Settings
-from ml.warehouse import connect, table_exists
+from ml.config.settings import Settings
+from ml.storage.warehouse import connect, table_exists
 
 MIN_VS_RANKED = 1.2
 MIN_VS_ORACLE = 0.7

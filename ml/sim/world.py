@@ -29,8 +29,8 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from ml.config import Settings, load_business_config
-from ml.contract import (
+from ml.config.settings import Settings, load_business_config
+from ml.contract.schema import (
     ACQUISITION_CHANNELS,
     ACTIONS,
     CATEGORIES,
@@ -40,12 +40,11 @@ from ml.contract import (
     TICKET_SEVERITIES,
     TICKET_TOPICS,
 )
-from ml.landing import list_partition_dates, write_partition, write_raw_partition
 from ml.sim import actions, behaviour, counterfactual
-from ml.sim.config import SimConfig
 from ml.sim.faults import FaultRecord, apply_faults
 from ml.sim.population import NO_DAY, RESPONSE_TYPES, Population, new_customers
-from ml.sim.tables import (
+from ml.sim.sim_config import SimConfig
+from ml.sim.sim_tables import (
     contract_table,
     customer_ids,
     dates,
@@ -55,6 +54,11 @@ from ml.sim.tables import (
     optional_dates,
     prefixed_ids,
     timestamps,
+)
+from ml.storage.landing_files import (
+    list_partition_dates,
+    write_partition,
+    write_raw_partition,
 )
 
 STATE_VERSION = 1

@@ -29,7 +29,7 @@ class NightlyWait(NamedTuple):
 def nightly_wait() -> NightlyWait:
     """The wait from the settings (``LOOPLINE_NIGHTLY_WAIT_*``), read when the DAG
     file is parsed: a sensor's poke interval and timeout are task attributes."""
-    from ml.config import get_settings
+    from ml.config.settings import get_settings
 
     settings = get_settings()
     return NightlyWait(
@@ -48,7 +48,7 @@ def dags_start_date() -> DateTime:
     """
     import pendulum
 
-    from ml.config import get_settings
+    from ml.config.settings import get_settings
 
     start: date = get_settings().dags_start_date
     return pendulum.datetime(start.year, start.month, start.day, tz="UTC")

@@ -1,8 +1,8 @@
 """The ``on_failure_callback`` of every Loopline task.
 
-It adapts Airflow's task context to :func:`ml.alerts.record_alert`: which DAG,
+It adapts Airflow's task context to :func:`ml.ops.alerts.record_alert`: which DAG,
 task and run date failed, and with which exception. The message, the hints, the
-notifiers and the ``ops.alerts`` row are all in ``ml/alerts.py``. Importing this
+notifiers and the ``ops.alerts`` row are all in ``ml/ops/alerts.py``. Importing this
 module is cheap (DAG files import it while they are parsed); the work happens
 inside the callback.
 """
@@ -34,8 +34,8 @@ def alert_on_failure(context: Any) -> None:
     """Record one alert for the failed task of ``context``. An error here is
     logged and swallowed: the task's own failure must stand as it is."""
     try:
-        from ml.alerts import build_alert, record_alert
-        from ml.config import get_settings
+        from ml.config.settings import get_settings
+        from ml.ops.alerts import build_alert, record_alert
 
         ti = context.get("ti") or context.get("task_instance")
         dag_id = str(getattr(ti, "dag_id", None) or context["dag"].dag_id)

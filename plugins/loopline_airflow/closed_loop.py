@@ -26,7 +26,7 @@ from datetime import date
 from typing import Any
 
 from loopline_airflow.runner import DagRunOutcome, ensure_metadata, run_dag
-from ml.config import Settings
+from ml.config.settings import Settings
 
 RETRAIN_ASSET_NAME = "retrain_requested"
 

@@ -25,7 +25,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from loopline_airflow import WAREHOUSE_POOL
-from ml.config import REPO_ROOT, Settings
+from ml.config.settings import REPO_ROOT, Settings
 
 if TYPE_CHECKING:
     from airflow.sdk.definitions.dag import DAG

@@ -58,7 +58,7 @@ from typing import IO, Any
 
 from loopline_airflow.launch import LOG_SERVER_HOST
 from loopline_airflow.runner import airflow_env
-from ml.config import Settings
+from ml.config.settings import Settings
 
 SIMPLE_AUTH_MANAGER = (
     "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
@@ -485,7 +485,7 @@ def _prepare_main() -> None:
     from airflow.configuration import write_default_airflow_configuration_if_needed
 
     from loopline_airflow.runner import ensure_metadata
-    from ml.config import get_settings
+    from ml.config.settings import get_settings
 
     # airflow.cfg with its generated JWT secret and Fernet key, written once here:
     # services that start together would each write one, with different keys.

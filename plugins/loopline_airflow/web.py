@@ -27,7 +27,7 @@ from pathlib import Path
 from fastapi import Depends, FastAPI, HTTPException, Request, status
 from fastapi.responses import FileResponse, HTMLResponse, Response
 
-from ml.config import Settings, get_settings
+from ml.config.settings import Settings, get_settings
 
 URL_PREFIX = "/loopline"
 RESOURCE_NAME = "Loopline"

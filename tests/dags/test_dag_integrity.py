@@ -107,7 +107,7 @@ def test_outcomes_shape(dagbag) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_every_task_alerts_on_failure(dagbag) -> None:  # type: ignore[no-untyped-def]
-    """A failed task of any Loopline DAG writes one alert (ml.alerts)."""
+    """A failed task of any Loopline DAG writes one alert (ml.ops.alerts)."""
     from loopline_airflow.alerts import alert_on_failure
 
     loopline = [d for d in dagbag.dags.values() if "loopline" in (d.tags or [])]

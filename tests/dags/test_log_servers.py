@@ -21,7 +21,7 @@ from loopline_airflow.launch import LOG_SERVER_HOST
 from loopline_airflow.runner import airflow_env
 from loopline_airflow.services import free_port, services_env
 
-from ml.config import Settings
+from ml.config.settings import Settings
 
 SERVE = """
 import sys

@@ -16,7 +16,7 @@ from loopline_airflow.services import (
     services_env,
 )
 
-from ml.config import Settings
+from ml.config.settings import Settings
 
 
 def test_the_admin_password_is_generated_once_and_kept_private(tmp_path: Path) -> None:

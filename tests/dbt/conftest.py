@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from ml.config import Settings
-from ml.transform import DbtRunResult, dbt_build, rebuild
-from ml.warehouse import connect
+from ml.config.settings import Settings
+from ml.data.dbt import DbtRunResult, dbt_build, rebuild
+from ml.storage.warehouse import connect
 from tests.dbt.world import World, load_world, make_world
 
 FIRST_DAY = date(2024, 1, 1)

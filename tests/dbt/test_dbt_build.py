@@ -9,10 +9,10 @@ import pytest
 import yaml
 
 from expectations.customer_features import FEATURE_COLUMNS
-from ml.config import REPO_ROOT
-from ml.contract import TABLES
-from ml.transform import DbtBuildError, dbt_build, manifest_hash
-from ml.warehouse import connect
+from ml.config.settings import REPO_ROOT
+from ml.contract.schema import TABLES
+from ml.data.dbt import DbtBuildError, dbt_build, manifest_hash
+from ml.storage.warehouse import connect
 from tests.dbt.conftest import (
     ACTIVE_WINDOW_DAYS,
     BUILD_END,

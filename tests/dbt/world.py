@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from ml.contract import (
+from ml.contract.schema import (
     ACQUISITION_CHANNELS,
     ACTION_STATUSES,
     ACTIONS,
@@ -26,7 +26,7 @@ from ml.contract import (
     TICKET_SEVERITIES,
     TICKET_TOPICS,
 )
-from ml.warehouse import connect, ensure_schemas, replace_raw_partition
+from ml.storage.warehouse import connect, ensure_schemas, replace_raw_partition
 
 Row = dict[str, object]
 

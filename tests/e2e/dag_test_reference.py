@@ -21,8 +21,8 @@ from pathlib import Path
 def main(home: str, first: str, last: str, extra: str, out: str) -> None:
     from loopline_airflow.runner import configure, run_dag
 
-    from ml.cli import app
-    from ml.config import get_settings
+    from ml.cli.app import app
+    from ml.config.settings import get_settings
     from tests.e2e.state import state_digest
 
     settings = get_settings()

@@ -11,8 +11,8 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from ml.config import Settings
-from ml.warehouse import connect
+from ml.config.settings import Settings
+from ml.storage.warehouse import connect
 
 # columns that measure the run rather than describe its result (elapsed seconds,
 # and which process ran each step, when)

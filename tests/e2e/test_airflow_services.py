@@ -42,8 +42,8 @@ from typing import Any
 import httpx
 import pytest
 
-from ml.config import REPO_ROOT, Settings
-from ml.warehouse import connect, ensure_schemas
+from ml.config.settings import REPO_ROOT, Settings
+from ml.storage.warehouse import connect, ensure_schemas
 from tests.e2e.state import decision_rows, differences, state_digest
 
 pytestmark = pytest.mark.airflow_services
@@ -117,7 +117,7 @@ def _midnight(day: date) -> str:
 
 
 def _build_world(settings: Settings) -> None:
-    from ml.pipeline import rebuild
+    from ml.ops.tasks import rebuild
     from ml.sim import load_sim_config, simulate
 
     settings.ensure_dirs()

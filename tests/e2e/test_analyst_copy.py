@@ -26,8 +26,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from ml.config import Settings
-from ml.warehouse import connect
+from ml.config.settings import Settings
+from ml.storage.warehouse import connect
 from tests.e2e.worlds import simulate_world
 
 START = date(2025, 1, 1)
@@ -108,7 +108,7 @@ def world(
     LOOPLINE_HOME, while Airflow keeps the session's metadata."""
     from loopline_airflow.runner import configure, ensure_metadata
 
-    from ml.pipeline import publish, rebuild
+    from ml.ops.tasks import publish, rebuild
 
     configure(airflow_settings)
     ensure_metadata(airflow_settings)

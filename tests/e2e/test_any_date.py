@@ -17,8 +17,8 @@ from datetime import date, timedelta
 
 import pytest
 
-from ml.config import Settings
-from ml.warehouse import connect
+from ml.config.settings import Settings
+from ml.storage.warehouse import connect
 from tests.e2e.worlds import simulate_world
 
 START = date(1997, 1, 1)
@@ -35,7 +35,7 @@ def world(
     before ``NIGHT``; the DAG's tasks find it through LOOPLINE_HOME."""
     from loopline_airflow.runner import configure, ensure_metadata
 
-    from ml.pipeline import rebuild
+    from ml.ops.tasks import rebuild
 
     configure(airflow_settings)
     ensure_metadata(airflow_settings)
@@ -57,7 +57,7 @@ def _loopline(settings: Settings, *args: str, **env: str) -> tuple[int, str]:
     """Run the ``loopline`` command in a process of its own (Airflow configures
     itself once per process), as a user runs it; its exit code and output."""
     done = subprocess.run(
-        [sys.executable, "-m", "ml.cli", *args],
+        [sys.executable, "-m", "ml.cli.app", *args],
         env={**os.environ, "LOOPLINE_HOME": str(settings.root), **env},
         capture_output=True,
         text=True,

@@ -24,8 +24,8 @@ import duckdb
 import pytest
 from mlflow.tracking import MlflowClient
 
-from ml.config import REPO_ROOT, Settings
-from ml.warehouse import connect
+from ml.config.settings import REPO_ROOT, Settings
+from ml.storage.warehouse import connect
 
 MODEL = "loopline-churn"
 SECTIONS = ("summary", "value", "model", "uplift", "drift", "operations", "retrains")

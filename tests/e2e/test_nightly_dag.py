@@ -19,11 +19,11 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from ml.cli import app
-from ml.config import Settings
-from ml.exports import MANIFEST_FILE, export_dir
-from ml.landing import partition_files, write_raw_partition
-from ml.warehouse import connect
+from ml.action.exports import MANIFEST_FILE, export_dir
+from ml.cli.app import app
+from ml.config.settings import Settings
+from ml.storage.landing_files import partition_files, write_raw_partition
+from ml.storage.warehouse import connect
 from tests.e2e.worlds import simulate_world
 
 START = date(2025, 1, 1)
@@ -37,7 +37,7 @@ FIRST_NIGHT = LAST - timedelta(days=NIGHTS - 1)
 def world(airflow_settings: Settings) -> Settings:
     from loopline_airflow.runner import configure
 
-    from ml.pipeline import rebuild
+    from ml.ops.tasks import rebuild
 
     settings = airflow_settings
     configure(settings)
@@ -202,7 +202,7 @@ def test_schema_fault_stops_the_run_before_dbt(
         ).fetchall()
     [(dag_id, task_id, error_type, cause, hint, line, notified)] = alerts
     assert (dag_id, task_id) == ("loopline_nightly", "validate_landing")
-    assert error_type == "ml.validation.errors.ValidationGateError"
+    assert error_type == "ml.data.validation.errors.ValidationGateError"
     assert "transactions" in cause and "amount" in cause
     assert hint.startswith("a schema fault") and bad_day.isoformat() in hint
     assert line.startswith(

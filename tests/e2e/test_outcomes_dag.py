@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from ml.config import Settings
-from ml.warehouse import connect, ensure_schemas
+from ml.config.settings import Settings
+from ml.storage.warehouse import connect, ensure_schemas
 
 DAY = date(2031, 5, 4)
 

@@ -9,9 +9,9 @@ from datetime import date, timedelta
 
 import pytest
 
-from ml.config import Settings
-from ml.pipeline import rebuild
-from ml.warehouse import connect
+from ml.config.settings import Settings
+from ml.ops.tasks import rebuild
+from ml.storage.warehouse import connect
 from tests.e2e.worlds import simulate_world
 
 START = date(2024, 10, 1)

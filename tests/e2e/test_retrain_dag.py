@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from ml.config import Settings
-from ml.train.steps import resolve_as_of, training_dir
+from ml.config.settings import Settings
+from ml.prediction.training import resolve_as_of, training_dir
 
 FIRST_DAY = date(2023, 5, 1)
 DAYS = 300
@@ -31,7 +31,7 @@ TASKS = ["build_training_set", "train_candidates", "evaluate", "gate", "promote"
 def world(airflow_settings: Settings) -> Settings:
     from loopline_airflow.runner import configure
 
-    from ml.train.synthetic import write_synthetic_marts
+    from ml.sim.marts import write_synthetic_marts
 
     settings = airflow_settings
     configure(settings)

@@ -1,6 +1,6 @@
 """The prediction layer on marts that dbt really built from a simulated world.
 
-The unit tests of ml.train use synthetic marts; this one checks the seam: the
+The unit tests of ml.prediction.train use synthetic marts; this one checks the seam: the
 simulator's landing data → gates → dbt marts → training, registry and scoring.
 """
 
@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from ml.config import Settings
-from ml.warehouse import connect
+from ml.config.settings import Settings
+from ml.storage.warehouse import connect
 
 START = date(2024, 1, 1)
 DAYS = 230
@@ -25,7 +25,7 @@ SNAPSHOT = START + timedelta(days=7 * ((DAYS - 1) // 7))
 def built(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     import os
 
-    from ml.pipeline import rebuild
+    from ml.ops.tasks import rebuild
     from ml.sim import load_sim_config, simulate
 
     os.environ.setdefault("LOOPLINE_DBT_LOG_LEVEL", "warn")
@@ -40,10 +40,10 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Settings:
 
 
 def test_train_promote_and_score_on_real_marts(built: Settings) -> None:
-    from ml.registry import alias_version, promote
-    from ml.score import score
-    from ml.train import train
-    from ml.train.config import load_model_config
+    from ml.config.model import load_model_config
+    from ml.prediction.registry import alias_version, promote
+    from ml.prediction.score import score
+    from ml.prediction.train import train
 
     config = load_model_config()
     config = config.model_copy(

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import date
 
-from ml.config import Settings
-from ml.warehouse import connect, ensure_schemas
+from ml.config.settings import Settings
+from ml.storage.warehouse import connect, ensure_schemas
 
 
 def simulate_world(

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from ml.config import Settings
+from ml.config.settings import Settings
 
 
 @pytest.fixture

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from ml.config import Settings
-from ml.contract import TABLES
-from ml.landing import write_partition
+from ml.config.settings import Settings
+from ml.contract.schema import TABLES
+from ml.storage.landing_files import write_partition
 
 DAY = date(2025, 3, 2)
 CUSTOMER_IDS = [f"C{i:03d}" for i in range(1, 6)]
@@ -114,8 +114,8 @@ def decided_before(
     ``results`` and ``reviews`` rows (default: the fixture's ``action_results``
     and ``review_decisions`` of ``day``) answer, in ``marts.decisions`` and
     ``marts.review_queue`` (as the decide step writes them)."""
-    from ml.decide import DDL, DECISIONS_TABLE, REVIEW_QUEUE_TABLE
-    from ml.warehouse import connect, ensure_schemas
+    from ml.decision.nightly import DDL, DECISIONS_TABLE, REVIEW_QUEUE_TABLE
+    from ml.storage.warehouse import connect, ensure_schemas
 
     before = day - timedelta(days=1)
     results = action_results(day) if results is None else results

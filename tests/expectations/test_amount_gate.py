@@ -15,14 +15,14 @@ import numpy as np
 import pytest
 from gate_fixtures import DAY, customers, settings_with, table, transactions
 
-from ml.config import Settings
-from ml.landing import write_partition
-from ml.validation import (
+from ml.config.settings import Settings
+from ml.data.validation import (
     ValidationGateError,
     validate_landing,
     validate_landing_range,
 )
-from ml.validation.amounts import AmountProfile, _profile
+from ml.data.validation.amounts import AmountProfile, _profile
+from ml.storage.landing_files import write_partition
 
 CORE = ("customers", "transactions")
 HISTORY = [DAY - timedelta(days=i) for i in range(6, 0, -1)]

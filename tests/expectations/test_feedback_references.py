@@ -24,11 +24,11 @@ from gate_fixtures import (
     transactions,
 )
 
-from ml.config import Settings
-from ml.decide import DDL, DECISIONS_TABLE
-from ml.landing import write_partition
-from ml.validation import validate_landing
-from ml.warehouse import connect
+from ml.config.settings import Settings
+from ml.data.validation import validate_landing
+from ml.decision.nightly import DDL, DECISIONS_TABLE
+from ml.storage.landing_files import write_partition
+from ml.storage.warehouse import connect
 
 YESTERDAY = DAY - timedelta(days=1)
 

@@ -25,7 +25,7 @@ from expectations._common import (
     suite_parameters,
     unique_key,
 )
-from ml.contract import TABLES
+from ml.contract.schema import TABLES
 
 Validate = Callable[..., Any]
 

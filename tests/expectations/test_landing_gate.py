@@ -24,16 +24,16 @@ from gate_fixtures import (
     transactions,
 )
 
-from ml.config import Settings
-from ml.landing import partition_dir, write_partition, write_raw_partition
-from ml.ops_status import collect_status
-from ml.validation import (
+from ml.config.settings import Settings
+from ml.data.validation import (
     GateError,
     LandingReport,
     ValidationGateError,
     build_data_docs,
     validate_landing,
 )
+from ml.ops.status import collect_status
+from ml.storage.landing_files import partition_dir, write_partition, write_raw_partition
 
 CORE = ("customers", "transactions")
 YESTERDAY = DAY - timedelta(days=1)

@@ -9,13 +9,13 @@ import duckdb
 import pytest
 from gate_fixtures import DAY, at, customers, support_tickets, table, transactions
 
-from ml.config import Settings
-from ml.landing import write_partition, write_raw_partition
-from ml.validation import (
+from ml.config.settings import Settings
+from ml.data.validation import (
     ValidationGateError,
     validate_landing,
     validate_landing_range,
 )
+from ml.storage.landing_files import write_partition, write_raw_partition
 
 D1, D2, D3 = DAY, DAY + timedelta(days=1), DAY + timedelta(days=2)
 COMPARED = {
@@ -116,10 +116,10 @@ def test_a_missing_required_day_is_named(settings: Settings) -> None:
 def test_a_truncated_file_stops_the_rebuild_naming_table_and_file(
     settings: Settings,
 ) -> None:
-    """The bulk rebuild (ml.pipeline.rebuild) reads every landed day; a truncated
+    """The bulk rebuild (ml.ops.tasks.rebuild) reads every landed day; a truncated
     Parquet file gives one line naming the table and the file, nothing is loaded,
     and the rows the stopped run set aside say they were not loaded."""
-    from ml.pipeline import rebuild
+    from ml.ops.tasks import rebuild
 
     land_three_days(settings.landing_dir)
     folder = settings.landing_dir / "support_tickets" / "dt=2025-03-03"

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 from gate_fixtures import DAY, features
 
-from ml.config import Settings
-from ml.validation import MartValidationError, validate_marts
+from ml.config.settings import Settings
+from ml.data.validation import MartValidationError, validate_marts
 
 YESTERDAY = DAY - timedelta(days=1)
 

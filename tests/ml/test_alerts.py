@@ -17,7 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from ml.alerts import (
+from ml.config.settings import Settings
+from ml.data.dbt import DbtBuildError
+from ml.data.validation.errors import GateFailure, ValidationGateError
+from ml.ops.alerts import (
     HINTS,
     Alert,
     build_alert,
@@ -28,11 +31,8 @@ from ml.alerts import (
     slack_payload,
     spooled_alerts,
 )
-from ml.config import Settings
-from ml.pipeline import LandingNotReadyError
-from ml.transform import DbtBuildError
-from ml.validation.errors import GateFailure, ValidationGateError
-from ml.warehouse import connect
+from ml.ops.tasks import LandingNotReadyError
+from ml.storage.warehouse import connect
 
 DAY = date(2025, 3, 17)
 FAILED_AT = datetime(2025, 3, 18, 2, 14, 5, tzinfo=UTC)
@@ -105,7 +105,7 @@ def test_a_gate_failure_is_one_line_with_dag_task_date_cause_and_hint() -> None:
     # the first fault's kind (schema) picks the hint
     assert "-> a schema fault: make the partition's columns and types match" in line
     assert "clear validate_landing of 2025-03-17" in line
-    assert alert.error_type == "ml.validation.errors.ValidationGateError"
+    assert alert.error_type == "ml.data.validation.errors.ValidationGateError"
     assert alert.line == line
 
 
@@ -160,7 +160,7 @@ def test_slack_payload() -> None:
     assert "`loopline_nightly.validate_landing` failed" in header["text"]["text"]
     assert "run date 2025-03-17" in header["text"]["text"]
     cause, hint = (f["text"] for f in body["fields"])
-    assert cause.startswith("*Cause* (ml.validation.errors.ValidationGateError)\n")
+    assert cause.startswith("*Cause* (ml.data.validation.errors.ValidationGateError)\n")
     assert "missing column amount" in cause
     assert hint == f"*What to do*\n{alert.hint}"
 
@@ -283,7 +283,7 @@ def test_empty_notifier_settings_mean_off(monkeypatch: pytest.MonkeyPatch) -> No
 def test_a_locked_warehouse_spools_the_alert_until_the_next_write(
     settings: Settings,
 ) -> None:
-    from ml.ops_status import collect_status
+    from ml.ops.status import collect_status
 
     settings.root.mkdir(parents=True)
     holder = subprocess.Popen(

@@ -1,4 +1,4 @@
-"""The BG/NBD model (ml.train.bgnbd): the published CDNOW fit, recovery of known
+"""The BG/NBD model (ml.prediction.bgnbd): the published CDNOW fit, recovery of known
 parameters from simulated customers, the predictions against the paper and against
 a Monte-Carlo simulation of the BG/NBD process, and the input checks."""
 
@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 from scipy import optimize, stats
 
-from ml.train import bgnbd
-from ml.train.bgnbd import BgNbdParams
+from ml.prediction import bgnbd
+from ml.prediction.bgnbd import BgNbdParams
 
 # Fader, Hardie & Lee (2005), Table / section 5: the BG/NBD fit on the CDNOW
 # cohort (2,357 customers, 39 weeks of calibration data, time in weeks).

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from ml.cli import app
+from ml.cli.app import app
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "transactions_custom.csv"
 

@@ -13,8 +13,8 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from ml.cli import app
-from ml.config import Settings
+from ml.cli.app import app
+from ml.config.settings import Settings
 from tests.e2e.worlds import simulate_world
 
 START = date(2025, 1, 1)
@@ -144,7 +144,7 @@ def test_a_gate_failing_on_every_day_is_summarised(home: Path) -> None:
 
 
 def test_an_unexpected_error_says_how_to_see_where() -> None:
-    from ml.cli_errors import Terminated, explain
+    from ml.cli.error_handling import Terminated, explain
 
     lines, code = explain(KeyError("customer_id"))
     assert code == 1

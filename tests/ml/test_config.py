@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from ml.config import REPO_ROOT, get_settings, load_business_config
-from ml.demo_cli import with_horizon
+from ml.cli.demo_command import with_horizon
+from ml.config.settings import REPO_ROOT, get_settings, load_business_config
 
 
 def test_a_home_with_its_own_config_keeps_it_for_every_later_command(
@@ -40,8 +40,8 @@ def test_a_home_with_its_own_config_keeps_it_for_every_later_command(
 def test_every_landing_table_has_a_minimum_of_bad_rows(tmp_path: Path) -> None:
     from pydantic import ValidationError
 
-    from ml.config import MinBadRows
-    from ml.contract import TABLES
+    from ml.config.settings import MinBadRows
+    from ml.contract.schema import TABLES
 
     shipped = load_business_config(REPO_ROOT / "config" / "loopline.yml")
     assert set(MinBadRows.model_fields) == set(TABLES)

@@ -17,19 +17,19 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from ml.config import Settings
-from ml.contract import CHANNELS
-from ml.decide import DecideError, DecideSummary, decide
-from ml.exports import MANIFEST_FILE, export_dir
-from ml.landing import partition_files
-from ml.pipeline import score
-from ml.policy.config import PolicyConfig, load_policy_config
-from ml.registry import promote
-from ml.review import pending_cases, record_decision
-from ml.train import train
-from ml.train.config import ModelConfig
-from ml.train.synthetic import write_synthetic_marts
-from ml.warehouse import connect, replace_raw_partition
+from ml.action.exports import MANIFEST_FILE, export_dir
+from ml.action.review import pending_cases, record_decision
+from ml.config.model import ModelConfig
+from ml.config.policy import PolicyConfig, load_policy_config
+from ml.config.settings import Settings
+from ml.contract.schema import CHANNELS
+from ml.decision.nightly import DecideError, DecideSummary, decide
+from ml.ops.tasks import score
+from ml.prediction.registry import promote
+from ml.prediction.train import train
+from ml.sim.marts import write_synthetic_marts
+from ml.storage.landing_files import partition_files
+from ml.storage.warehouse import connect, replace_raw_partition
 
 FIRST_DAY = date(2024, 1, 1)
 DAYS = 150
@@ -310,7 +310,7 @@ def test_a_date_without_features_is_refused_and_writes_nothing(world: World) -> 
 def test_the_simulated_world_reads_the_exported_queues(world: World) -> None:
     """The exports are the world's only view of the decisions: its channel systems
     and reviewers must parse every queued row with its action."""
-    from ml.contract import ACTIONS
+    from ml.contract.schema import ACTIONS
     from ml.sim.actions import read_channel_exports, read_review_queue
 
     day = NIGHTS[1]
@@ -339,7 +339,7 @@ def test_the_simulated_world_reads_the_exported_queues(world: World) -> None:
 def test_matured_decisions_are_joined_with_their_outcomes(world: World) -> None:
     """Seven days (H) after a decision date its outcomes are measured; a rerun
     replaces the same rows."""
-    from ml.outcomes import join_outcomes
+    from ml.feedback.outcomes import join_outcomes
 
     settings = world.settings
     decided = NIGHTS[0]
@@ -406,7 +406,7 @@ def test_ood_looks_only_at_the_configured_features() -> None:
     features they stay out of review; a recency far outside the range still counts."""
     import duckdb
 
-    from ml.decide import ood_sql
+    from ml.decision.nightly import ood_sql
 
     reference = {
         "numeric": {
@@ -447,9 +447,9 @@ def test_reviews_that_do_not_fit_their_case_are_quarantined_and_never_exported(
 
     import pyarrow as pa
 
-    from ml.contract import REVIEW_DECISIONS_TABLE, TABLES
-    from ml.landing import write_partition
-    from ml.validation import validate_landing
+    from ml.contract.schema import REVIEW_DECISIONS_TABLE, TABLES
+    from ml.data.validation import validate_landing
+    from ml.storage.landing_files import write_partition
 
     settings = world.settings
     queued, arrives = NIGHTS[2], NIGHTS[3]

@@ -7,13 +7,13 @@ import pandas as pd
 import pytest
 from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
 
-from ml.feedback.monitors import (
+from ml.feedback.realized import (
     calibration_by_decile,
     drift_report,
     realized_model_metrics,
 )
-from ml.train.metrics import expected_calibration_error
-from ml.train.reference import build_reference
+from ml.prediction.metrics import expected_calibration_error
+from ml.prediction.reference import build_reference
 
 
 def _scored(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

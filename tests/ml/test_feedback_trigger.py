@@ -168,7 +168,7 @@ def test_never_fires_during_cooldown() -> None:
 
 def test_the_shipped_key_features_are_behavioural_feature_columns() -> None:
     from expectations.customer_features import FEATURE_COLUMNS
-    from ml.config import load_business_config
+    from ml.config.settings import load_business_config
 
     key = load_business_config().retrain_trigger.psi_features
     assert key and set(key) <= set(FEATURE_COLUMNS)

@@ -7,13 +7,13 @@ import pandas as pd
 import pytest
 from scipy import stats
 
+from ml.config.policy import load_policy_config
 from ml.feedback.uplift import (
     arm_comparison,
     newcombe_interval,
     posterior_uplift,
     update_parameters,
 )
-from ml.policy.config import load_policy_config
 
 REPLICATIONS = 400
 ARM_REPLICATIONS = 250

@@ -19,10 +19,10 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from ml.cli import app
-from ml.config import Settings
-from ml.contract import TRANSACTIONS
-from ml.landing import partition_dir
+from ml.cli.app import app
+from ml.config.settings import Settings
+from ml.contract.schema import TRANSACTIONS
+from ml.storage.landing_files import partition_dir
 
 LOG = Path(__file__).resolve().parents[1] / "fixtures" / "import" / "typo_amount.csv"
 TYPO = 1e12
@@ -103,7 +103,7 @@ def test_the_typo_reaches_no_mart(rebuilt: Settings) -> None:
 
 
 def test_the_typo_reaches_no_value_at_risk_or_decision(rebuilt: Settings) -> None:
-    from ml.decide import decide
+    from ml.decision.nightly import decide
 
     decide(rebuilt, date(2024, 5, 7))  # no champion yet: the rule fallback decides
     with duckdb.connect(str(rebuilt.warehouse_path), read_only=True) as con:

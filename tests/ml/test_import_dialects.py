@@ -18,9 +18,9 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from ml.cli import app
-from ml.config import Settings
-from ml.landing import list_partition_dates, partition_files
+from ml.cli.app import app
+from ml.config.settings import Settings
+from ml.storage.landing_files import list_partition_dates, partition_files
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "import"
 COLUMNS = ["--customer-col", "customer", "--date-col", "date", "--amount-col", "amount"]

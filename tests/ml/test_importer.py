@@ -1,4 +1,4 @@
-"""Tests for ml.importer: an external transaction log becomes landing partitions."""
+"""Tests for ml.data.ingest: an external transaction log becomes landing partitions."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
-from ml.config import Settings
-from ml.contract import CUSTOMERS, TRANSACTIONS
-from ml.importer import ImportInputError, ImportSummary, import_transactions
-from ml.landing import (
+from ml.config.settings import Settings
+from ml.contract.schema import CUSTOMERS, TRANSACTIONS
+from ml.data.ingest import ImportInputError, ImportSummary, import_transactions
+from ml.storage.landing_files import (
     is_declared_empty,
     list_partition_dates,
     partition_dir,
@@ -537,9 +537,9 @@ def test_days_without_sales_are_declared_empty_and_pass_the_gate(
     tmp_path: Path,
 ) -> None:
     """Inside the log's span, a day with no purchases is closed, not late."""
-    from ml.landing import is_declared_empty, partition_files
-    from ml.validation import validate_landing_range
-    from ml.warehouse import connect, ensure_schemas
+    from ml.data.validation import validate_landing_range
+    from ml.storage.landing_files import is_declared_empty, partition_files
+    from ml.storage.warehouse import connect, ensure_schemas
 
     settings = Settings(home=tmp_path / "home")
     settings.ensure_dirs()

@@ -17,23 +17,23 @@ import pyarrow as pa
 from killed import run_killed
 from typer.testing import CliRunner
 
-from ml.airflow_meta import AirflowRuns, DagRunInfo
-from ml.cli import app
-from ml.config import Settings
-from ml.contract import EXPORT_COLUMNS, TABLES
-from ml.decide import DDL as DECIDE_DDL
-from ml.exports import REVIEW_COLUMNS, export_dir, write_exports
-from ml.landing import write_partition
-from ml.ops_status import PROCESS_GONE, collect_status
-from ml.pipeline import record_run, step_run, validate_landing
-from ml.publish import (
+from ml.action.exports import REVIEW_COLUMNS, export_dir, write_exports
+from ml.analytics.publish import (
     FILES_TABLE,
     RETIRED_TABLE,
     data_directory,
     open_analytics,
     publish_analytics,
 )
-from ml.warehouse import connect, ensure_schemas
+from ml.cli.app import app
+from ml.config.settings import Settings
+from ml.contract.schema import EXPORT_COLUMNS, TABLES
+from ml.decision.nightly import DDL as DECIDE_DDL
+from ml.ops.airflow_meta import AirflowRuns, DagRunInfo
+from ml.ops.status import PROCESS_GONE, collect_status
+from ml.ops.tasks import record_run, step_run, validate_landing
+from ml.storage.landing_files import write_partition
+from ml.storage.warehouse import connect, ensure_schemas
 
 DAY = date(2025, 3, 2)
 NO_AIRFLOW = "sqlite:///no/such/airflow.db"
@@ -57,8 +57,8 @@ def test_an_export_killed_before_its_rename_leaves_no_temp_file_after_the_rerun(
         from datetime import date
         from pathlib import Path
         import pandas as pd
-        from ml.contract import EXPORT_COLUMNS
-        from ml.exports import REVIEW_COLUMNS, write_exports
+        from ml.contract.schema import EXPORT_COLUMNS
+        from ml.action.exports import REVIEW_COLUMNS, write_exports
         phone = pd.DataFrame([["d0", "C0", "call", 1.5, "ev", "3", "p1"]],
                              columns=list(EXPORT_COLUMNS))
         os.replace = die
@@ -136,8 +136,8 @@ def test_a_publish_killed_before_its_swap_leaves_no_files_after_the_next_publish
         f"""
         import os
         from datetime import date
-        from ml.config import Settings
-        from ml.publish import publish_analytics
+        from ml.config.settings import Settings
+        from ml.analytics.publish import publish_analytics
         os.replace = die
         publish_analytics(Settings(home={str(settings.root)!r}), date(2025, 3, 2),
                           "publish", full=True, partition_min_rows=100,
@@ -194,10 +194,10 @@ def test_a_step_killed_mid_way_shows_as_process_gone_until_it_is_rerun(
     pid = run_killed(
         f"""
         from datetime import date
-        import ml.validation
-        from ml.config import Settings
-        from ml.pipeline import validate_landing
-        ml.validation.validate_landing = die  # the gate itself is where it dies
+        import ml.data.validation
+        from ml.config.settings import Settings
+        from ml.ops.tasks import validate_landing
+        ml.data.validation.validate_landing = die  # the gate itself is where it dies
         validate_landing(date(2025, 3, 2), Settings(home={str(settings.root)!r}))
         """
     )

@@ -28,8 +28,8 @@ from sklearn.tree import DecisionTreeClassifier
 from skops.io.exceptions import UntrustedTypesFoundException
 
 from ml import PICKLE_SWITCH
-from ml.config import Settings
-from ml.registry import (
+from ml.config.settings import Settings
+from ml.prediction.registry import (
     CHALLENGER,
     CHAMPION,
     ModelLoadError,
@@ -40,7 +40,7 @@ from ml.registry import (
     promote,
     register_challenger,
 )
-from ml.train.synthetic import write_synthetic_marts
+from ml.sim.marts import write_synthetic_marts
 
 AS_OF = "2025-06-01"
 LIBRARY_LINES = ("Warning", "WARNING", "INFO mlflow", "Detected uv project")

@@ -11,16 +11,16 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from ml.airflow_meta import AirflowRuns, AssetEventInfo, DagRunInfo, metadata_url
-from ml.alerts import build_alert, record_alert
-from ml.cli import app
-from ml.config import Settings
-from ml.contract import EXPORT_COLUMNS
-from ml.exports import REVIEW_COLUMNS, write_exports
-from ml.monitor import DDL as MONITOR_DDL
-from ml.ops_status import RetrainVerdict, collect_status, pending_retrain
-from ml.pipeline import LandingNotReadyError, record_run
-from ml.warehouse import connect, ensure_schemas
+from ml.action.exports import REVIEW_COLUMNS, write_exports
+from ml.cli.app import app
+from ml.config.settings import Settings
+from ml.contract.schema import EXPORT_COLUMNS
+from ml.feedback.nightly import DDL as MONITOR_DDL
+from ml.ops.airflow_meta import AirflowRuns, AssetEventInfo, DagRunInfo, metadata_url
+from ml.ops.alerts import build_alert, record_alert
+from ml.ops.status import RetrainVerdict, collect_status, pending_retrain
+from ml.ops.tasks import LandingNotReadyError, record_run
+from ml.storage.warehouse import connect, ensure_schemas
 
 DAY = date(2025, 3, 17)
 REQUESTED = datetime(2025, 3, 18, 1, 0, tzinfo=UTC)

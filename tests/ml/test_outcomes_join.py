@@ -7,11 +7,11 @@ from datetime import date, datetime, timedelta
 import pandas as pd
 import pytest
 
-from ml.config import Settings
-from ml.decide import DDL as DECISION_DDL
-from ml.outcomes import join_outcomes
-from ml.policy.config import load_policy_config
-from ml.warehouse import connect, ensure_schemas
+from ml.config.policy import load_policy_config
+from ml.config.settings import Settings
+from ml.decision.nightly import DDL as DECISION_DDL
+from ml.feedback.outcomes import join_outcomes
+from ml.storage.warehouse import connect, ensure_schemas
 
 H = 30  # config/loopline.yml horizon
 R = date(2025, 3, 1)  # the decision date that matures on R + H

@@ -10,11 +10,11 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from ml.config import Settings
-from ml.contract import TABLES
-from ml.landing import write_partition
-from ml.pipeline import STEP_EVENT, check_landing, nightly_decided, record_run
-from ml.warehouse import connect
+from ml.config.settings import Settings
+from ml.contract.schema import TABLES
+from ml.ops.tasks import STEP_EVENT, check_landing, nightly_decided, record_run
+from ml.storage.landing_files import write_partition
+from ml.storage.warehouse import connect
 
 DAY = date(2025, 3, 2)
 
@@ -37,7 +37,7 @@ def _step_lines(caplog: pytest.LogCaptureFixture) -> list[dict]:
     return [
         json.loads(r.getMessage())
         for r in caplog.records
-        if r.name == "ml.pipeline" and STEP_EVENT in r.getMessage()
+        if r.name == "ml.ops.tasks" and STEP_EVENT in r.getMessage()
     ]
 
 
@@ -48,7 +48,7 @@ def test_a_step_logs_one_json_line_with_its_counts(
     write_partition(settings.landing_dir, "transactions", DAY, _transactions(4))
     write_partition(settings.landing_dir, "transactions", DAY, _transactions(2), part=1)
 
-    with caplog.at_level(logging.INFO, logger="ml.pipeline"):
+    with caplog.at_level(logging.INFO, logger="ml.ops.tasks"):
         summary = check_landing(DAY, settings)
 
     [line] = _step_lines(caplog)
@@ -76,8 +76,8 @@ def test_a_failed_step_logs_a_warning(
 ) -> None:
     settings = Settings(home=tmp_path / "home")
     settings.ensure_dirs()
-    with caplog.at_level(logging.INFO, logger="ml.pipeline"):
+    with caplog.at_level(logging.INFO, logger="ml.ops.tasks"):
         record_run(settings, DAY, "validate_landing", "failed", {"error": "boom"})
-    [record] = [r for r in caplog.records if r.name == "ml.pipeline"]
+    [record] = [r for r in caplog.records if r.name == "ml.ops.tasks"]
     assert record.levelno == logging.WARNING
     assert json.loads(record.getMessage())["counts"] == {"error": "boom"}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ml.policy.allocate import (
+from ml.decision.allocate import (
     allocate,
     exact_allocation,
     greedy_allocate,

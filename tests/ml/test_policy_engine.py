@@ -11,9 +11,8 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
-from ml.policy import baselines
-from ml.policy.config import POLICY_CONFIG_FILE, PolicyConfig, load_policy_config
-from ml.policy.engine import (
+from ml.config.policy import POLICY_CONFIG_FILE, PolicyConfig, load_policy_config
+from ml.decision.engine import (
     DECISION_COLUMNS,
     REASON_CODES,
     decide,
@@ -21,7 +20,8 @@ from ml.policy.engine import (
     score_sanity,
     summarize,
 )
-from ml.policy.value import TrailingSpend, value_at_risk
+from ml.decision.value import TrailingSpend, value_at_risk
+from ml.sim import baselines
 
 RUN_DATE = date(2024, 6, 1)
 

@@ -8,11 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ml.config import Settings
-from ml.monitor import current_uplifts, update_policy_parameters
-from ml.outcomes import DDL as OUTCOME_DDL
-from ml.policy.config import load_policy_config
-from ml.warehouse import connect, ensure_schemas
+from ml.config.policy import load_policy_config
+from ml.config.settings import Settings
+from ml.feedback.nightly import current_uplifts, update_policy_parameters
+from ml.feedback.outcomes import DDL as OUTCOME_DDL
+from ml.storage.warehouse import connect, ensure_schemas
 
 H = 30
 DAY = date(2025, 6, 1)

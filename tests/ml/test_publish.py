@@ -1,4 +1,4 @@
-"""The analyst copy (``ml.publish``) on a small real warehouse.
+"""The analyst copy (``ml.analytics.publish``) on a small real warehouse.
 
 A warehouse is built in DuckDB with the real ``raw`` and ``ops`` schemas and a few
 marts; publishing copies ``marts`` and ``ops`` (not ``raw``) with the reporting
@@ -21,11 +21,8 @@ import duckdb
 import pytest
 from typer.testing import CliRunner
 
-from ml import publish as publish_module
-from ml.cli import app
-from ml.config import Settings
-from ml.pipeline import publish
-from ml.publish import (
+import ml.analytics.publish as publish_module
+from ml.analytics.publish import (
     PUBLICATION_TABLE,
     NotPublishedError,
     PublishError,
@@ -35,7 +32,10 @@ from ml.publish import (
     remove_stale_temp_files,
     temp_path,
 )
-from ml.warehouse import connect, ensure_schemas
+from ml.cli.app import app
+from ml.config.settings import Settings
+from ml.ops.tasks import publish
+from ml.storage.warehouse import connect, ensure_schemas
 
 DAY = date(2025, 3, 1)
 

@@ -17,8 +17,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from ml.config import Settings
-from ml.publish import (
+from ml.analytics.publish import (
     FILES_TABLE,
     RETIRED_TABLE,
     PublishSummary,
@@ -26,7 +25,8 @@ from ml.publish import (
     open_analytics,
     publish_analytics,
 )
-from ml.warehouse import connect, ensure_schemas
+from ml.config.settings import Settings
+from ml.storage.warehouse import connect, ensure_schemas
 
 FIRST = date(2025, 3, 1)
 DAYS = 40

@@ -12,8 +12,10 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from ml.config import Settings
-from ml.registry import (
+from ml.config.model import GateConfig, ModelConfig
+from ml.config.settings import Settings
+from ml.prediction.examples import feature_columns, load_examples
+from ml.prediction.registry import (
     CHALLENGER,
     CHAMPION,
     RegistryError,
@@ -23,11 +25,9 @@ from ml.registry import (
     rollback,
     run_gate,
 )
-from ml.train import TrainResult, train
-from ml.train.config import GateConfig, ModelConfig
-from ml.train.data import feature_columns, load_examples
-from ml.train.steps import split_frame
-from ml.train.synthetic import write_synthetic_marts
+from ml.prediction.train import TrainResult, train
+from ml.prediction.training import split_frame
+from ml.sim.marts import write_synthetic_marts
 
 AS_OF = date(2024, 4, 29)
 HORIZON = 7
@@ -255,8 +255,8 @@ def test_a_better_calibrated_challenger_replaces_a_drifted_champion() -> None:
 
 
 def test_the_training_reference_is_stored_with_the_model(trained: Trained) -> None:
-    from ml.registry import load_reference, trained_as_of
-    from ml.train.reference import feature_psi, out_of_range
+    from ml.prediction.reference import feature_psi, out_of_range
+    from ml.prediction.registry import load_reference, trained_as_of
 
     reference = load_reference(trained.settings, trained.strong.model_version)
     assert reference is not None

@@ -12,15 +12,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ml.config import Settings
-from ml.contract import ACTIONS
-from ml.decide import DDL as DECISION_DDL
-from ml.outcomes import DDL as OUTCOME_DDL
-from ml.policy.config import PolicyConfig
-from ml.policy.engine import summarize
-from ml.report import EVALUATION_FILE, REPORT_FILE, SECTIONS, build_report
+from ml.config.policy import PolicyConfig
+from ml.config.settings import Settings
+from ml.contract.schema import ACTIONS
+from ml.decision.engine import summarize
+from ml.decision.nightly import DDL as DECISION_DDL
+from ml.feedback.outcomes import DDL as OUTCOME_DDL
+from ml.report.build import EVALUATION_FILE, REPORT_FILE, SECTIONS, build_report
 from ml.sim.evaluate import POLICIES, counterfactual_dir, evaluation_columns
-from ml.warehouse import connect
+from ml.storage.warehouse import connect
 
 FIRST = date(2024, 3, 1)
 NIGHTS = 12
@@ -29,7 +29,8 @@ MATURED = DAYS[:6]
 RETRAIN_REASON = "decay 3 of 5 score dates below the champion"
 POSTERIOR_MEAN = 0.1234
 
-# The schemas of the feedback marts (ml.monitor and the outcomes step own them).
+# The schemas of the feedback marts (ml.feedback.nightly and the outcomes step own
+# them).
 FEEDBACK_DDL = """
 create schema if not exists marts;
 create schema if not exists ops;

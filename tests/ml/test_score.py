@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from ml.config import Settings
-from ml.registry import CHAMPION, alias_version, load_model
-from ml.score import ScoreSchemaError, ScoreSummary, score
-from ml.train import train
-from ml.train.config import ModelConfig
-from ml.train.synthetic import write_synthetic_marts
-from ml.warehouse import connect
+from ml.config.model import ModelConfig
+from ml.config.settings import Settings
+from ml.prediction.registry import CHAMPION, alias_version, load_model
+from ml.prediction.score import ScoreSchemaError, ScoreSummary, score
+from ml.prediction.train import train
+from ml.sim.marts import write_synthetic_marts
+from ml.storage.warehouse import connect
 
 RUN_DATE = date(2024, 4, 29)
 
@@ -118,7 +118,7 @@ def test_schema_mismatch_raises_a_clear_error(scored: Scored, change: str) -> No
 
 
 def test_a_missing_model_version_is_a_clear_error(scored: Scored) -> None:
-    from ml.registry import ModelLoadError
+    from ml.prediction.registry import ModelLoadError
 
     with pytest.raises(ModelLoadError, match="cannot load"):
         load_model(scored.settings, version="999", config=scored.config)

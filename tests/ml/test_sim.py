@@ -13,9 +13,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from ml.config import Settings
-from ml.contract import ACTIONS, CHANNELS, EXPORT_COLUMNS, TABLES
-from ml.landing import list_partition_dates, partition_dir, partition_files, read_file
+from ml.config.settings import Settings
+from ml.contract.schema import ACTIONS, CHANNELS, EXPORT_COLUMNS, TABLES
 from ml.sim import (
     DriftConfig,
     NoWorldError,
@@ -27,7 +26,13 @@ from ml.sim import (
     simulate_days,
     simulate_next_day,
 )
-from ml.sim.config import FaultConfig
+from ml.sim.sim_config import FaultConfig
+from ml.storage.landing_files import (
+    list_partition_dates,
+    partition_dir,
+    partition_files,
+    read_file,
+)
 
 START = date(2024, 3, 1)
 TRUTH_COLUMNS = {

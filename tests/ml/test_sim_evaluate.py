@@ -2,7 +2,8 @@
 
 A real simulated world with a trained model costs minutes; the evaluation only needs
 the truth files (``truth/customers.parquet``, ``truth/state/world.json``) and the
-marts that :func:`ml.decide.load_candidates` and the evaluation read, so these are
+marts that :func:`ml.decision.nightly.load_candidates` and the evaluation read, so
+these are
 written by hand with known uplifts and checked against hand computations.
 """
 
@@ -17,11 +18,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ml.config import Settings
-from ml.contract import ACTIONS
-from ml.decide import DDL as DECISION_DDL
-from ml.outcomes import DDL as OUTCOMES_DDL
-from ml.policy.config import PolicyConfig
+from ml.config.policy import PolicyConfig
+from ml.config.settings import Settings
+from ml.contract.schema import ACTIONS
+from ml.decision.nightly import DDL as DECISION_DDL
+from ml.feedback.outcomes import DDL as OUTCOMES_DDL
 from ml.sim.evaluate import (
     COUNTERFACTUALS,
     POLICIES,
@@ -35,7 +36,7 @@ from ml.sim.evaluate import (
     true_uplift_by_action,
     truth_available,
 )
-from ml.warehouse import connect
+from ml.storage.warehouse import connect
 
 DAY = date(2024, 6, 1)
 FALLBACK_DAY = DAY + timedelta(days=1)

@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 from sklearn import inspection
 
-from ml.train import metrics
-from ml.train.config import load_model_config
-from ml.train.models import GRADIENT_BOOSTING, fit_calibrated
+from ml.config.model import load_model_config
+from ml.prediction import metrics
+from ml.prediction.models import GRADIENT_BOOSTING, fit_calibrated
 
 
 def _frame(rng: np.random.Generator, rows: int) -> tuple[pd.DataFrame, pd.Series]:

@@ -8,16 +8,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ml.train.config import ModelConfig
-from ml.train.data import (
+from ml.config.model import ModelConfig
+from ml.prediction.examples import (
     backtest_windows,
     feature_columns,
     load_examples,
     split_windows,
 )
-from ml.train.metrics import evaluate, expected_calibration_error
-from ml.train.synthetic import write_synthetic_marts
-from ml.warehouse import connect
+from ml.prediction.metrics import evaluate, expected_calibration_error
+from ml.sim.marts import write_synthetic_marts
+from ml.storage.warehouse import connect
 
 
 @pytest.mark.parametrize("horizon", [7, 30, 45])

@@ -1,4 +1,5 @@
-"""``ml.warehouse.hold``: one connection for a step, every ``connect`` a cursor."""
+"""``ml.storage.warehouse.hold``: one connection for a step, every ``connect`` a
+cursor."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from ml.warehouse import connect, hold
+from ml.storage.warehouse import connect, hold
 
 
 def test_connect_inside_hold_shares_one_database_and_writes_persist(

@@ -1,0 +1,149 @@
+"""The model parameters in ``config/model.yml``, as a typed object."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, Field
+
+from ml.config.settings import REPO_ROOT
+
+MODEL_CONFIG_FILE = REPO_ROOT / "config" / "model.yml"
+
+
+class SplitConfig(BaseModel):
+    """Window lengths (days of as_of_dates) of the out-of-time split."""
+
+    test_days: int = 28
+    validation_days: int = 28
+    train_days: int = 365
+    gap_days: int = 30
+    # Leave out snapshots whose longest feature window reaches before the first
+    # transaction on record (their long-window features are truncated).
+    skip_truncated_windows: bool = True
+
+
+class ThinningConfig(BaseModel):
+    every_days: int = 7
+
+
+class BacktestConfig(BaseModel):
+    folds: int = 0
+    step_days: int = 28
+
+
+class BaselineConfig(BaseModel):
+    C: float = 1.0
+    max_iter: int = 1000
+    # the logistic baseline is fitted on at most this many train rows (a seeded
+    # sample); 0 uses them all
+    max_train_rows: int = 200_000
+
+
+class GradientBoostingConfig(BaseModel):
+    learning_rate: float = 0.1
+    max_iter: int = 200
+    max_leaf_nodes: int = 31
+    min_samples_leaf: int = 50
+    l2_regularization: float = 0.0
+    early_stopping: bool = False
+    # "balanced" or None
+    class_weight: Literal["balanced"] | None = None
+    # feature -> +1 (the churn probability may only rise with it) or -1; features
+    # the model does not use are ignored
+    monotonic: dict[str, Literal[-1, 1]] = Field(default_factory=dict)
+
+
+class TuningConfig(BaseModel):
+    """Candidate settings tried on the validation window. Each entry of a grid
+    overrides some keys of its candidate's base settings; the candidate keeps the
+    entry with the best validation ``gate.primary_metric`` (before calibration).
+    An empty grid trains the base settings only."""
+
+    baseline: list[dict[str, Any]] = Field(default_factory=list)
+    gradient_boosting: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class BgNbdConfig(BaseModel):
+    """The BG/NBD model: fitted on the train window, its churn ranking is a
+    baseline of the gate, and (``as_features``) its P(alive) and P(no purchase in
+    the horizon) are inputs of both candidates."""
+
+    enabled: bool = True
+    as_features: bool = True
+    penalizer: float = 0.0
+
+
+class BusinessMetricConfig(BaseModel):
+    value_column: str = "spend_90d"
+    contact_cost: float = 2.0
+    save_rate: float = 0.2
+    top_fractions: list[float] = Field(default_factory=lambda: [0.05, 0.1, 0.2])
+
+
+class GateConfig(BaseModel):
+    primary_metric: str = "roc_auc"
+    min_improvement: float = 0.002
+    max_ece: float = 0.05
+    ece_bins: int = 10
+
+
+class ModelConfig(BaseModel):
+    """Everything training, the gate and scoring need to know about the model."""
+
+    registered_model: str = "loopline-churn"
+    experiment: str = "loopline-churn"
+    target: str = "churned"
+    key_columns: list[str] = Field(
+        default_factory=lambda: ["customer_id", "as_of_date"]
+    )
+    label_columns: list[str] = Field(
+        default_factory=lambda: [
+            "churned",
+            "horizon_days",
+            "horizon_end_date",
+            "horizon_purchases",
+            "horizon_spend",
+        ]
+    )
+    categorical_features: list[str] = Field(
+        default_factory=lambda: ["plan", "region", "acquisition_channel"]
+    )
+    exclude_features: list[str] = Field(default_factory=list)
+    split: SplitConfig = Field(default_factory=SplitConfig)
+    thinning: ThinningConfig = Field(default_factory=ThinningConfig)
+    backtest: BacktestConfig = Field(default_factory=BacktestConfig)
+    baseline: BaselineConfig = Field(default_factory=BaselineConfig)
+    gradient_boosting: GradientBoostingConfig = Field(
+        default_factory=GradientBoostingConfig
+    )
+    tuning: TuningConfig = Field(default_factory=TuningConfig)
+    bgnbd: BgNbdConfig = Field(default_factory=BgNbdConfig)
+    random_state: int = 42
+    n_threads: int = 0
+    calibration: Literal["isotonic", "sigmoid"] = "isotonic"
+    business: BusinessMetricConfig = Field(default_factory=BusinessMetricConfig)
+    gate: GateConfig = Field(default_factory=GateConfig)
+    importance_rows: int = 1000
+    importance_repeats: int = 3
+    config_hash: str = ""
+
+
+def load_model_config(path: Path | None = None) -> ModelConfig:
+    """Load ``config/model.yml`` and stamp it with the sha256 of its content."""
+    path = path or MODEL_CONFIG_FILE
+    raw = path.read_bytes()
+    data = yaml.safe_load(raw) or {}
+    data["config_hash"] = hashlib.sha256(raw).hexdigest()[:16]
+    return ModelConfig.model_validate(data)
+
+
+def resolve_threads(config: ModelConfig, override: int | None = None) -> int:
+    """Threads for fitting and predicting: ``override`` (``LOOPLINE_THREADS``) if
+    given, else ``config.n_threads``; 0 means one per core."""
+    threads = config.n_threads if override is None else override
+    return threads if threads > 0 else max(1, os.cpu_count() or 1)

@@ -1,0 +1,298 @@
+"""The DuckDB warehouse: connections, the ``raw`` and ``ops`` schemas, raw loading.
+
+Only one process may write the warehouse at a time (DuckDB's rule); the Airflow DAGs
+put every writer in the one-slot ``warehouse`` pool. Landing rows that pass the gates
+are loaded into ``raw.<table>`` one partition at a time, replacing that partition, so
+a rerun loads the same rows and no other partition is touched.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import date
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import duckdb
+import pyarrow as pa
+
+from ml.config.settings import DUCKDB_MEMORY_LIMIT, DUCKDB_MEMORY_LIMIT_ENV
+from ml.contract.schema import TABLES, TableContract
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+_ARROW_TO_DUCKDB = {
+    pa.string(): "varchar",
+    pa.date32(): "date",
+    pa.timestamp("us"): "timestamp",
+    pa.float64(): "double",
+    pa.bool_(): "boolean",
+    pa.int64(): "bigint",
+}
+
+# One row per failed task (ml/ops/alerts.py): the alert line and its parts.
+ALERTS_DDL = """
+create table if not exists ops.alerts (
+    failed_at timestamp not null,
+    dag_id varchar not null,
+    task_id varchar not null,
+    run_id varchar,
+    run_date date,
+    try_number integer,
+    error_type varchar,
+    cause varchar,
+    hint varchar,
+    line varchar,
+    notified varchar
+)
+"""
+
+OPS_DDL = f"""
+create schema if not exists ops;
+create table if not exists ops.quarantine (
+    run_date date not null,
+    table_name varchar not null,
+    partition_date date not null,
+    source_file varchar,
+    reason varchar not null,
+    record_key varchar,
+    record_json varchar
+);
+create table if not exists ops.validation_results (
+    run_date date not null,
+    suite_name varchar not null,
+    table_name varchar not null,
+    partition_date date not null,
+    expectation_type varchar not null,
+    column_name varchar,
+    severity varchar not null,
+    success boolean not null,
+    element_count bigint,
+    unexpected_count bigint,
+    unexpected_percent double,
+    example_values varchar
+);
+-- columns added after the first release; "add column if not exists" upgrades old files
+alter table ops.quarantine add column if not exists column_name varchar;
+-- true once the run that set the row aside loaded its table's good rows; false
+-- when that run stopped (its gate failed, or it died) and loaded nothing
+alter table ops.quarantine add column if not exists loaded boolean;
+alter table ops.validation_results add column if not exists partition_end date;
+alter table ops.validation_results add column if not exists reason varchar;
+alter table ops.validation_results add column if not exists observed_value varchar;
+create table if not exists ops.runs (
+    run_date date not null,
+    step varchar not null,
+    status varchar not null,
+    config_hash varchar,
+    detail varchar
+);
+-- who ran the step (ml.ops.tasks): status 'running' until it records its outcome,
+-- so a step killed with kill -9 is told apart by its pid being gone on its host
+alter table ops.runs add column if not exists pid integer;
+alter table ops.runs add column if not exists host varchar;
+alter table ops.runs add column if not exists started_at timestamp;
+alter table ops.runs add column if not exists finished_at timestamp;
+{ALERTS_DDL};
+"""
+
+
+def duckdb_type(arrow_type: pa.DataType) -> str:
+    """The DuckDB column type for a contract column."""
+    return _ARROW_TO_DUCKDB[arrow_type]
+
+
+def raw_table_ddl(contract: TableContract) -> str:
+    """``create table if not exists raw.<table>`` for a landing table."""
+    cols = [f"{f.name} {duckdb_type(f.type)}" for f in contract.schema]
+    cols += ["partition_date date not null", "source_file varchar"]
+    return f"create table if not exists raw.{contract.name} ({', '.join(cols)})"
+
+
+def memory_limit() -> str:
+    """DuckDB's memory limit for this process (``LOOPLINE_DUCKDB_MEMORY_LIMIT``,
+    the environment form of ``Settings.duckdb_memory_limit``). Every connection
+    of a process must use the same value: DuckDB refuses a second connection to
+    an open file with another configuration."""
+    return os.environ.get(DUCKDB_MEMORY_LIMIT_ENV) or DUCKDB_MEMORY_LIMIT
+
+
+def duckdb_config() -> dict[str, str | bool | int | float | list[str]]:
+    """The configuration every DuckDB file connection of Loopline opens with."""
+    return {"memory_limit": memory_limit()}
+
+
+# Files held open by :func:`hold` in this process, by resolved path.
+_HELD: dict[Path, duckdb.DuckDBPyConnection] = {}
+
+
+@contextmanager
+def hold(path: Path) -> Iterator[None]:
+    """Keep one read-write connection to ``path`` open for the block.
+
+    Every :func:`connect` to the same file inside the block is then a cursor of
+    that connection instead of a new database instance: opening one costs 20-40 ms
+    here, and a pipeline step opens the warehouse up to eight times. For blocks
+    that write the warehouse anyway and open it through :func:`connect` only: a
+    direct ``duckdb.connect`` of the file with another configuration (dbt, the
+    publish's read-only holder) fails while it is held. Nested holds of the same
+    file share the outer one.
+    """
+    key = path.resolve()
+    if key in _HELD:
+        yield
+        return
+    con = duckdb.connect(str(path), config=duckdb_config())
+    _HELD[key] = con
+    try:
+        yield
+    finally:
+        _HELD.pop(key, None)
+        con.close()
+
+
+@contextmanager
+def connect(path: Path, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Open the warehouse and close it on exit, whatever happens (inside
+    :func:`hold` of the same file: a cursor of the held connection, which can
+    write even when ``read_only`` is asked for)."""
+    held = _HELD.get(path.resolve()) if _HELD else None
+    con = (
+        held.cursor()
+        if held is not None
+        else duckdb.connect(str(path), read_only=read_only, config=duckdb_config())
+    )
+    try:
+        yield con
+    finally:
+        con.close()
+
+
+def ensure_schemas(con: duckdb.DuckDBPyConnection) -> None:
+    """Create the ``raw`` and ``ops`` schemas and tables if they are missing."""
+    con.execute("create schema if not exists raw")
+    for contract in TABLES.values():
+        con.execute(raw_table_ddl(contract))
+    con.execute(OPS_DDL)
+
+
+def replace_raw_partition(
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    day: date,
+    rows: pa.Table,
+    source_file: pa.Array | str | None = None,
+) -> int:
+    """Replace ``raw.<table>`` rows of partition ``day`` with ``rows``.
+
+    ``rows`` must carry exactly the contract columns (already cast). Returns the
+    number of rows loaded. Runs in one transaction: a failure leaves the previous
+    partition in place.
+    """
+    contract = TABLES[table]
+    rows = rows.select(contract.columns).cast(contract.schema)
+    n = rows.num_rows
+    if source_file is None or isinstance(source_file, str):
+        files = pa.array([source_file] * n, pa.string())
+    else:
+        files = source_file
+    staged = rows.append_column("partition_date", pa.array([day] * n, pa.date32()))
+    staged = staged.append_column("source_file", files)
+    con.execute("begin transaction")
+    try:
+        con.execute(f"delete from raw.{table} where partition_date = ?", [day])
+        con.register("_staged_rows", staged)
+        con.execute(f"insert into raw.{table} by name select * from _staged_rows")
+        con.unregister("_staged_rows")
+        con.execute("commit")
+    except Exception:
+        con.execute("rollback")
+        raise
+    return n
+
+
+def replace_raw_range(
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    days: Sequence[date],
+    rows: pa.Table,
+    partition_date: pa.Array,
+    source_file: pa.Array,
+) -> int:
+    """Replace the ``raw.<table>`` partitions ``days`` with ``rows`` in one go.
+
+    The bulk form of :func:`replace_raw_partition`: ``partition_date`` and
+    ``source_file`` give each row's partition and file, and every partition in
+    ``days`` is deleted first (a day with no rows ends up empty). Partitions not in
+    ``days`` are untouched. One transaction; returns the number of rows loaded.
+    """
+    contract = TABLES[table]
+    staged = rows.select(contract.columns).cast(contract.schema)
+    staged = staged.append_column("partition_date", partition_date.cast(pa.date32()))
+    staged = staged.append_column("source_file", source_file.cast(pa.string()))
+    replaced = pa.table({"partition_date": pa.array(list(days), pa.date32())})
+    con.execute("begin transaction")
+    try:
+        con.register("_replaced_days", replaced)
+        con.execute(
+            f"delete from raw.{table} where partition_date in "
+            "(select partition_date from _replaced_days)"
+        )
+        con.register("_staged_rows", staged)
+        con.execute(f"insert into raw.{table} by name select * from _staged_rows")
+        con.unregister("_staged_rows")
+        con.unregister("_replaced_days")
+        con.execute("commit")
+    except Exception:
+        con.execute("rollback")
+        raise
+    return staged.num_rows
+
+
+def table_exists(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
+    """Whether ``schema.table`` exists."""
+    found = con.execute(
+        "select count(*) from duckdb_tables() where schema_name = ? and table_name = ?",
+        [schema, table],
+    ).fetchall()
+    return bool(found[0][0])
+
+
+def table_columns(con: duckdb.DuckDBPyConnection, table: str) -> list[str]:
+    """The columns of ``schema.table``, in table order."""
+    schema, name = table.split(".")
+    return [
+        str(r[0])
+        for r in con.execute(
+            "select column_name from duckdb_columns() "
+            "where schema_name = ? and table_name = ? order by column_index",
+            [schema, name],
+        ).fetchall()
+    ]
+
+
+def replace_run_date(
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    run_date: date,
+    frame: pd.DataFrame,
+    key: str = "run_date",
+) -> None:
+    """Replace the rows whose date column ``key`` is ``run_date`` in ``table`` with
+    ``frame`` (matched by column name; its ``key`` column, if any, is replaced by
+    the constant, since object-dtype dates convert slowly). Runs inside the
+    caller's transaction."""
+    con.execute(f"delete from {table} where {key} = ?", [run_date])
+    if frame.empty:
+        return
+    con.register("_staged_run_date", frame.drop(columns=[key], errors="ignore"))
+    try:
+        con.execute(
+            f"insert into {table} by name select *, $d as {key} from _staged_run_date",
+            {"d": run_date},
+        )
+    finally:
+        con.unregister("_staged_run_date")
