@@ -1,4 +1,5 @@
-"""Benchmark of the whole nightly ``decide`` step (``ml.decision.nightly.decide``) at
+"""Benchmark of the whole nightly ``decide`` step (``ml.decision.decide_step.decide``)
+at
 1M.
 
 In a fresh temporary ``LOOPLINE_HOME``: trains and promotes a champion on a small
@@ -28,8 +29,8 @@ from pathlib import Path
 from ml.config.model import load_model_config
 from ml.config.policy import load_policy_config
 from ml.config.settings import Settings
+from ml.decision.decide_step import _candidates, decide
 from ml.decision.engine import decide as run_policy
-from ml.decision.nightly import _candidates, decide
 from ml.decision.value import value_at_risk
 from ml.ops.tasks import score
 from ml.prediction.registry import promote

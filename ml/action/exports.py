@@ -19,13 +19,16 @@ import hashlib
 import json
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
 
 import pandas as pd
 
+from ml.config.policy import PolicyConfig
+from ml.config.settings import Settings
 from ml.contract.schema import CHANNELS, EXPORT_COLUMNS
+from ml.decision.decide_step import DecideSummary
 from ml.storage.procs import remove_stale_temp_files
 
 REVIEW_FILE = "review.csv"
@@ -135,3 +138,51 @@ def read_manifest(exports_dir: Path, run_date: date) -> dict[str, object] | None
         return None
     loaded: dict[str, object] = json.loads(path.read_text())
     return loaded
+
+
+def channel_queues(
+    decisions: pd.DataFrame, policy: PolicyConfig
+) -> dict[str, pd.DataFrame]:
+    """The treated decisions of a run date, one export frame per channel."""
+    treated = decisions[decisions["arm"] == "treated"]
+    out: dict[str, pd.DataFrame] = {}
+    for channel in CHANNELS:
+        actions = [a.name for a in policy.actions if a.channel == channel]
+        rows = treated[treated["action"].isin(actions)]
+        out[channel] = pd.DataFrame(
+            {
+                "decision_id": rows["decision_id"],
+                "customer_id": rows["customer_id"],
+                "action": rows["action"],
+                "expected_value": rows["chosen_ev"].round(4),
+                "reason": rows["reason_codes"],
+                "model_version": rows["model_version"].fillna(""),
+                "policy_version": rows["policy_version"],
+            },
+            columns=list(EXPORT_COLUMNS),
+        )
+    return out
+
+
+def export_decided(
+    settings: Settings, decided: DecideSummary, policy: PolicyConfig | None = None
+) -> DecideSummary:
+    """Write the queues of a decided run date (:func:`ml.decision.decide_step.decide`):
+    the channel exports, ``review.csv`` and the manifest. Returns the summary with
+    ``exports`` set. ``policy`` defaults to the one in ``policy.yml``."""
+    from ml.config.policy import load_policy_config
+
+    policy = policy or load_policy_config()
+    review = decided.review
+    manifest = write_exports(
+        settings.exports_dir,
+        decided.run_date,
+        channel_queues(decided.decisions, policy),
+        review.rename(columns={"reason_codes": "reason"}).assign(
+            model_version=review["model_version"].fillna("")
+        ),
+        policy_version=decided.policy_version,
+        model_version=decided.model_version,
+        policy_mode=decided.policy_mode,
+    )
+    return replace(decided, exports=manifest)

@@ -4,23 +4,19 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 from datetime import date
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-)
 from rich.table import Table
 
 from ml.cli.airflow_commands import register_commands as register_airflow_commands
+from ml.cli.common import analyst_database, console
+from ml.cli.common import init_home as _init
+from ml.cli.common import parse_date as _date
+from ml.cli.common import progress_bar as _progress
+from ml.cli.common import reset_home as _reset
 from ml.cli.decision_commands import register_commands as register_decision_commands
 from ml.cli.demo_command import register_commands as register_demo_commands
 from ml.cli.error_handling import (
@@ -49,7 +45,6 @@ register_decision_commands(app)
 register_demo_commands(app)
 register_ops_commands(app)
 register_airflow_commands(app)
-console = Console()
 
 
 @app.callback()
@@ -72,58 +67,6 @@ def _options(
 
 
 DateOpt = Annotated[str, typer.Option(help="A date, YYYY-MM-DD.")]
-STATE_ENTRIES = (
-    "landing",
-    "warehouse.duckdb",
-    "warehouse.duckdb.wal",
-    "analytics.duckdb",
-    "exports",
-    "mlflow.db",
-    "mlartifacts",
-    "airflow",
-    "reports",
-    "truth",
-    "gx",
-    "dbt",
-    "config",
-    "alerts.pending.jsonl",
-    "logs",
-)
-
-
-def _date(value: str) -> date:
-    try:
-        return date.fromisoformat(value)
-    except ValueError as exc:
-        raise typer.BadParameter(f"{value!r} is not a date (YYYY-MM-DD)") from exc
-
-
-def _progress() -> Progress:
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-    )
-
-
-def _init(settings: Settings) -> None:
-    from ml.storage.warehouse import connect, ensure_schemas
-
-    settings.ensure_dirs()
-    with connect(settings.warehouse_path) as con:
-        ensure_schemas(con)
-
-
-def _reset(settings: Settings) -> None:
-    """Remove Loopline's own state entries under LOOPLINE_HOME (nothing else)."""
-    for name in STATE_ENTRIES:
-        path = settings.root / name
-        if path.is_dir():
-            shutil.rmtree(path)
-        elif path.exists():
-            path.unlink()
 
 
 @app.command()
@@ -345,13 +288,6 @@ def backfill(start: DateOpt, end: DateOpt) -> None:
         raise typer.Exit(1)
 
 
-def analyst_database(settings: Settings) -> Path:
-    """The analyst copy, or exit with what to run when nothing is published."""
-    from ml.analytics.publish import analytics_database
-
-    return analytics_database(settings)  # NotPublishedError says what to run
-
-
 def print_query(query: str, database: Path, title: str | None = None) -> None:
     """Run a query on ``database``, opened read-only, and print it as a table."""
     from ml.storage.warehouse import connect
@@ -450,33 +386,21 @@ def publish(
 def docs() -> None:
     """Generate the dbt documentation site of the analyst copy and print where
     its index.html is."""
+    from ml.analytics.publish import analytics_database, published_run_date
     from ml.data.dbt import generate_docs
 
     settings = get_settings()
+    # the copy is read, never the live warehouse (NotPublishedError without one)
+    analytics = analytics_database(settings)
+    run_date = published_run_date(analytics)
     with console.status("dbt docs generate"):
-        site = generate_docs(settings)
+        site = generate_docs(settings, analytics, run_date)
     console.print(f"dbt docs: [bold]{site / 'index.html'}[/bold]")
     console.print(f"one file that opens from disk: {site / 'static_index.html'}")
     console.print(
         f"or serve the folder: .venv/bin/python -m http.server --directory {site} "
         "8080 (then open http://127.0.0.1:8080)"
     )
-
-
-def print_champion(settings: Settings) -> None:
-    """The champion version and its test-window metrics, or that there is none."""
-    from ml.prediction.registry import champion_metrics
-
-    found = champion_metrics(settings)
-    if found is None:
-        console.print("champion: none (no model has passed the promotion gate)")
-        return
-    version, metrics = found
-    table = Table("metric", "test window", title=f"champion: version {version}")
-    for key in ("roc_auc", "pr_auc", "brier", "ece", "lift_top10", "capture_top10"):
-        if key in metrics:
-            table.add_row(key, f"{metrics[key]:.4f}")
-    console.print(table)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 
 ``register_commands(app)`` adds ``decisions`` (the daily policy summary) and the
 ``review`` group (``list``, ``approve``, ``reject``, ``change``) to the ``loopline``
-app. Each calls one function of :mod:`ml.decision.summary` or :mod:`ml.action.review`.
+app. Each calls one function of :mod:`ml.decision.daily_summary` or
+:mod:`ml.action.review`.
 
 They read the analyst copy (``analytics.duckdb``), never the live warehouse: a
 person may run them while the pipeline writes, and a reader of the live file
@@ -41,8 +42,8 @@ def _number(value: Any) -> str:
 
 def print_decisions(run_date: date | None = None) -> None:
     """The policy summary of ``run_date`` (default: the latest decided date)."""
-    from ml.cli.app import analyst_database
-    from ml.decision.summary import daily_summary
+    from ml.cli.common import analyst_database
+    from ml.decision.daily_summary import daily_summary
 
     settings = get_settings()
     found = daily_summary(settings, run_date, analyst_database(settings))
@@ -83,7 +84,7 @@ def review_list(
 ) -> None:
     """Open review cases with their evidence."""
     from ml.action.review import pending_cases
-    from ml.cli.app import analyst_database
+    from ml.cli.common import analyst_database
 
     settings = get_settings()
     cases = pending_cases(
@@ -116,7 +117,7 @@ def _record(
     new_action: str | None = None,
 ) -> None:
     from ml.action.review import ReviewError, record_decision
-    from ml.cli.app import analyst_database
+    from ml.cli.common import analyst_database
 
     settings = get_settings()
     try:

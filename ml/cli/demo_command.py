@@ -17,6 +17,7 @@ import os
 import time
 from dataclasses import dataclass
 from datetime import date, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -78,10 +79,10 @@ def write_report(
     """Value the loop's nights against the baselines (when the simulator's truth
     exists), measure the targets and write the HTML report. Returns its path and
     the targets."""
-    from ml.cli.app import console
+    from ml.cli.common import console
     from ml.prediction.registry import champion_metrics
     from ml.report.build import EVALUATION_FILE, build_report
-    from ml.sim.evaluate import evaluate_range, truth_available
+    from ml.sim.evaluate import evaluate_range, true_uplift_by_action, truth_available
     from ml.sim.targets import drift_day, measure_targets
     from ml.storage.warehouse import connect, table_exists
 
@@ -129,12 +130,17 @@ def write_report(
         events=events or None,
         targets=targets or None,
         champion_test_auc=champion[1].get("roc_auc") if champion else None,
+        true_uplift=(
+            partial(true_uplift_by_action, settings)
+            if truth_available(settings)
+            else None
+        ),
     )
     return path, targets
 
 
 def print_targets(targets: list[dict[str, Any]]) -> None:
-    from ml.cli.app import console
+    from ml.cli.common import console
 
     table = Table("target", "measured", "goal", "met", "detail", title="targets")
     for t in targets:
@@ -164,18 +170,18 @@ def demo(
 ) -> None:
     """Fresh home → history → first model → the closed loop through the real DAGs
     (simulate, nightly, outcomes, retrain when triggered) → report and summary."""
-    from ml.cli.app import _date, _init, _reset, console, print_champion
+    from ml.cli.common import console, init_home, parse_date, print_champion, reset_home
 
     if quick:
         customers, history, days, drift_after, horizon = QUICK
-    plan = DemoPlan(customers, history, days, drift_after, seed, _date(start))
+    plan = DemoPlan(customers, history, days, drift_after, seed, parse_date(start))
     os.environ.setdefault("LOOPLINE_DBT_LOG_LEVEL", "warn")
     logging.getLogger("mlflow").setLevel(logging.ERROR)
     settings = get_settings()
     began = time.perf_counter()
     console.rule(f"Loopline closed-loop demo in {settings.root}")
-    _reset(settings)
-    _init(settings)
+    reset_home(settings)
+    init_home(settings)
     if horizon is not None:
         settings = with_horizon(settings, horizon, QUICK_TRIGGER if quick else None)
         console.print(f"label horizon H = {horizon} days ({settings.config_file})")
@@ -248,7 +254,7 @@ def run_demo(settings: Settings, plan: DemoPlan) -> bool:
     from loopline_airflow.closed_loop import LoopDay, run_loop
     from loopline_airflow.runner import Prewarm, configure, send_logs_to
 
-    from ml.cli.app import _progress, console
+    from ml.cli.common import console, progress_bar
     from ml.cli.error_handling import raise_if_stopped
     from ml.cli.train_commands import print_train_result
     from ml.config.output import active_log
@@ -305,7 +311,7 @@ def run_demo(settings: Settings, plan: DemoPlan) -> bool:
     )
     console.print(f"   {airflow_ready.wait()}")
     ok = True
-    with _progress() as progress:
+    with progress_bar() as progress:
         bar = progress.add_task("closed loop", total=plan.loop_days)
 
         def on_day(day: LoopDay) -> None:
@@ -347,11 +353,11 @@ def report(
 ) -> None:
     """Rebuild reports/loopline_report.html from the warehouse (and, for a
     simulated world, value the plans against the baselines with its truth)."""
-    from ml.cli.app import _date, console
+    from ml.cli.common import console, parse_date
 
     settings = get_settings()
     path, targets = write_report(
-        settings, _date(start) if start else None, _date(end) if end else None
+        settings, parse_date(start) if start else None, parse_date(end) if end else None
     )
     if targets:
         print_targets(targets)

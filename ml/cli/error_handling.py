@@ -137,7 +137,7 @@ def explain(error: BaseException) -> tuple[list[str], int]:
     from ml.data.validation.errors import GateError
 
     if isinstance(error, GateError):
-        from ml.data.validation.summary import summarize
+        from ml.data.validation.gate_summary import summarize
 
         return summarize(error), ERROR_EXIT
     if _is_duckdb(error):

@@ -48,10 +48,10 @@ def _train(
     as_of: str = typer.Option(..., "--as-of", help="Training date (YYYY-MM-DD)."),
 ) -> None:
     """Train on labels matured by --as-of, register a challenger, run the gate."""
-    from ml.cli.app import _date
+    from ml.cli.common import parse_date
     from ml.prediction.train import train
 
-    print_train_result(train(get_settings(), _date(as_of)))
+    print_train_result(train(get_settings(), parse_date(as_of)))
 
 
 def _models() -> None:

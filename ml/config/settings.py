@@ -17,9 +17,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from ml.feedback.trigger import TriggerConfig
+from ml.config.retrain import TriggerConfig
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 # DuckDB takes 80 % of the machine's memory by default; a bulk rebuild of a year of
 # 20,000 customers grew to 20 GB and starved every other process on a 24 GB
 # machine. Below the limit DuckDB spills joins, aggregates and sorts to disk.

@@ -267,22 +267,18 @@ def dbt_docs_args(settings: Settings) -> list[str]:
     ]
 
 
-def generate_docs(settings: Settings) -> Path:
+def generate_docs(settings: Settings, analytics: Path, run_date: date) -> Path:
     """Generate dbt's documentation site into ``settings.dbt_docs_dir`` and return
     that folder: ``index.html`` with ``manifest.json`` and ``catalog.json`` (served
     over HTTP), and ``static_index.html``, one file that opens from disk.
 
-    The catalog (column types, row counts) is read from the analyst copy, attached
-    read-only, so this never holds the live warehouse: the marts appear with their
-    columns; staging and intermediate, which are not published, with their
-    descriptions and SQL only. The SQL is compiled for the copy's run date.
-    Raises :class:`ml.analytics.publish.NotPublishedError` when there is no copy yet and
-    :class:`DbtBuildError` when dbt fails.
+    The catalog (column types, row counts) is read from the analyst copy
+    ``analytics`` (its database file), attached read-only, so this never holds the
+    live warehouse: the marts appear with their columns; staging and intermediate,
+    which are not published, with their descriptions and SQL only. The SQL is
+    compiled for ``run_date``, the copy's run date. Raises :class:`DbtBuildError`
+    when dbt fails.
     """
-    from ml.analytics.publish import analytics_database, published_run_date
-
-    analytics = analytics_database(settings)
-    run_date = published_run_date(analytics)
     settings.dbt_docs_dir.mkdir(parents=True, exist_ok=True)
     settings.dbt_log_dir.mkdir(parents=True, exist_ok=True)
 

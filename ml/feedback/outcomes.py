@@ -36,7 +36,7 @@ import pandas as pd
 
 from ml.config.policy import PolicyConfig, load_policy_config
 from ml.config.settings import Settings, load_business_config
-from ml.decision.nightly import DDL as DECISION_DDL
+from ml.decision.decide_step import DDL as DECISION_DDL
 from ml.storage.warehouse import connect, ensure_schemas, replace_run_date, table_exists
 
 DECISION_OUTCOMES_TABLE = "marts.decision_outcomes"

@@ -25,52 +25,17 @@ string in ``reasons`` and ``blocked`` starts with its rule's code and a colon
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from ml.config.retrain import TriggerConfig as TriggerConfig
 
 if TYPE_CHECKING:
-    # pandas loads with the first evaluation, so ml.config.settings can embed
-    # TriggerConfig
-    # without importing it
+    # pandas loads with the first evaluation
     import pandas as pd
 
 HISTORY_COLUMNS = ("score_date", "roc_auc", "ece", "n_labels")
-
-
-class TriggerConfig(BaseModel):
-    """The retrain rules (``retrain_trigger`` in ``config/loopline.yml``)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    # Decay: realized AUC below champion test AUC − auc_drop on k of the last n
-    # score dates.
-    auc_drop: float = Field(default=0.05, ge=0.0)
-    k: int = Field(default=3, ge=1)
-    n: int = Field(default=5, ge=1)
-    # Drift: PSI above this on the score or on a key feature (empty = any feature).
-    psi_threshold: float = Field(default=0.2, gt=0.0)
-    psi_features: list[str] = Field(default_factory=list)
-    # Calibration: expected calibration error above this on the latest score date.
-    max_ece: float = Field(default=0.08, gt=0.0)
-    # A score date counts for decay and calibration with at least this many labels.
-    min_labels: int = Field(default=500, ge=0)
-    # Days after a retrain during which the trigger does not fire.
-    cooldown_days: int = Field(default=14, ge=0)
-
-    @model_validator(mode="after")
-    def _k_within_n(self) -> TriggerConfig:
-        if self.k > self.n:
-            raise ValueError(f"k ({self.k}) must not exceed n ({self.n})")
-        return self
-
-    @classmethod
-    def from_mapping(cls, data: Mapping[str, Any] | None) -> TriggerConfig:
-        """Validate a mapping (for example a YAML section); None gives defaults."""
-        return cls.model_validate(dict(data or {}))
 
 
 @dataclass

@@ -112,7 +112,7 @@ HINTS: tuple[Hint, ...] = (
         "with loopline models, then clear {task_id}",
     ),
     Hint(
-        "ml.decision.nightly.DecideError",
+        "ml.decision.decide_step.DecideError",
         "{run_date} has no feature snapshot: run loopline_nightly for that date "
         "from validate_landing on",
     ),

@@ -26,13 +26,13 @@ from typing import Any
 import duckdb
 
 from ml.config.settings import Settings, get_settings, load_business_config
+from ml.config.steplog import log_step
 from ml.contract.schema import TABLES
 from ml.storage.landing_files import list_partition_dates, partition_files
 from ml.storage.procs import hostname
 from ml.storage.warehouse import connect, ensure_schemas, hold, table_exists
 
 logger = logging.getLogger(__name__)
-STEP_EVENT = "loopline_step"
 RUNNING = "running"
 
 
@@ -50,42 +50,6 @@ class StepSummary:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def step_log_line(
-    step: str,
-    run_date: date | None,
-    status: str,
-    counts: dict[str, Any],
-    config_hash: str | None = None,
-) -> str:
-    """One step's outcome as one JSON object on one line: ``event``
-    (``loopline_step``), ``step``, ``run_date``, ``status``, ``config_hash`` and
-    ``counts`` (what the step returns and stores in ``ops.runs.detail``)."""
-    return json.dumps(
-        {
-            "event": STEP_EVENT,
-            "step": step,
-            "run_date": run_date.isoformat() if run_date else None,
-            "status": status,
-            "config_hash": config_hash,
-            "counts": counts,
-        },
-        default=str,
-        separators=(",", ":"),
-    )
-
-
-def log_step(
-    step: str,
-    run_date: date | None,
-    status: str,
-    counts: dict[str, Any],
-    config_hash: str | None = None,
-) -> None:
-    """Log :func:`step_log_line` (INFO, WARNING when the step failed)."""
-    level = logging.INFO if status == "success" else logging.WARNING
-    logger.log(level, step_log_line(step, run_date, status, counts, config_hash))
 
 
 def _now() -> datetime:
@@ -273,11 +237,12 @@ def decide(run_date: date, settings: Settings | None = None) -> StepSummary:
     """Turn the run date's scores into decisions, the review queue and the action
     queue exports (model policy, or the rule fallback when the scores cannot be
     trusted)."""
-    from ml.decision.nightly import decide as decide_run_date
+    from ml.action.exports import export_decided
+    from ml.decision.decide_step import decide as decide_run_date
 
     settings = settings or get_settings()
     with hold(settings.warehouse_path), step_run(settings, run_date, "decide"):
-        counts = decide_run_date(settings, run_date).as_dict()
+        counts = export_decided(settings, decide_run_date(settings, run_date)).as_dict()
         record_run(settings, run_date, "decide", "success", counts)
     return StepSummary(run_date.isoformat(), "decide", counts)
 
@@ -358,7 +323,7 @@ def outcomes(run_date: date, settings: Settings | None = None) -> StepSummary:
 
 def drift(run_date: date, settings: Settings | None = None) -> StepSummary:
     """PSI of the run date's features and scores against the model's reference."""
-    from ml.feedback.nightly import compute_drift
+    from ml.feedback.feedback_step import compute_drift
 
     settings = settings or get_settings()
     with hold(settings.warehouse_path), step_run(settings, run_date, "drift"):
@@ -369,7 +334,7 @@ def drift(run_date: date, settings: Settings | None = None) -> StepSummary:
 
 def learn_policy(run_date: date, settings: Settings | None = None) -> StepSummary:
     """Update each action's uplift posterior; the next run's policy uses it."""
-    from ml.feedback.nightly import update_policy_parameters
+    from ml.feedback.feedback_step import update_policy_parameters
 
     settings = settings or get_settings()
     with hold(settings.warehouse_path), step_run(settings, run_date, "learn_policy"):
@@ -391,7 +356,7 @@ def learn_policy(run_date: date, settings: Settings | None = None) -> StepSummar
 
 def retrain_check(run_date: date, settings: Settings | None = None) -> dict[str, Any]:
     """Apply the retrain rules; the verdict (with MLflow tags) for the DAG."""
-    from ml.feedback.nightly import check_retrain
+    from ml.feedback.feedback_step import check_retrain
 
     settings = settings or get_settings()
     with hold(settings.warehouse_path), step_run(settings, run_date, "retrain_check"):

@@ -35,7 +35,7 @@ from threadpoolctl import threadpool_limits
 
 from ml.config.model import ModelConfig, load_model_config, resolve_threads
 from ml.config.settings import Settings, load_business_config
-from ml.ops.tasks import log_step
+from ml.config.steplog import log_step
 from ml.prediction import metrics
 from ml.prediction.bgnbd import BgNbdParams, fit_bgnbd, p_no_purchase
 from ml.prediction.examples import (

@@ -201,15 +201,16 @@ def _read_evaluation(settings: Settings) -> pd.DataFrame | None:
     return pd.read_parquet(path) if path.is_file() else None
 
 
-def _true_uplift(settings: Settings, data: ReportData) -> pd.DataFrame | None:
-    """True uplift per action over the matured decision dates (simulation only)."""
-    from ml.sim.evaluate import true_uplift_by_action, truth_available
-
+def _true_uplift(
+    data: ReportData, truth: Callable[[date, date], pd.DataFrame] | None
+) -> pd.DataFrame | None:
+    """True uplift per action over the matured decision dates, from ``truth``
+    (given only where a simulator knows it)."""
     dates = data.outcome_dates
-    if dates is None or dates.empty or not truth_available(settings):
+    if truth is None or dates is None or dates.empty:
         return None
     days = pd.to_datetime(dates["run_date"])
-    return true_uplift_by_action(settings, days.min().date(), days.max().date())
+    return truth(days.min().date(), days.max().date())
 
 
 def _events_from_retrains(retrains: pd.DataFrame | None) -> list[dict[str, Any]]:
@@ -464,9 +465,12 @@ def _value(data: ReportData) -> str:
             "no evaluation against the simulator's truth (reports/evaluation.parquet "
             "is written by the demo)"
         )
-    from ml.sim.evaluate import POLICIES
-
-    policies = [p for p in POLICIES if f"value_{p}" in evaluation.columns]
+    # every plan valued, in the evaluation's column order
+    policies = [
+        c.removeprefix("value_")
+        for c in evaluation.columns
+        if c.startswith("value_") and not c.endswith("_cumulative")
+    ]
     frame = evaluation.assign(run_date=_dates(evaluation["run_date"])).sort_values(
         "run_date"
     )
@@ -1086,18 +1090,21 @@ def build_report(
     events: Sequence[Mapping[str, Any]] | None = None,
     targets: Sequence[Mapping[str, Any]] | None = None,
     champion_test_auc: float | None = None,
+    true_uplift: Callable[[date, date], pd.DataFrame] | None = None,
 ) -> Path:
     """Write the self-contained HTML report and return its path.
 
     ``path`` defaults to ``reports/loopline_report.html`` under the settings' root.
-    ``evaluation`` is the frame of :func:`ml.sim.evaluate.evaluate_range` (default:
+    ``evaluation`` is the frame of the simulator's evaluation (default:
     ``reports/evaluation.parquet`` if it exists). ``events`` are dicts ``{date,
     kind ('drift' | 'retrain' | 'promotion'), label}`` drawn as vertical markers
     (default: the fired checks and champion changes of ``ops.retrain_events``).
     ``targets`` are dicts ``{name, measured, target, met}`` for the summary, and
     ``champion_test_auc`` is drawn as a reference line on the realized AUC.
-    The warehouse is opened read-only; the simulator's truth is read only to add
-    the true uplift when it exists.
+    ``true_uplift(first, last)``, where a simulator knows the truth, gives the
+    true uplift per action over the matured decision dates (the demo passes
+    :func:`ml.sim.evaluate.true_uplift_by_action`). The warehouse is opened
+    read-only.
     """
     path = path or settings.report_path
     data = load_report_data(settings)
@@ -1110,7 +1117,7 @@ def build_report(
         else _events_from_retrains(data.retrain_events)
     )
     try:
-        data.true_uplift = _true_uplift(settings, data)
+        data.true_uplift = _true_uplift(data, true_uplift)
     except Exception as error:  # noqa: BLE001 - truth is optional, say why it is absent
         data.notes.append(f"true uplift unavailable: {type(error).__name__}: {error}")
     page = render_report(data, targets, champion_test_auc)

@@ -2,7 +2,7 @@
 
 The pipeline never reads ``truth/``; this module does, to answer what the policy's
 decisions were really worth. For a decision date it rebuilds the candidate frame the
-policy saw (:func:`ml.decision.nightly.load_candidates`, read-only) and values, with
+policy saw (:func:`ml.decision.decide_step.load_candidates`, read-only) and values, with
 the true
 per-customer uplift of the simulated world, four plans under the same
 :class:`~ml.config.policy.PolicyConfig` (same capacities, budget, contact rules):
@@ -73,8 +73,12 @@ import pyarrow.parquet as pq
 from ml.config.policy import PolicyConfig, load_policy_config
 from ml.config.settings import Settings
 from ml.contract.schema import ACTIONS
+from ml.decision.decide_step import (
+    CONTACT_WINDOW_DAYS,
+    DECISIONS_TABLE,
+    load_candidates,
+)
 from ml.decision.engine import CONTACT_COLUMNS
-from ml.decision.nightly import CONTACT_WINDOW_DAYS, DECISIONS_TABLE, load_candidates
 from ml.feedback.outcomes import DECISION_OUTCOMES_TABLE
 from ml.sim import baselines, counterfactual
 from ml.sim.sim_config import ActionConfig as SimActionConfig
@@ -187,7 +191,7 @@ class ContactLog:
     """The treated contacts of one plan by decision date, for the contact rules.
 
     :meth:`columns` gives, for a night, the two columns the policy's candidate
-    frame carries (:func:`ml.decision.nightly.load_candidates`): days since the
+    frame carries (:func:`ml.decision.decide_step.load_candidates`): days since the
     customer's
     last contact in the 90-day window before the night (NaN: none) and the number
     of contacts in it.
@@ -245,7 +249,7 @@ def _with_history(
 
 def _policy_history(settings: Settings, start: date) -> ContactLog:
     """The policy's contacts (treated and held-out decisions, as
-    :func:`ml.decision.nightly.load_candidates` counts them) of the window before
+    :func:`ml.decision.decide_step.load_candidates` counts them) of the window before
     ``start``."""
     log = ContactLog.empty()
     with connect(settings.warehouse_path, read_only=True) as con:

@@ -57,9 +57,9 @@ PRELOAD = (
     "ml.data.validation.marts_gate",
     "ml.data.dbt",
     "ml.prediction.score",
-    "ml.decision.nightly",
+    "ml.decision.decide_step",
     "ml.feedback.outcomes",
-    "ml.feedback.nightly",
+    "ml.feedback.feedback_step",
     "ml.prediction.training",
 )
 

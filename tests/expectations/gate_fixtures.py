@@ -114,7 +114,7 @@ def decided_before(
     ``results`` and ``reviews`` rows (default: the fixture's ``action_results``
     and ``review_decisions`` of ``day``) answer, in ``marts.decisions`` and
     ``marts.review_queue`` (as the decide step writes them)."""
-    from ml.decision.nightly import DDL, DECISIONS_TABLE, REVIEW_QUEUE_TABLE
+    from ml.decision.decide_step import DDL, DECISIONS_TABLE, REVIEW_QUEUE_TABLE
     from ml.storage.warehouse import connect, ensure_schemas
 
     before = day - timedelta(days=1)

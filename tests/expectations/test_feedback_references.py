@@ -26,7 +26,7 @@ from gate_fixtures import (
 
 from ml.config.settings import Settings
 from ml.data.validation import validate_landing
-from ml.decision.nightly import DDL, DECISIONS_TABLE
+from ml.decision.decide_step import DDL, DECISIONS_TABLE
 from ml.storage.landing_files import write_partition
 from ml.storage.warehouse import connect
 

@@ -23,7 +23,7 @@ from ml.config.model import ModelConfig
 from ml.config.policy import PolicyConfig, load_policy_config
 from ml.config.settings import Settings
 from ml.contract.schema import CHANNELS
-from ml.decision.nightly import DecideError, DecideSummary, decide
+from ml.decision.decide_step import DecideError, DecideSummary, decide
 from ml.ops.tasks import score
 from ml.prediction.registry import promote
 from ml.prediction.train import train
@@ -406,7 +406,7 @@ def test_ood_looks_only_at_the_configured_features() -> None:
     features they stay out of review; a recency far outside the range still counts."""
     import duckdb
 
-    from ml.decision.nightly import ood_sql
+    from ml.decision.decide_step import ood_sql
 
     reference = {
         "numeric": {

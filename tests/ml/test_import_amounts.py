@@ -103,7 +103,7 @@ def test_the_typo_reaches_no_mart(rebuilt: Settings) -> None:
 
 
 def test_the_typo_reaches_no_value_at_risk_or_decision(rebuilt: Settings) -> None:
-    from ml.decision.nightly import decide
+    from ml.decision.decide_step import decide
 
     decide(rebuilt, date(2024, 5, 7))  # no champion yet: the rule fallback decides
     with duckdb.connect(str(rebuilt.warehouse_path), read_only=True) as con:

@@ -28,7 +28,7 @@ from ml.analytics.publish import (
 from ml.cli.app import app
 from ml.config.settings import Settings
 from ml.contract.schema import EXPORT_COLUMNS, TABLES
-from ml.decision.nightly import DDL as DECIDE_DDL
+from ml.decision.decide_step import DDL as DECIDE_DDL
 from ml.ops.airflow_meta import AirflowRuns, DagRunInfo
 from ml.ops.status import PROCESS_GONE, collect_status
 from ml.ops.tasks import record_run, step_run, validate_landing

@@ -9,7 +9,7 @@ import pytest
 
 from ml.config.policy import load_policy_config
 from ml.config.settings import Settings
-from ml.decision.nightly import DDL as DECISION_DDL
+from ml.decision.decide_step import DDL as DECISION_DDL
 from ml.feedback.outcomes import join_outcomes
 from ml.storage.warehouse import connect, ensure_schemas
 

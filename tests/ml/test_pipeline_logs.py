@@ -11,8 +11,9 @@ import pyarrow as pa
 import pytest
 
 from ml.config.settings import Settings
+from ml.config.steplog import LOGGER_NAME, STEP_EVENT
 from ml.contract.schema import TABLES
-from ml.ops.tasks import STEP_EVENT, check_landing, nightly_decided, record_run
+from ml.ops.tasks import check_landing, nightly_decided, record_run
 from ml.storage.landing_files import write_partition
 from ml.storage.warehouse import connect
 
@@ -37,7 +38,7 @@ def _step_lines(caplog: pytest.LogCaptureFixture) -> list[dict]:
     return [
         json.loads(r.getMessage())
         for r in caplog.records
-        if r.name == "ml.ops.tasks" and STEP_EVENT in r.getMessage()
+        if r.name == LOGGER_NAME and STEP_EVENT in r.getMessage()
     ]
 
 
@@ -48,7 +49,7 @@ def test_a_step_logs_one_json_line_with_its_counts(
     write_partition(settings.landing_dir, "transactions", DAY, _transactions(4))
     write_partition(settings.landing_dir, "transactions", DAY, _transactions(2), part=1)
 
-    with caplog.at_level(logging.INFO, logger="ml.ops.tasks"):
+    with caplog.at_level(logging.INFO, logger=LOGGER_NAME):
         summary = check_landing(DAY, settings)
 
     [line] = _step_lines(caplog)
@@ -76,8 +77,8 @@ def test_a_failed_step_logs_a_warning(
 ) -> None:
     settings = Settings(home=tmp_path / "home")
     settings.ensure_dirs()
-    with caplog.at_level(logging.INFO, logger="ml.ops.tasks"):
+    with caplog.at_level(logging.INFO, logger=LOGGER_NAME):
         record_run(settings, DAY, "validate_landing", "failed", {"error": "boom"})
-    [record] = [r for r in caplog.records if r.name == "ml.ops.tasks"]
+    [record] = [r for r in caplog.records if r.name == LOGGER_NAME]
     assert record.levelno == logging.WARNING
     assert json.loads(record.getMessage())["counts"] == {"error": "boom"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from datetime import date, timedelta
+from functools import partial
 from pathlib import Path
 
 import duckdb
@@ -15,11 +16,16 @@ import pytest
 from ml.config.policy import PolicyConfig
 from ml.config.settings import Settings
 from ml.contract.schema import ACTIONS
+from ml.decision.decide_step import DDL as DECISION_DDL
 from ml.decision.engine import summarize
-from ml.decision.nightly import DDL as DECISION_DDL
 from ml.feedback.outcomes import DDL as OUTCOME_DDL
 from ml.report.build import EVALUATION_FILE, REPORT_FILE, SECTIONS, build_report
-from ml.sim.evaluate import POLICIES, counterfactual_dir, evaluation_columns
+from ml.sim.evaluate import (
+    POLICIES,
+    counterfactual_dir,
+    evaluation_columns,
+    true_uplift_by_action,
+)
 from ml.storage.warehouse import connect
 
 FIRST = date(2024, 3, 1)
@@ -29,7 +35,7 @@ MATURED = DAYS[:6]
 RETRAIN_REASON = "decay 3 of 5 score dates below the champion"
 POSTERIOR_MEAN = 0.1234
 
-# The schemas of the feedback marts (ml.feedback.nightly and the outcomes step own
+# The schemas of the feedback marts (ml.feedback.feedback_step and the outcomes step own
 # them).
 FEEDBACK_DDL = """
 create schema if not exists marts;
@@ -306,6 +312,7 @@ def test_report_has_every_section_with_figures_and_fixture_numbers(
     path = build_report(
         filled, evaluation=_evaluation(), events=events, targets=targets,
         champion_test_auc=0.74,
+        true_uplift=partial(true_uplift_by_action, filled),  # the demo passes it
     )  # fmt: skip
     assert path == filled.reports_dir / REPORT_FILE
     assert path.is_file()

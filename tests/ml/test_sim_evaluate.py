@@ -2,7 +2,7 @@
 
 A real simulated world with a trained model costs minutes; the evaluation only needs
 the truth files (``truth/customers.parquet``, ``truth/state/world.json``) and the
-marts that :func:`ml.decision.nightly.load_candidates` and the evaluation read, so
+marts that :func:`ml.decision.decide_step.load_candidates` and the evaluation read, so
 these are
 written by hand with known uplifts and checked against hand computations.
 """
@@ -21,7 +21,7 @@ import pytest
 from ml.config.policy import PolicyConfig
 from ml.config.settings import Settings
 from ml.contract.schema import ACTIONS
-from ml.decision.nightly import DDL as DECISION_DDL
+from ml.decision.decide_step import DDL as DECISION_DDL
 from ml.feedback.outcomes import DDL as OUTCOMES_DDL
 from ml.sim.evaluate import (
     COUNTERFACTUALS,

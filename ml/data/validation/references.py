@@ -13,7 +13,7 @@ and its ``customer_id``. A row is quarantined
 Only decisions of earlier run dates count: the nightly gate of day d runs before
 that night's ``decide``, so the same rule gives the same verdict when the date is
 rerun after its decisions exist. The marts are only read here;
-:mod:`ml.decision.nightly`
+:mod:`ml.decision.decide_step`
 owns them.
 """
 

@@ -10,8 +10,8 @@ For day ``d`` (after the nightly run of ``d`` and
   matured outcomes of the last ``learning.window_days`` decision dates, per segment
   where there are enough data, into ``marts.policy_parameters`` with
   ``effective_from = d + 1``: the policy uses it from the next run on
-  (:func:`current_uplifts`). Each row carries its evidence (n per arm, raw
-  estimate, interval) and whether the action-level mean changed;
+  (:func:`ml.decision.parameters.current_uplifts`). Each row carries its evidence
+  (n per arm, raw estimate, interval) and whether the action-level mean changed;
 * :func:`check_retrain` — the retrain rules (:mod:`ml.feedback.trigger`) over the
   champion's realized history, today's drift and the last retrain, recorded in
   ``ops.retrain_events`` whether it fires or not.
@@ -33,6 +33,8 @@ import pandas as pd
 
 from ml.config.policy import PolicyConfig, load_policy_config
 from ml.config.settings import Settings, load_business_config
+from ml.contract.schema import PARAMETERS_TABLE
+from ml.decision.parameters import current_uplifts
 from ml.storage.warehouse import (
     connect,
     ensure_schemas,
@@ -42,7 +44,6 @@ from ml.storage.warehouse import (
 )
 
 DRIFT_TABLE = "marts.drift"
-PARAMETERS_TABLE = "marts.policy_parameters"
 RETRAIN_EVENTS_TABLE = "ops.retrain_events"
 
 DDL = f"""
@@ -145,7 +146,7 @@ def compute_drift(settings: Settings, day: date) -> DriftSummary:
     """PSI of the features and scores of ``day`` against the scoring model's
     training reference, into ``marts.drift`` (nothing when ``day`` was not scored,
     for example in fallback mode without a champion)."""
-    from ml.decision.nightly import scored_version
+    from ml.decision.decide_step import scored_version
     from ml.feedback.realized import drift_report
     from ml.prediction.registry import load_reference
 
@@ -241,39 +242,6 @@ def update_policy_parameters(
     with connect(settings.warehouse_path) as con:
         _replace(con, PARAMETERS_TABLE, "computed_on", day, table)
     return table
-
-
-def current_uplifts(
-    settings: Settings,
-    run_date: date,
-    policy: PolicyConfig | None = None,
-    con: duckdb.DuckDBPyConnection | None = None,
-) -> dict[str, float]:
-    """The uplift per action the policy uses on ``run_date``: the latest
-    action-level posterior effective by then, else the prior mean from
-    ``policy.yml`` (also when ``learning.use_posteriors`` is off)."""
-    policy = policy or load_policy_config()
-    means = policy.uplift_means()
-    if not policy.learning.use_posteriors:
-        return means
-    if con is None:
-        if not settings.warehouse_path.exists():
-            return means
-        with connect(settings.warehouse_path, read_only=True) as own:
-            return current_uplifts(settings, run_date, policy, con=own)
-    if not table_exists(con, "marts", "policy_parameters"):
-        return means
-    rows = con.execute(
-        f"""
-        select action, posterior_mean from {PARAMETERS_TABLE}
-        where segment is null and effective_from <= $d
-        qualify row_number() over (
-            partition by action order by effective_from desc) = 1
-        """,
-        {"d": run_date},
-    ).fetchall()
-    learned = {str(a): float(m) for a, m in rows if a in means and m is not None}
-    return {**means, **learned}
 
 
 # ---------------------------------------------------------------- trigger

@@ -39,14 +39,11 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from ml.action.exports import REVIEW_COLUMNS, ExportManifest, write_exports
 from ml.config.policy import PolicyConfig, load_policy_config
 from ml.config.settings import Settings, load_business_config
 from ml.contract.schema import (
     ACTIONS,
-    CHANNELS,
     DECISIONS_TABLE,
-    EXPORT_COLUMNS,
     REVIEW_QUEUE_TABLE,
 )
 from ml.decision.engine import (
@@ -59,8 +56,8 @@ from ml.decision.engine import (
 from ml.decision.engine import (
     decide as run_policy,
 )
+from ml.decision.parameters import current_uplifts
 from ml.decision.value import value_at_risk
-from ml.feedback.nightly import current_uplifts
 from ml.storage.warehouse import (
     connect,
     ensure_schemas,
@@ -142,16 +139,25 @@ class DecideError(RuntimeError):
 
 @dataclass(frozen=True)
 class DecideSummary:
-    """What one ``decide`` run did."""
+    """What one ``decide`` run did, and the rows the action layer exports.
+
+    ``decisions`` and ``review`` are the run date's rows as written to the
+    warehouse; :func:`ml.action.exports.export_decided` writes them out as the
+    channel queues and ``review.csv`` and sets ``exports``.
+    """
 
     run_date: date
     policy_mode: str
     model_version: str | None
     fallback_reasons: list[str]
     daily: dict[str, Any]
-    exports: ExportManifest
+    decisions: pd.DataFrame = field(repr=False)
+    review: pd.DataFrame = field(repr=False)
+    policy_version: str = ""
     reviews_applied: int = 0
     notes: list[str] = field(default_factory=list)
+    # the action layer's ExportManifest (rows per file), once exported
+    exports: Any = None
 
     def as_dict(self) -> dict[str, Any]:
         """Small, JSON-friendly summary for XCom and ``ops.runs``."""
@@ -165,7 +171,7 @@ class DecideSummary:
             "reviews_applied": self.reviews_applied,
             "budget_used": self.daily.get("budget_used"),
             "expected_value": self.daily.get("expected_value"),
-            "exports": self.exports.rows,
+            "exports": self.exports.rows if self.exports is not None else {},
         }
 
 
@@ -517,27 +523,6 @@ def _policy_daily(
     con.execute(f"insert into {POLICY_DAILY_TABLE} ({names}) values ({marks})", values)
 
 
-def _queues(decisions: pd.DataFrame, policy: PolicyConfig) -> dict[str, pd.DataFrame]:
-    treated = decisions[decisions["arm"] == "treated"]
-    out: dict[str, pd.DataFrame] = {}
-    for channel in CHANNELS:
-        actions = [a.name for a in policy.actions if a.channel == channel]
-        rows = treated[treated["action"].isin(actions)]
-        out[channel] = pd.DataFrame(
-            {
-                "decision_id": rows["decision_id"],
-                "customer_id": rows["customer_id"],
-                "action": rows["action"],
-                "expected_value": rows["chosen_ev"].round(4),
-                "reason": rows["reason_codes"],
-                "model_version": rows["model_version"].fillna(""),
-                "policy_version": rows["policy_version"],
-            },
-            columns=list(EXPORT_COLUMNS),
-        )
-    return out
-
-
 def _champion(
     settings: Settings, scored_version: str | None, run_date: date
 ) -> tuple[LoadedModel | None, dict[str, Any] | None, int | None, list[str]]:
@@ -653,19 +638,17 @@ def decide(
         except Exception:
             con.execute("rollback")
             raise
-    exports = write_exports(
-        settings.exports_dir,
-        run_date,
-        _queues(decisions, policy),
-        review.rename(columns={"reason_codes": "reason"}).assign(
-            model_version=review["model_version"].fillna("")
-        ),
-        policy_version=policy.policy_version,
-        model_version=model_version,
-        policy_mode=mode,
-    )
     return DecideSummary(
-        run_date, mode, model_version, reasons, daily, exports, len(applied), notes
+        run_date,
+        mode,
+        model_version,
+        reasons,
+        daily,
+        decisions=decisions,
+        review=review,
+        policy_version=policy.policy_version,
+        reviews_applied=len(applied),
+        notes=notes,
     )
 
 
@@ -725,7 +708,6 @@ __all__ = [
     "DECISIONS_TABLE",
     "POLICY_DAILY_TABLE",
     "REVIEW_APPLIED_TABLE",
-    "REVIEW_COLUMNS",
     "REVIEW_QUEUE_TABLE",
     "DecideError",
     "DecideSummary",
