@@ -17,13 +17,14 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from ml.action.exports import MANIFEST_FILE, export_dir
+from ml.action.exports import MANIFEST_FILE, export_decided, export_dir
 from ml.action.review import pending_cases, record_decision
 from ml.config.model import ModelConfig
 from ml.config.policy import PolicyConfig, load_policy_config
 from ml.config.settings import Settings
 from ml.contract.schema import CHANNELS
-from ml.decision.decide_step import DecideError, DecideSummary, decide
+from ml.decision.decide_step import DecideError, DecideSummary
+from ml.decision.decide_step import decide as decide_run_date
 from ml.ops.tasks import score
 from ml.prediction.registry import promote
 from ml.prediction.train import train
@@ -35,6 +36,13 @@ FIRST_DAY = date(2024, 1, 1)
 DAYS = 150
 TRAINED_ON = date(2024, 4, 29)
 NIGHTS = [TRAINED_ON + timedelta(days=i) for i in range(4)]
+
+
+def decide(
+    settings: Settings, day: date, policy: PolicyConfig | None = None
+) -> DecideSummary:
+    """The nightly decide task's work: decide the date, then export its queues."""
+    return export_decided(settings, decide_run_date(settings, day, policy), policy)
 
 
 @dataclass
