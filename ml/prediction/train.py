@@ -26,7 +26,7 @@ from ml.prediction.training import (
 )
 
 if TYPE_CHECKING:
-    from ml.prediction.registry import GateDecision
+    from ml.prediction.gate import GateDecision
 
 __all__ = ["TrainResult", "train"]
 

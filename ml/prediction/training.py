@@ -61,7 +61,8 @@ from ml.storage.warehouse import connect, table_exists
 if TYPE_CHECKING:
     from sklearn.calibration import CalibratedClassifierCV
 
-    from ml.prediction.registry import GateDecision, Promotion
+    from ml.prediction.gate import GateDecision
+    from ml.prediction.registry import Promotion
 
 EXAMPLES_FILE = "examples.parquet"
 # Each customer's lifetime state by day (dbt), read to fit BG/NBD on the customers
@@ -838,12 +839,8 @@ def gate(
     """
     from mlflow.tracking import MlflowClient
 
-    from ml.prediction.registry import (
-        CHAMPION,
-        alias_version,
-        judge_challenger,
-        recorded_gate,
-    )
+    from ml.prediction.gate import judge_challenger, recorded_gate
+    from ml.prediction.registry import CHAMPION, alias_version
 
     config = config or load_model_config()
     if alias_version(settings, CHAMPION, config) == version:
@@ -892,7 +889,7 @@ def promote(
     settings: Settings, version: str, config: ModelConfig | None = None
 ) -> Promotion:
     """Make ``version`` the champion if its gate decision says so (idempotent)."""
-    from ml.prediction.registry import promote_gated
+    from ml.prediction.gate import promote_gated
 
     promotion = promote_gated(settings, version, config or load_model_config())
     log_step("promote", None, "success", promotion.as_dict() | {"version": version})

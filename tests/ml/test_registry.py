@@ -15,15 +15,14 @@ from mlflow.tracking import MlflowClient
 from ml.config.model import GateConfig, ModelConfig
 from ml.config.settings import Settings
 from ml.prediction.examples import feature_columns, load_examples
+from ml.prediction.gate import gate, run_gate
 from ml.prediction.registry import (
     CHALLENGER,
     CHAMPION,
     RegistryError,
     alias_version,
-    decide,
     promote,
     rollback,
-    run_gate,
 )
 from ml.prediction.train import TrainResult, train
 from ml.prediction.training import split_frame
@@ -215,7 +214,7 @@ def test_gate_rule(
     baseline: dict[str, float],
     expected: bool,
 ) -> None:
-    promoted, reasons = decide(challenger, champion, baseline, GATE)
+    promoted, reasons = gate(challenger, champion, baseline, GATE)
     assert promoted is expected
     assert len(reasons) == 3
 
@@ -231,7 +230,7 @@ def test_gate_rule(
 def test_the_gate_compares_with_the_best_classical_baseline(
     classical: dict[str, dict[str, float]], expected: bool
 ) -> None:
-    promoted, reasons = decide(_m(0.80), None, _m(0.70), GATE, classical)
+    promoted, reasons = gate(_m(0.80), None, _m(0.70), GATE, classical)
     assert promoted is expected, reasons
     assert len(reasons) == 3
     best = max(classical, key=lambda name: classical[name]["roc_auc"])
@@ -243,15 +242,15 @@ def test_a_better_calibrated_challenger_replaces_a_drifted_champion() -> None:
     # every retrained challenger (ECE 0.047-0.090) was refused by the 0.05 limit
     drifted = _m(0.78, ece=0.095)
     challenger = _m(0.785, ece=0.07)
-    promoted, reasons = decide(challenger, drifted, _m(0.70), GATE)
+    promoted, reasons = gate(challenger, drifted, _m(0.70), GATE)
     assert promoted, reasons
     assert "worse" in reasons[0] and "drifted" in reasons[2]
     # worse calibrated than the drifted champion: refused
-    assert not decide(_m(0.785, ece=0.099), drifted, _m(0.70), GATE)[0]
+    assert not gate(_m(0.785, ece=0.099), drifted, _m(0.70), GATE)[0]
     # better calibrated but ranking worse than the drifted champion: refused
-    assert not decide(_m(0.77, ece=0.07), drifted, _m(0.70), GATE)[0]
+    assert not gate(_m(0.77, ece=0.07), drifted, _m(0.70), GATE)[0]
     # a champion within the limit keeps the absolute ECE rule
-    assert not decide(challenger, _m(0.78, ece=0.04), _m(0.70), GATE)[0]
+    assert not gate(challenger, _m(0.78, ece=0.04), _m(0.70), GATE)[0]
 
 
 def test_the_training_reference_is_stored_with_the_model(trained: Trained) -> None:
