@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from datetime import date
 from pathlib import Path
 from typing import Annotated, Any
@@ -200,8 +199,7 @@ def _run_nightly(settings: Settings, days: list[date]) -> list[Any]:
     if log is not None:  # Airflow's and the tasks' log lines: to the log file
         send_logs_to(log.open())
     # The console shows one line per night; dbt's own lines go to its log file
-    # (dbt/logs) unless LOOPLINE_DBT_LOG_LEVEL asks for them.
-    os.environ.setdefault("LOOPLINE_DBT_LOG_LEVEL", "warn")
+    # (dbt/logs) unless LOOPLINE_DBT_LOG_LEVEL=info asks for them (default warn).
     logging.getLogger("mlflow").setLevel(logging.ERROR)
     outcomes = []
     with _progress() as progress:

@@ -13,7 +13,6 @@ HTML report and prints a one-screen summary.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -175,7 +174,6 @@ def demo(
     if quick:
         customers, history, days, drift_after, horizon = QUICK
     plan = DemoPlan(customers, history, days, drift_after, seed, parse_date(start))
-    os.environ.setdefault("LOOPLINE_DBT_LOG_LEVEL", "warn")
     logging.getLogger("mlflow").setLevel(logging.ERROR)
     settings = get_settings()
     began = time.perf_counter()
@@ -228,9 +226,11 @@ def with_horizon(
     settings: Settings, horizon: int, trigger: dict[str, Any] | None = None
 ) -> Settings:
     """Settings whose business config is ``config/loopline.yml`` with another label
-    horizon, written under ``LOOPLINE_HOME/config`` and exported as
-    ``LOOPLINE_CONFIG_FILE`` so the in-process DAG tasks read the same file. The
-    retrain cooldown is capped at the horizon; ``trigger`` overrides other rules."""
+    horizon, written to ``LOOPLINE_HOME/config/loopline.yml``: by the one path rule
+    of :mod:`ml.config.files` every later reader of this home (the in-process DAG
+    tasks, ``loopline report``) reads that copy. The retrain cooldown is capped at
+    the horizon; ``trigger`` overrides other rules. An explicit
+    ``LOOPLINE_CONFIG_FILE`` elsewhere would win over the copy, so it is refused."""
     import yaml
 
     data = yaml.safe_load(settings.config_file.read_text()) or {}
@@ -245,8 +245,13 @@ def with_horizon(
         f"# config/loopline.yml with horizon_days = {horizon} (loopline demo)\n"
         + yaml.safe_dump(data, sort_keys=False)
     )
-    os.environ["LOOPLINE_CONFIG_FILE"] = str(path)
-    return get_settings()
+    chosen = get_settings()
+    if chosen.config_file.resolve() != path.resolve():
+        raise typer.BadParameter(
+            f"LOOPLINE_CONFIG_FILE points to {chosen.config_file}; the demo writes "
+            f"its own config to {path}: unset LOOPLINE_CONFIG_FILE to run the demo"
+        )
+    return chosen
 
 
 def run_demo(settings: Settings, plan: DemoPlan) -> bool:

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, Field
 
-from ml.config.settings import REPO_ROOT
+from ml.config.files import CONFIG_DIR, REPO_ROOT, config_path, read_yaml
 
-MODEL_CONFIG_FILE = REPO_ROOT / "config" / "model.yml"
+MODEL_CONFIG = "model.yml"
+# the repository's copy
+MODEL_CONFIG_FILE = REPO_ROOT / CONFIG_DIR / MODEL_CONFIG
 
 
 class SplitConfig(BaseModel):
@@ -134,12 +134,10 @@ class ModelConfig(BaseModel):
 
 
 def load_model_config(path: Path | None = None) -> ModelConfig:
-    """Load ``config/model.yml`` and stamp it with the sha256 of its content."""
-    path = path or MODEL_CONFIG_FILE
-    raw = path.read_bytes()
-    data = yaml.safe_load(raw) or {}
-    data["config_hash"] = hashlib.sha256(raw).hexdigest()[:16]
-    return ModelConfig.model_validate(data)
+    """Load ``model.yml`` (the home's own copy, else the repository's; see
+    :mod:`ml.config.files`) and stamp it with its content hash."""
+    data, digest = read_yaml(path or config_path(MODEL_CONFIG))
+    return ModelConfig.model_validate(data | {"config_hash": digest})
 
 
 def resolve_threads(config: ModelConfig, override: int | None = None) -> int:

@@ -7,16 +7,17 @@ in the policy fails loudly instead of silently falling back to a default.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from ml.config.files import CONFIG_DIR, REPO_ROOT, config_path, read_yaml
 from ml.contract.schema import ACTIONS, CHANNELS
 
-POLICY_CONFIG_FILE = Path(__file__).resolve().parents[2] / "config" / "policy.yml"
+POLICY_CONFIG = "policy.yml"
+# the repository's copy
+POLICY_CONFIG_FILE = REPO_ROOT / CONFIG_DIR / POLICY_CONFIG
 
 Ranking = Literal["ev", "ev_per_cost", "priced"]
 DEFAULT_RANKINGS: tuple[Ranking, ...] = ("ev", "ev_per_cost", "priced")
@@ -234,9 +235,7 @@ class PolicyConfig(_Strict):
 
 
 def load_policy_config(path: Path | None = None) -> PolicyConfig:
-    """Load ``config/policy.yml`` and stamp it with its content hash."""
-    path = path or POLICY_CONFIG_FILE
-    raw = path.read_bytes()
-    data = yaml.safe_load(raw) or {}
-    data["policy_version"] = hashlib.sha256(raw).hexdigest()[:16]
-    return PolicyConfig.model_validate(data)
+    """Load ``policy.yml`` (the home's own copy, else the repository's; see
+    :mod:`ml.config.files`) and stamp it with its content hash."""
+    data, digest = read_yaml(path or config_path(POLICY_CONFIG))
+    return PolicyConfig.model_validate(data | {"policy_version": digest})

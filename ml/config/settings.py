@@ -7,19 +7,17 @@ connections are opened. Call :func:`get_settings` for paths and
 
 from __future__ import annotations
 
-import hashlib
 from datetime import date
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from ml.config.files import CONFIG_DIR, REPO_ROOT, config_path, read_yaml
 from ml.config.retrain import TriggerConfig
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 # DuckDB takes 80 % of the machine's memory by default; a bulk rebuild of a year of
 # 20,000 customers grew to 20 GB and starved every other process on a 24 GB
 # machine. Below the limit DuckDB spills joins, aggregates and sorts to disk.
@@ -34,7 +32,8 @@ def _default_tracking_uri(data: dict[str, Any]) -> str:
 
 
 REPORT_FILE = "loopline_report.html"
-HOME_CONFIG = Path("config") / "loopline.yml"
+BUSINESS_CONFIG = "loopline.yml"
+HOME_CONFIG = CONFIG_DIR / BUSINESS_CONFIG
 
 
 def _default_config_file(data: dict[str, Any]) -> Path:
@@ -42,9 +41,7 @@ def _default_config_file(data: dict[str, Any]) -> Path:
     has its own (``loopline demo`` writes one with the demo's horizon, so every
     later command on that home, such as ``loopline report``, reads the same), else
     the repository's ``config/loopline.yml``."""
-    home = Path(data.get("home") or ".loopline").expanduser().resolve()
-    own = home / HOME_CONFIG
-    return own if own.is_file() else REPO_ROOT / HOME_CONFIG
+    return config_path(BUSINESS_CONFIG, data.get("home") or Path(".loopline"))
 
 
 class Settings(BaseSettings):
@@ -61,8 +58,9 @@ class Settings(BaseSettings):
     dbt_project_dir: Path = Field(default=REPO_ROOT / "dbt_project")
     dags_dir: Path = Field(default=REPO_ROOT / "dags")
     dbt_log_level: str = Field(
-        default="info",
-        description="dbt's console log level; its log file under dbt/logs keeps info.",
+        default="warn",
+        description="dbt's console log level (its warnings and errors; set 'info' "
+        "to see every node); its log file under dbt/logs keeps info.",
     )
     duckdb_memory_limit: str = Field(
         default=DUCKDB_MEMORY_LIMIT,
@@ -298,8 +296,5 @@ def get_settings() -> Settings:
 
 def load_business_config(path: Path | None = None) -> BusinessConfig:
     """Load the business YAML and stamp it with the sha256 of its content."""
-    path = path or get_settings().config_file
-    raw = path.read_bytes()
-    data = yaml.safe_load(raw) or {}
-    data["config_hash"] = hashlib.sha256(raw).hexdigest()[:16]
-    return BusinessConfig.model_validate(data)
+    data, digest = read_yaml(path or get_settings().config_file)
+    return BusinessConfig.model_validate(data | {"config_hash": digest})

@@ -11,13 +11,14 @@ from datetime import date
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from ml.config.settings import REPO_ROOT
+from ml.config.files import CONFIG_DIR, REPO_ROOT, config_path, read_yaml
 from ml.contract.schema import ACTIONS, TABLES
 
-SIM_CONFIG_FILE = REPO_ROOT / "config" / "sim.yml"
+SIM_CONFIG = "sim.yml"
+# the repository's copy
+SIM_CONFIG_FILE = REPO_ROOT / CONFIG_DIR / SIM_CONFIG
 
 DayRef = date | int
 
@@ -223,8 +224,9 @@ class SimConfig(_Strict):
 
 
 def load_sim_config(path: Path | None = None) -> SimConfig:
-    """Read the simulator's YAML (``config/sim.yml`` unless ``path`` is given)."""
-    data = yaml.safe_load((path or SIM_CONFIG_FILE).read_text()) or {}
+    """Read the simulator's YAML (``sim.yml``: the home's own copy, else the
+    repository's, unless ``path`` is given; see :mod:`ml.config.files`)."""
+    data, _ = read_yaml(path or config_path(SIM_CONFIG))
     return SimConfig.model_validate(data)
 
 

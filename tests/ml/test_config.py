@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+import typer
 
 from ml.cli.demo_command import with_horizon
 from ml.config.settings import REPO_ROOT, get_settings, load_business_config
@@ -16,10 +18,7 @@ def test_a_home_with_its_own_config_keeps_it_for_every_later_command(
     """``loopline demo --quick`` writes the home's config with H = 7; a later
     ``loopline report`` on that home (a new process, no LOOPLINE_CONFIG_FILE) must
     measure with the same horizon, not the repository's."""
-    # with_horizon sets LOOPLINE_CONFIG_FILE itself: setting it here first makes
-    # monkeypatch record (and restore) the variable's state before the test
-    monkeypatch.setenv("LOOPLINE_CONFIG_FILE", "unset-below")
-    monkeypatch.delenv("LOOPLINE_CONFIG_FILE")
+    monkeypatch.delenv("LOOPLINE_CONFIG_FILE", raising=False)
     monkeypatch.setenv("LOOPLINE_HOME", str(tmp_path / "home"))
     fresh = get_settings()
     assert fresh.config_file == REPO_ROOT / "config" / "loopline.yml"
@@ -28,13 +27,53 @@ def test_a_home_with_its_own_config_keeps_it_for_every_later_command(
 
     written = with_horizon(fresh, 7)
     assert written.config_file == tmp_path / "home" / "config" / "loopline.yml"
-    monkeypatch.delenv("LOOPLINE_CONFIG_FILE")  # as in a new process
-    later = get_settings()
+    assert "LOOPLINE_CONFIG_FILE" not in os.environ  # the environment is untouched
+    later = get_settings()  # as in a new process
     assert later.config_file == written.config_file
     assert load_business_config().horizon_days == 7
     # the environment still wins over the home's file
     monkeypatch.setenv("LOOPLINE_CONFIG_FILE", str(REPO_ROOT / "config/loopline.yml"))
     assert load_business_config().horizon_days == repo_horizon
+    # ... so the demo refuses to run where its copy would be ignored
+    with pytest.raises(typer.BadParameter, match="unset LOOPLINE_CONFIG_FILE"):
+        with_horizon(get_settings(), 7)
+
+
+@pytest.mark.parametrize(
+    ("name", "load", "stamp"),
+    [
+        ("loopline.yml", "business", "config_hash"),
+        ("model.yml", "model", "config_hash"),
+        ("policy.yml", "policy", "policy_version"),
+    ],
+)
+def test_every_config_file_follows_one_path_rule_and_one_hash(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, load: str, stamp: str
+) -> None:
+    """The home's own ``config/<name>`` wins over the repository's, and each file
+    is versioned by the sha256 of its bytes (16 hex characters)."""
+    from ml.config.files import config_path, content_hash
+    from ml.config.model import load_model_config
+    from ml.config.policy import load_policy_config
+
+    loaders = {
+        "business": load_business_config,
+        "model": load_model_config,
+        "policy": load_policy_config,
+    }
+    monkeypatch.delenv("LOOPLINE_CONFIG_FILE", raising=False)
+    monkeypatch.setenv("LOOPLINE_HOME", str(tmp_path))
+    shipped = REPO_ROOT / "config" / name
+    assert config_path(name) == shipped
+    repo_stamp = getattr(loaders[load](), stamp)
+    assert repo_stamp == content_hash(shipped.read_bytes())
+
+    own = tmp_path / "config" / name
+    own.parent.mkdir(parents=True)
+    own.write_bytes(shipped.read_bytes() + b"\n# the home's own copy\n")
+    assert config_path(name) == own
+    home_stamp = getattr(loaders[load](), stamp)
+    assert home_stamp == content_hash(own.read_bytes()) != repo_stamp
 
 
 def test_every_landing_table_has_a_minimum_of_bad_rows(tmp_path: Path) -> None:
