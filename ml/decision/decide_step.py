@@ -58,6 +58,7 @@ from ml.decision.engine import (
 )
 from ml.decision.parameters import current_uplifts
 from ml.decision.value import value_at_risk
+from ml.prediction.explain import top_reasons
 from ml.storage.warehouse import (
     connect,
     ensure_schemas,
@@ -72,7 +73,6 @@ if TYPE_CHECKING:
 REVIEW_APPLIED_TABLE = "marts.review_applied"
 POLICY_DAILY_TABLE = "marts.policy_daily"
 CONTACT_WINDOW_DAYS = 90
-TOP_REASONS = 3
 
 DDL = f"""
 create schema if not exists marts;
@@ -435,59 +435,6 @@ def _history(rows: pd.DataFrame) -> list[str]:
     ]
 
 
-def top_reasons(
-    model: LoadedModel,
-    rows: pd.DataFrame,
-    reference: dict[str, Any] | None,
-    k: int = TOP_REASONS,
-) -> list[str]:
-    """The ``k`` features that raise each customer's p_churn the most: how far the
-    score falls when the feature is set to its training median (most common value
-    for a categorical), all in one batch of predictions."""
-    from ml.prediction.examples import prepare_features
-
-    if rows.empty:
-        return []
-    columns = model.input_columns
-    numeric = [c for c in columns if model.input_types[c] != "string"]
-    categorical = [c for c in columns if c not in numeric]
-    features = prepare_features(rows, numeric, categorical)[columns].reset_index(
-        drop=True
-    )
-    typical: dict[str, Any] = {}
-    for column in numeric:
-        ref = (reference or {}).get("numeric", {}).get(column)
-        edges = ref["edges"] if ref else []
-        typical[column] = (
-            edges[len(edges) // 2]
-            if edges
-            else float(np.nanmedian(features[column].to_numpy(dtype=float)))
-        )
-    for column in categorical:
-        shares = (reference or {}).get("categorical", {}).get(column) or {}
-        top = max(shares, key=lambda value: shares[value]) if shares else None
-        typical[column] = None if top in (None, "<null>") else top
-    n = len(features)
-    batch = pd.concat(
-        [features.assign(**{column: typical[column]}) for column in columns],
-        ignore_index=True,
-    )
-    batch = prepare_features(batch, numeric, categorical)[columns]
-    base = model.model.predict_proba(features)[:, 1]
-    moved = model.model.predict_proba(batch)[:, 1].reshape(len(columns), n).T
-    delta = base[:, None] - moved
-    out = []
-    for i in range(n):
-        order = np.argsort(-delta[i], kind="stable")[:k]
-        parts = [
-            f"{columns[j]}={features.iloc[i, j]} (+{delta[i, j]:.2f})"
-            for j in order
-            if delta[i, j] > 0.005
-        ]
-        out.append("; ".join(parts) or "no single feature stands out")
-    return out
-
-
 def _sql_type(key: str, value: Any) -> str:
     if key == "run_date":
         return "date"
@@ -525,29 +472,36 @@ def _policy_daily(
 
 def _champion(
     settings: Settings, scored_version: str | None, run_date: date
-) -> tuple[LoadedModel | None, dict[str, Any] | None, int | None, list[str]]:
-    """The model that scored ``run_date``, its reference, its age in days, notes."""
-    from ml.prediction.registry import (
-        ModelLoadError,
-        load_model,
-        load_reference,
-        trained_as_of,
-    )
+) -> tuple[dict[str, Any] | None, int | None, list[str]]:
+    """The reference of the model that scored ``run_date``, its age in days,
+    notes."""
+    from ml.prediction.registry import load_reference, trained_as_of
 
     if scored_version is None:
-        return None, None, None, []
+        return None, None, []
     notes: list[str] = []
     trained = trained_as_of(settings, scored_version)
     age = (run_date - trained).days if trained else None
     reference = load_reference(settings, scored_version)
     if reference is None:
         notes.append(f"model {scored_version} has no training reference: no ood check")
+    return reference, age, notes
+
+
+def _explainer(
+    settings: Settings, scored_version: str | None, notes: list[str]
+) -> LoadedModel | None:
+    """The model that scored the run date, to explain its review cases (loaded
+    only when there are cases); None, with a note, when it cannot be loaded."""
+    from ml.prediction.registry import ModelLoadError, load_model
+
+    if scored_version is None:
+        return None
     try:
-        model = load_model(settings, alias=None, version=scored_version)
+        return load_model(settings, alias=None, version=scored_version)
     except ModelLoadError as error:
         notes.append(f"cannot explain scores: {error}")
-        model = None
-    return model, reference, age, notes
+        return None
 
 
 def decide(
@@ -562,7 +516,7 @@ def decide(
         ensure_schemas(con)
         con.execute(DDL)
         version_scored = scored_version(con, run_date)
-    model, reference, age, notes = _champion(settings, version_scored, run_date)
+    reference, age, notes = _champion(settings, version_scored, run_date)
     unknown = sorted(
         set(policy.review.ood_features) - set((reference or {}).get("numeric", {}))
     )
@@ -609,6 +563,7 @@ def decide(
         drop=True
     )
     cases = decisions.loc[decisions["arm"] == "review", "customer_id"].tolist()
+    model = _explainer(settings, version_scored, notes) if cases else None
     review = _review_queue(
         decisions, _features_of(settings, run_date, cases), model, reference
     )
