@@ -7,8 +7,7 @@ Importing the package forbids MLflow to deserialise models in this process
 (``MLFLOW_ALLOW_PICKLE_DESERIALIZATION=false``; processes it starts inherit it):
 Loopline loads its models with skops and its own list of trusted types
 (:func:`ml.prediction.registry.load_sklearn_model`), never a pickle, and never with the
-list
-a model artifact carries.
+list a model artifact carries.
 """
 
 import os

@@ -1,13 +1,12 @@
 """Human review from a terminal: list queued cases, record decisions on them.
 
 Reviewers' decisions are landing data (table ``review_decisions``), like any other
-source: a decision recorded here is written as one parquet file in the landing
-partition of the day it *arrives* (by default the day after the case was queued),
-goes through the same gate, and is applied by the ``decide`` step of that day (see
+source: a decision recorded here is written as one parquet file in the landing partition
+of the day it *arrives* (by default the day after the case was queued), goes through the
+same gate, and is applied by the ``decide`` step of that day (see
 :mod:`ml.decision.decide_step`). Recording a new decision on the same case replaces the
-file, and
-the latest ``decided_at`` wins. Each record carries the reviewer, the time, the
-decision (approve, reject or change to another action), a reason code and a note.
+file, and the latest ``decided_at`` wins. Each record carries the reviewer, the time,
+the decision (approve, reject or change to another action), a reason code and a note.
 """
 
 from __future__ import annotations

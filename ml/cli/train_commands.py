@@ -1,8 +1,7 @@
 """Command-line entry points for training and the registry.
 
-``register_commands(app)`` adds ``train``, ``models``, ``promote`` and ``rollback``
-to the main ``loopline`` typer app; each calls one function of ``ml.prediction.train``
-or
+``register_commands(app)`` adds ``train``, ``models``, ``promote`` and ``rollback`` to
+the main ``loopline`` typer app; each calls one function of ``ml.prediction.train`` or
 ``ml.prediction.registry``.
 """
 

@@ -178,8 +178,7 @@ EXPORT_COLUMNS = (
 )
 
 # Warehouse tables written by the nightly decide step (ml.decision.decide_step, their
-# owner),
-# named here so that the landing gate can check feedback rows against them
+# owner), named here so that the landing gate can check feedback rows against them
 # without importing the decision layer.
 DECISIONS_TABLE = "marts.decisions"
 REVIEW_QUEUE_TABLE = "marts.review_queue"

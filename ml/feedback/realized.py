@@ -120,12 +120,11 @@ def drift_report(
 
     ``reference`` is the champion's training reference (``reference.json``). Numeric
     features use its 10-bin quantile histograms (:func:`ml.prediction.reference.psi`
-    with
-    :func:`~ml.prediction.reference.shares_in_bins`), categorical ones its value shares
-    (a value unseen in training counts as a new category). Rows: ``name``, ``kind``
-    ('feature' or 'score', the score named ``p_churn``), ``psi``; features in
-    reference order, then the score. A column with no finite value gets NaN rather
-    than a spurious maximal PSI. PSI above 0.2 is the usual sign of a real shift.
+    with :func:`~ml.prediction.reference.shares_in_bins`), categorical ones its value
+    shares (a value unseen in training counts as a new category). Rows: ``name``,
+    ``kind`` ('feature' or 'score', the score named ``p_churn``), ``psi``; features in
+    reference order, then the score. A column with no finite value gets NaN rather than
+    a spurious maximal PSI. PSI above 0.2 is the usual sign of a real shift.
     """
     rows: list[tuple[str, str, float]] = []
     for column, ref in reference.get("numeric", {}).items():

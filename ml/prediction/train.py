@@ -1,10 +1,9 @@
 """``train``: fit, calibrate, evaluate, log and register one churn model.
 
 One call runs the steps of :mod:`ml.prediction.training` in order: it persists the
-training
-set, trains both candidates on the train window and calibrates them on validation,
-evaluates them on the out-of-time test window, logs everything to MLflow, registers
-the gradient-boosting model as ``challenger`` and runs the promotion gate. The
+training set, trains both candidates on the train window and calibrates them on
+validation, evaluates them on the out-of-time test window, logs everything to MLflow,
+registers the gradient-boosting model as ``challenger`` and runs the promotion gate. The
 ``loopline_retrain`` DAG runs the same steps as separate tasks.
 """
 

@@ -12,11 +12,10 @@
    and records the decision and its evidence.
 5. :func:`promote` moves the ``champion`` alias when the gate said so.
 
-Each step reads what the previous ones persisted (the training-set directory, the
-MLflow run, the registry), so the values passed between steps are small: a path, a
-run id, model URIs and a version. :func:`ml.prediction.train.train` runs the same steps
-in
-one call.
+Each step reads what the previous ones persisted (the training-set directory, the MLflow
+run, the registry), so the values passed between steps are small: a path, a run id,
+model URIs and a version. :func:`ml.prediction.train.train` runs the same steps in one
+call.
 """
 
 from __future__ import annotations

@@ -3,8 +3,7 @@
 The pipeline never reads ``truth/``; this module does, to answer what the policy's
 decisions were really worth. For a decision date it rebuilds the candidate frame the
 policy saw (:func:`ml.decision.decide_step.load_candidates`, read-only) and values, with
-the true
-per-customer uplift of the simulated world, four plans under the same
+the true per-customer uplift of the simulated world, four plans under the same
 :class:`~ml.config.policy.PolicyConfig` (same capacities, budget, contact rules):
 
 * ``loopline``: the policy's own allocation as planned, i.e. the rows of

@@ -1,9 +1,8 @@
 """Evaluation against the simulator's truth, on a hand-made truth and warehouse.
 
-A real simulated world with a trained model costs minutes; the evaluation only needs
-the truth files (``truth/customers.parquet``, ``truth/state/world.json``) and the
-marts that :func:`ml.decision.decide_step.load_candidates` and the evaluation read, so
-these are
+A real simulated world with a trained model costs minutes; the evaluation only needs the
+truth files (``truth/customers.parquet``, ``truth/state/world.json``) and the marts that
+:func:`ml.decision.decide_step.load_candidates` and the evaluation read, so these are
 written by hand with known uplifts and checked against hand computations.
 """
 

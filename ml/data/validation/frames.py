@@ -1,12 +1,11 @@
 """Reading landing partitions into one Arrow table per landing table.
 
 Each file is read as it is (``ml.storage.landing_files.read_file``) and only *safely*
-conformed to
-the contract: timestamps to microseconds without a time zone (UTC), integers to
-double where the contract says double, all-null columns and other string encodings
-to the contract type, and, for CSV files only (which carry no types), integer-looking
-text back to text and empty strings to null. Anything else keeps the type it was
-written with, so the schema checks see it.
+conformed to the contract: timestamps to microseconds without a time zone (UTC),
+integers to double where the contract says double, all-null columns and other string
+encodings to the contract type, and, for CSV files only (which carry no types),
+integer-looking text back to text and empty strings to null. Anything else keeps the
+type it was written with, so the schema checks see it.
 """
 
 from __future__ import annotations

@@ -10,11 +10,10 @@ and its ``customer_id``. A row is quarantined
   (the rows of the channel files); for a review, a case of ``marts.review_queue``;
 * as ``customer_mismatch`` when the id is known but belongs to another customer.
 
-Only decisions of earlier run dates count: the nightly gate of day d runs before
-that night's ``decide``, so the same rule gives the same verdict when the date is
-rerun after its decisions exist. The marts are only read here;
-:mod:`ml.decision.decide_step`
-owns them.
+Only decisions of earlier run dates count: the nightly gate of day d runs before that
+night's ``decide``, so the same rule gives the same verdict when the date is rerun after
+its decisions exist. The marts are only read here; :mod:`ml.decision.decide_step` owns
+them.
 """
 
 from __future__ import annotations
