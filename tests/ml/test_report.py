@@ -19,7 +19,14 @@ from ml.contract.schema import ACTIONS
 from ml.decision.decide_step import DDL as DECISION_DDL
 from ml.decision.engine import summarize
 from ml.feedback.outcomes import DDL as OUTCOME_DDL
-from ml.report.build import EVALUATION_FILE, REPORT_FILE, SECTIONS, build_report
+from ml.report.build import (
+    EVALUATION_FILE,
+    REPORT_FILE,
+    SECTIONS,
+    ReportData,
+    build_report,
+    render_report,
+)
 from ml.sim.evaluate import (
     POLICIES,
     counterfactual_dir,
@@ -374,3 +381,30 @@ def test_an_empty_warehouse_still_gives_a_report(
     assert "data:image/png;base64," not in page
     # the report never creates the warehouse
     assert settings.warehouse_path.is_file() == create_file
+
+
+def test_values_are_escaped_and_a_failing_section_costs_only_itself() -> None:
+    retrains = pd.DataFrame(
+        {
+            "day": [DAYS[0]],
+            "fired": [True],
+            "reasons": ["<script>alert('x')</script> & co"],
+            "blocked": [""],
+            "evidence": ['{"k": "<i>"}'],
+            "champion_version": ["1"],
+            "champion_test_auc": [0.7],
+        }
+    )
+    broken = pd.DataFrame({"run_date": [DAYS[0]]})  # no kind, no psi: drift fails
+    data = ReportData(drift=broken, retrain_events=retrains, notes=["a <b>note</b>"])
+    page = render_report(data, title="Report <&>")
+    _sections_present(page)
+    assert "<script" not in page and "<b>" not in page
+    assert "a &lt;b&gt;note&lt;/b&gt;" in page  # the summary's note
+    assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; co" in page
+    assert "<title>Report &lt;&amp;&gt;</title>" in page
+    assert "&#34;k&#34;: &#34;&lt;i&gt;&#34;" in page  # the evidence, pretty-printed
+    assert "The drift section could not be rendered: KeyError: &#39;kind&#39;" in page
+    assert page.count("could not be rendered") == 1
+    assert "1 checks, 1 fired." in page  # the other sections still render
+    assert page.count("No data yet") >= 5
