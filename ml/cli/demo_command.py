@@ -86,6 +86,10 @@ def write_report(
     from ml.storage.warehouse import connect, table_exists
 
     horizon = load_business_config(settings.config_file).horizon_days
+    if not settings.warehouse_path.is_file():
+        raise typer.BadParameter(
+            f"no warehouse at {settings.warehouse_path}: run the nightly DAG first"
+        )
     with connect(settings.warehouse_path, read_only=True) as con:
         if not table_exists(con, "marts", "policy_daily"):
             raise typer.BadParameter("nothing decided yet: run the nightly DAG first")

@@ -154,3 +154,12 @@ def test_an_unexpected_error_says_how_to_see_where() -> None:
     ]
     assert explain(Terminated()) == (["stopped (SIGTERM)"], 143)
     assert explain(KeyboardInterrupt()) == (["interrupted"], 130)
+
+
+def test_a_report_on_an_empty_home_says_what_to_run(home: Path) -> None:
+    result = CliRunner().invoke(app, ["report"])
+    assert result.exit_code == 2
+    assert "no warehouse at" in result.stderr
+    assert "run the nightly DAG first" in result.stderr
+    assert "Traceback" not in result.stderr and "IOException" not in result.stderr
+    assert len(result.stderr.splitlines()) <= 2
