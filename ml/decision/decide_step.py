@@ -262,7 +262,9 @@ def _scoring_problem(con: duckdb.DuckDBPyConnection, run_date: date) -> str | No
 
 def _review_decisions(con: duckdb.DuckDBPyConnection, run_date: date) -> pd.DataFrame:
     """Review decisions that arrived on ``run_date`` for queued cases (latest per
-    case), with the case they decide."""
+    case, ties broken as ``staging.stg_landing__review_decisions`` does), with the
+    case they decide. Reads ``raw``: the lab warehouses built without dbt have no
+    staging views."""
     if not table_exists(con, "raw", "review_decisions"):
         return pd.DataFrame()
     return con.execute(
@@ -274,7 +276,8 @@ def _review_decisions(con: duckdb.DuckDBPyConnection, run_date: date) -> pd.Data
         join {REVIEW_QUEUE_TABLE} q on q.decision_id = r.decision_id
         where r.partition_date = $d and q.run_date < $d
         qualify row_number() over (
-            partition by r.decision_id order by r.decided_at desc, r.reviewer
+            partition by r.decision_id
+            order by r.decided_at desc, r.source_file, r.reviewer, r.decision
         ) = 1
         order by r.decision_id
         """,

@@ -128,9 +128,13 @@ def _outcomes(
         join marts.training_examples l
           on l.customer_id = d.customer_id and l.as_of_date = d.run_date
         left join (
+            -- staging.stg_landing__action_results' rule (the latest result_at,
+            -- then source_file, status), over every partition: raw is read, as
+            -- the lab warehouses without dbt have no staging views
             select * from raw.action_results
             qualify row_number() over (
-                partition by decision_id order by result_at desc) = 1
+                partition by decision_id order by result_at desc, source_file, status
+            ) = 1
         ) r on r.decision_id = d.decision_id
         left join marts.review_applied a on a.review_decision_id = d.decision_id
         left join marts.customer_features f
