@@ -69,6 +69,15 @@ import duckdb
 import pyarrow as pa
 
 from ml.config.settings import Settings, load_business_config
+from ml.contract.tables import (
+    FILES_TABLE,
+    PUBLICATION,
+    PUBLICATION_FILES,
+    PUBLICATION_RETIRED,
+    PUBLICATION_TABLE,
+    RETIRED_TABLE,
+    ddl_script,
+)
 from ml.storage.procs import hostname, process_alive
 from ml.storage.warehouse import duckdb_config
 
@@ -76,9 +85,6 @@ log = logging.getLogger(__name__)
 
 PUBLISHED_SCHEMAS = ("marts", "ops")
 REPORTING_SCHEMA = "reporting"
-PUBLICATION_TABLE = "ops.publication"
-# The manifest of the Parquet partitions the catalog's views read.
-FILES_TABLE = "ops.publication_files"
 # Beside analytics.duckdb in LOOPLINE_HOME.
 DATA_DIRECTORY = "analytics_data"
 # A table with a date column and at least this many rows is published as Parquet
@@ -90,8 +96,6 @@ PARTITION_MIN_ROWS = 50_000
 LOOKBACK_MARGIN_DAYS = 7
 # Files no catalog names any more are kept this long for readers of an older one.
 KEEP_HOURS = 24.0
-# Files the copy no longer names, kept for readers of an older copy until deleted.
-RETIRED_TABLE = "ops.publication_retired"
 # Aliases of the attached warehouse and previous copy while a catalog is written.
 SOURCE = "wh"
 PREVIOUS = "previous_copy"
@@ -776,7 +780,10 @@ def _write_manifest(
         }
     )
     con.register("publication_files_rows", files)
-    con.execute(f"create table {FILES_TABLE} as select * from publication_files_rows")
+    con.execute(ddl_script(PUBLICATION_FILES, PUBLICATION_RETIRED))
+    con.execute(
+        f"insert into {FILES_TABLE} by name select * from publication_files_rows"
+    )
     con.unregister("publication_files_rows")
     pending = pa.table(
         {
@@ -786,7 +793,7 @@ def _write_manifest(
     )
     con.register("publication_retired_rows", pending)
     con.execute(
-        f"create table {RETIRED_TABLE} as select file, "
+        f"insert into {RETIRED_TABLE} by name select file, "
         "to_timestamp(retired_at_epoch) as retired_at from publication_retired_rows"
     )
     con.unregister("publication_retired_rows")
@@ -905,11 +912,7 @@ def _write_publication(
     tables: dict[str, int],
     freshness: dict[str, date | None],
 ) -> None:
-    con.execute(
-        f"create table {PUBLICATION_TABLE} (run_date date not null, "
-        "published_by varchar not null, table_name varchar not null, "
-        "row_count bigint not null, latest_date date)"
-    )
+    con.execute(ddl_script(PUBLICATION))
     con.executemany(
         f"insert into {PUBLICATION_TABLE} values (?, ?, ?, ?, ?)",
         [

@@ -176,13 +176,3 @@ EXPORT_COLUMNS = (
     "model_version",
     "policy_version",
 )
-
-# Warehouse tables written by the nightly decide step (ml.decision.decide_step, their
-# owner), named here so that the landing gate can check feedback rows against them
-# without importing the decision layer.
-DECISIONS_TABLE = "marts.decisions"
-REVIEW_QUEUE_TABLE = "marts.review_queue"
-
-# The learned policy parameters (owner: ml.feedback.feedback_step; read by
-# ml.decision.parameters).
-PARAMETERS_TABLE = "marts.policy_parameters"

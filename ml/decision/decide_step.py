@@ -41,10 +41,19 @@ import pandas as pd
 
 from ml.config.policy import PolicyConfig, load_policy_config
 from ml.config.settings import Settings, load_business_config
-from ml.contract.schema import (
-    ACTIONS,
+from ml.contract.schema import ACTIONS
+from ml.contract.tables import (
+    DECISIONS,
     DECISIONS_TABLE,
+    POLICY_DAILY,
+    POLICY_DAILY_TABLE,
+    REVIEW_APPLIED,
+    REVIEW_APPLIED_TABLE,
+    REVIEW_QUEUE,
     REVIEW_QUEUE_TABLE,
+    SCORES,
+    create_from_columns,
+    ddl_script,
 )
 from ml.decision.engine import (
     DECISION_COLUMNS,
@@ -70,58 +79,11 @@ from ml.storage.warehouse import (
 if TYPE_CHECKING:
     from ml.prediction.registry import LoadedModel
 
-REVIEW_APPLIED_TABLE = "marts.review_applied"
-POLICY_DAILY_TABLE = "marts.policy_daily"
 CONTACT_WINDOW_DAYS = 90
 
-DDL = f"""
-create schema if not exists marts;
-create table if not exists {DECISIONS_TABLE} (
-    decision_id varchar not null,
-    run_date date not null,
-    customer_id varchar not null,
-    arm varchar not null,
-    action varchar,
-    p_churn double,
-    value_at_risk double,
-    {", ".join(f"ev_{a} double" for a in ACTIONS)},
-    chosen_ev double,
-    reason_codes varchar,
-    policy_version varchar not null,
-    model_version varchar,
-    policy_mode varchar not null
-);
-create table if not exists {REVIEW_QUEUE_TABLE} (
-    decision_id varchar not null,
-    run_date date not null,
-    customer_id varchar not null,
-    action varchar not null,
-    p_churn double,
-    value_at_risk double,
-    {", ".join(f"ev_{a} double" for a in ACTIONS)},
-    expected_value double,
-    reason_codes varchar,
-    top_reasons varchar,
-    history varchar,
-    model_version varchar,
-    policy_version varchar not null
-);
-create table if not exists {REVIEW_APPLIED_TABLE} (
-    run_date date not null,
-    review_decision_id varchar not null,
-    queued_on date not null,
-    customer_id varchar not null,
-    proposed_action varchar,
-    decision varchar not null,
-    new_action varchar,
-    applied_action varchar,
-    applied_decision_id varchar,
-    reviewer varchar,
-    decided_at timestamp,
-    reason_code varchar,
-    note varchar
-);
-"""
+# The tables this step owns (declared in ml.contract.tables); marts.policy_daily
+# is created from its first row.
+DDL = ddl_script(DECISIONS, REVIEW_QUEUE, REVIEW_APPLIED)
 
 HISTORY_COLUMNS = (
     "recency_days",
@@ -177,7 +139,7 @@ class DecideSummary:
 
 def scored_version(con: duckdb.DuckDBPyConnection, run_date: date) -> str | None:
     """The model version that scored ``run_date`` (None when nothing was scored)."""
-    if not table_exists(con, "marts", "scores"):
+    if not table_exists(con, SCORES.schema, SCORES.table):
         return None
     row = con.execute(
         "select min(model_version) from marts.scores where run_date = ?", [run_date]
@@ -220,7 +182,7 @@ def _candidates(
     var = policy.value_at_risk
     wanted += [c for c in (var.window_column, var.blend_column) if c]
     selected = ", ".join(f"f.{c}" for c in dict.fromkeys(wanted) if c in available)
-    has_scores = table_exists(con, "marts", "scores")
+    has_scores = table_exists(con, SCORES.schema, SCORES.table)
     scores = (
         "left join marts.scores s on s.customer_id = f.customer_id and s.run_date = $d"
         if has_scores
@@ -300,7 +262,9 @@ def _scoring_problem(con: duckdb.DuckDBPyConnection, run_date: date) -> str | No
 
 def _review_decisions(con: duckdb.DuckDBPyConnection, run_date: date) -> pd.DataFrame:
     """Review decisions that arrived on ``run_date`` for queued cases (latest per
-    case), with the case they decide."""
+    case, ties broken as ``staging.stg_landing__review_decisions`` does), with the
+    case they decide. Reads ``raw``: the lab warehouses built without dbt have no
+    staging views."""
     if not table_exists(con, "raw", "review_decisions"):
         return pd.DataFrame()
     return con.execute(
@@ -312,7 +276,8 @@ def _review_decisions(con: duckdb.DuckDBPyConnection, run_date: date) -> pd.Data
         join {REVIEW_QUEUE_TABLE} q on q.decision_id = r.decision_id
         where r.partition_date = $d and q.run_date < $d
         qualify row_number() over (
-            partition by r.decision_id order by r.decided_at desc, r.reviewer
+            partition by r.decision_id
+            order by r.decided_at desc, r.source_file, r.reviewer, r.decision
         ) = 1
         order by r.decision_id
         """,
@@ -453,9 +418,9 @@ def _policy_daily(
     """Replace the ``marts.policy_daily`` row of ``run_date``; a column the policy
     adds later (a new action or channel) is added to the table."""
     row = {**daily, "run_date": run_date}
-    if not table_exists(con, "marts", "policy_daily"):
+    if not table_exists(con, POLICY_DAILY.schema, POLICY_DAILY.table):
         columns = ", ".join(f'"{k}" {_sql_type(k, v)}' for k, v in row.items())
-        con.execute(f"create table {POLICY_DAILY_TABLE} ({columns})")
+        con.execute(create_from_columns(POLICY_DAILY, columns))
     known = set(table_columns(con, POLICY_DAILY_TABLE))
     for key, value in row.items():
         if key not in known:

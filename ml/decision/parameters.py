@@ -14,7 +14,7 @@ import duckdb
 
 from ml.config.policy import PolicyConfig, load_policy_config
 from ml.config.settings import Settings
-from ml.contract.schema import PARAMETERS_TABLE
+from ml.contract.tables import PARAMETERS_TABLE
 from ml.storage.warehouse import connect, table_exists
 
 

@@ -33,7 +33,15 @@ import pandas as pd
 
 from ml.config.policy import PolicyConfig, load_policy_config
 from ml.config.settings import Settings, load_business_config
-from ml.contract.schema import PARAMETERS_TABLE
+from ml.contract.tables import (
+    DRIFT,
+    DRIFT_TABLE,
+    PARAMETERS,
+    PARAMETERS_TABLE,
+    RETRAIN_EVENTS,
+    RETRAIN_EVENTS_TABLE,
+    ddl_script,
+)
 from ml.decision.parameters import current_uplifts
 from ml.storage.warehouse import (
     connect,
@@ -43,47 +51,8 @@ from ml.storage.warehouse import (
     table_exists,
 )
 
-DRIFT_TABLE = "marts.drift"
-RETRAIN_EVENTS_TABLE = "ops.retrain_events"
-
-DDL = f"""
-create schema if not exists marts;
-create schema if not exists ops;
-create table if not exists {DRIFT_TABLE} (
-    run_date date not null,
-    model_version varchar,
-    name varchar not null,
-    kind varchar not null,
-    psi double
-);
-create table if not exists {PARAMETERS_TABLE} (
-    computed_on date not null,
-    effective_from date not null,
-    action varchar not null,
-    segment varchar,
-    n_treated bigint,
-    n_holdout bigint,
-    raw_estimate double,
-    prior_mean double,
-    posterior_mean double,
-    low double,
-    high double,
-    alpha double,
-    beta double,
-    effective_n double,
-    previous_mean double,
-    changed boolean
-);
-create table if not exists {RETRAIN_EVENTS_TABLE} (
-    day date not null,
-    fired boolean not null,
-    reasons varchar,
-    blocked varchar,
-    evidence varchar,
-    champion_version varchar,
-    champion_test_auc double
-);
-"""
+# The tables this step owns (declared in ml.contract.tables).
+DDL = ddl_script(DRIFT, PARAMETERS, RETRAIN_EVENTS)
 
 
 @dataclass

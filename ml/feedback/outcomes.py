@@ -36,13 +36,21 @@ import pandas as pd
 
 from ml.config.policy import PolicyConfig, load_policy_config
 from ml.config.settings import Settings, load_business_config
+from ml.contract.tables import (
+    DECISION_OUTCOMES,
+    DECISION_OUTCOMES_TABLE,
+    MODEL_PERFORMANCE,
+    MODEL_PERFORMANCE_TABLE,
+    OVERRIDE_PERFORMANCE,
+    OVERRIDE_PERFORMANCE_TABLE,
+    POLICY_PERFORMANCE,
+    POLICY_PERFORMANCE_TABLE,
+    create_like,
+    ddl_script,
+)
 from ml.decision.decide_step import DDL as DECISION_DDL
 from ml.storage.warehouse import connect, ensure_schemas, replace_run_date, table_exists
 
-DECISION_OUTCOMES_TABLE = "marts.decision_outcomes"
-POLICY_PERFORMANCE_TABLE = "marts.policy_performance"
-MODEL_PERFORMANCE_TABLE = "marts.model_performance"
-OVERRIDE_PERFORMANCE_TABLE = "marts.override_performance"
 DELIVERED = ("delivered", "answered", "redeemed")
 
 
@@ -63,50 +71,9 @@ def randomized_sql(alias: str = "") -> str:
     )
 
 
-DDL = f"""
-create table if not exists {DECISION_OUTCOMES_TABLE} (
-    decision_id varchar not null,
-    run_date date not null,
-    matured_on date not null,
-    customer_id varchar not null,
-    arm varchar not null,
-    action varchar,
-    p_churn double,
-    value_at_risk double,
-    expected_ev double,
-    cost double,
-    policy_mode varchar,
-    model_version varchar,
-    segment varchar,
-    retained boolean not null,
-    realized_spend double,
-    delivery_status varchar,
-    delivered boolean,
-    review_decision varchar,
-    overridden boolean not null,
-    is_randomized boolean
-);
-alter table {DECISION_OUTCOMES_TABLE} add column if not exists is_randomized boolean;
-create table if not exists {MODEL_PERFORMANCE_TABLE} (
-    run_date date not null,
-    model_version varchar,
-    n bigint,
-    positive_rate double,
-    roc_auc double,
-    pr_auc double,
-    brier double,
-    ece double,
-    calibration varchar
-);
-create table if not exists {OVERRIDE_PERFORMANCE_TABLE} (
-    run_date date not null,
-    review_outcome varchar not null,
-    n bigint not null,
-    retention double,
-    mean_spend double,
-    delivered_rate double
-);
-"""
+# The tables this step owns (declared in ml.contract.tables);
+# marts.policy_performance is created from its first rows.
+DDL = ddl_script(DECISION_OUTCOMES, MODEL_PERFORMANCE, OVERRIDE_PERFORMANCE)
 
 
 @dataclass(frozen=True)
@@ -161,9 +128,13 @@ def _outcomes(
         join marts.training_examples l
           on l.customer_id = d.customer_id and l.as_of_date = d.run_date
         left join (
+            -- staging.stg_landing__action_results' rule (the latest result_at,
+            -- then source_file, status), over every partition: raw is read, as
+            -- the lab warehouses without dbt have no staging views
             select * from raw.action_results
             qualify row_number() over (
-                partition by decision_id order by result_at desc) = 1
+                partition by decision_id order by result_at desc, source_file, status
+            ) = 1
         ) r on r.decision_id = d.decision_id
         left join marts.review_applied a on a.review_decision_id = d.decision_id
         left join marts.customer_features f
@@ -186,11 +157,9 @@ def _policy_performance(
     per_action = arm_comparison(arms, ["action"])
     overall = arm_comparison(arms, []).assign(action="all")
     frame = pd.concat([per_action, overall], ignore_index=True)
-    if not table_exists(con, "marts", "policy_performance"):
+    if not table_exists(con, POLICY_PERFORMANCE.schema, POLICY_PERFORMANCE.table):
         con.register("_perf", frame.assign(run_date=decision_date))
-        con.execute(
-            f"create table {POLICY_PERFORMANCE_TABLE} as select * from _perf limit 0"
-        )
+        con.execute(create_like(POLICY_PERFORMANCE, "_perf"))
         con.unregister("_perf")
     return frame
 
@@ -263,7 +232,7 @@ def join_outcomes(
         con.execute("begin transaction")
         try:
             replace_run_date(con, DECISION_OUTCOMES_TABLE, decision_date, outcomes)
-            if table_exists(con, "marts", "policy_performance"):
+            if table_exists(con, POLICY_PERFORMANCE.schema, POLICY_PERFORMANCE.table):
                 replace_run_date(
                     con, POLICY_PERFORMANCE_TABLE, decision_date, performance
                 )

@@ -40,7 +40,6 @@ from ml.config.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-ALERTS_TABLE = "ops.alerts"
 # Seconds to wait between attempts to take the warehouse's write lock.
 RETRY_DELAYS: tuple[float, ...] = (0.2, 0.5, 1.0, 2.0, 4.0)
 # The line stays readable; the full cause is kept in ops.alerts.cause.
@@ -469,7 +468,8 @@ def _is_lock_error(exc: Exception) -> bool:
 def write_alert_rows(settings: Settings, rows: Sequence[list[Any]]) -> None:
     """Insert ``rows`` into ``ops.alerts`` together with any spooled alerts, in one
     transaction; the spool is emptied only once they are committed."""
-    from ml.storage.warehouse import ALERTS_DDL, connect
+    from ml.contract.tables import ALERTS_DDL, ALERTS_TABLE
+    from ml.storage.warehouse import connect
 
     claimed: Path | None = None
     spool = settings.alerts_spool
@@ -481,7 +481,6 @@ def write_alert_rows(settings: Settings, rows: Sequence[list[Any]]) -> None:
         pending = _spooled_rows(claimed) if claimed else []
         settings.warehouse_path.parent.mkdir(parents=True, exist_ok=True)
         with connect(settings.warehouse_path) as con:
-            con.execute("create schema if not exists ops")
             con.execute(ALERTS_DDL)
             con.execute("begin transaction")
             con.executemany(

@@ -19,22 +19,13 @@ from threadpoolctl import threadpool_limits
 
 from ml.config.model import ModelConfig, load_model_config, resolve_threads
 from ml.config.settings import Settings
+from ml.contract.tables import SCORES, SCORES_TABLE, ddl_script
 from ml.prediction.examples import FEATURES_TABLE, prepare_features
 from ml.prediction.registry import CHAMPION, LoadedModel, load_model
 from ml.storage.warehouse import connect
 
-SCORES_TABLE = "marts.scores"
 DEFAULT_BATCH_SIZE = 100_000
-SCORES_DDL = f"""
-create schema if not exists marts;
-create table if not exists {SCORES_TABLE} (
-    run_date date not null,
-    customer_id varchar not null,
-    p_churn double not null,
-    model_version varchar not null,
-    model_alias varchar not null
-)
-"""
+SCORES_DDL = ddl_script(SCORES)
 
 _NUMERIC_SIGNATURE_TYPES = frozenset({"double", "float", "long", "integer"})
 

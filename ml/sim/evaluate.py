@@ -72,13 +72,9 @@ import pyarrow.parquet as pq
 from ml.config.policy import PolicyConfig, load_policy_config
 from ml.config.settings import Settings
 from ml.contract.schema import ACTIONS
-from ml.decision.decide_step import (
-    CONTACT_WINDOW_DAYS,
-    DECISIONS_TABLE,
-    load_candidates,
-)
+from ml.contract.tables import DECISION_OUTCOMES_TABLE, DECISIONS_TABLE
+from ml.decision.decide_step import CONTACT_WINDOW_DAYS, load_candidates
 from ml.decision.engine import CONTACT_COLUMNS
-from ml.feedback.outcomes import DECISION_OUTCOMES_TABLE
 from ml.sim import baselines, counterfactual
 from ml.sim.sim_config import ActionConfig as SimActionConfig
 from ml.storage.warehouse import connect, table_exists

@@ -1,5 +1,7 @@
 """The DuckDB warehouse: connections, the ``raw`` and ``ops`` schemas, raw loading.
 
+The tables' names and DDL are declared in :mod:`ml.contract.tables`.
+
 Only one process may write the warehouse at a time (DuckDB's rule); the Airflow DAGs
 put every writer in the one-slot ``warehouse`` pool. Landing rows that pass the gates
 are loaded into ``raw.<table>`` one partition at a time, replacing that partition, so
@@ -19,97 +21,13 @@ import duckdb
 import pyarrow as pa
 
 from ml.config.settings import DUCKDB_MEMORY_LIMIT, DUCKDB_MEMORY_LIMIT_ENV
-from ml.contract.schema import TABLES, TableContract
+from ml.contract.schema import TABLES
+from ml.contract.tables import ALERTS_DDL as ALERTS_DDL
+from ml.contract.tables import OPS_DDL, raw_table_ddl
+from ml.contract.tables import duckdb_type as duckdb_type
 
 if TYPE_CHECKING:
     import pandas as pd
-
-_ARROW_TO_DUCKDB = {
-    pa.string(): "varchar",
-    pa.date32(): "date",
-    pa.timestamp("us"): "timestamp",
-    pa.float64(): "double",
-    pa.bool_(): "boolean",
-    pa.int64(): "bigint",
-}
-
-# One row per failed task (ml/ops/alerts.py): the alert line and its parts.
-ALERTS_DDL = """
-create table if not exists ops.alerts (
-    failed_at timestamp not null,
-    dag_id varchar not null,
-    task_id varchar not null,
-    run_id varchar,
-    run_date date,
-    try_number integer,
-    error_type varchar,
-    cause varchar,
-    hint varchar,
-    line varchar,
-    notified varchar
-)
-"""
-
-OPS_DDL = f"""
-create schema if not exists ops;
-create table if not exists ops.quarantine (
-    run_date date not null,
-    table_name varchar not null,
-    partition_date date not null,
-    source_file varchar,
-    reason varchar not null,
-    record_key varchar,
-    record_json varchar
-);
-create table if not exists ops.validation_results (
-    run_date date not null,
-    suite_name varchar not null,
-    table_name varchar not null,
-    partition_date date not null,
-    expectation_type varchar not null,
-    column_name varchar,
-    severity varchar not null,
-    success boolean not null,
-    element_count bigint,
-    unexpected_count bigint,
-    unexpected_percent double,
-    example_values varchar
-);
--- columns added after the first release; "add column if not exists" upgrades old files
-alter table ops.quarantine add column if not exists column_name varchar;
--- true once the run that set the row aside loaded its table's good rows; false
--- when that run stopped (its gate failed, or it died) and loaded nothing
-alter table ops.quarantine add column if not exists loaded boolean;
-alter table ops.validation_results add column if not exists partition_end date;
-alter table ops.validation_results add column if not exists reason varchar;
-alter table ops.validation_results add column if not exists observed_value varchar;
-create table if not exists ops.runs (
-    run_date date not null,
-    step varchar not null,
-    status varchar not null,
-    config_hash varchar,
-    detail varchar
-);
--- who ran the step (ml.ops.tasks): status 'running' until it records its outcome,
--- so a step killed with kill -9 is told apart by its pid being gone on its host
-alter table ops.runs add column if not exists pid integer;
-alter table ops.runs add column if not exists host varchar;
-alter table ops.runs add column if not exists started_at timestamp;
-alter table ops.runs add column if not exists finished_at timestamp;
-{ALERTS_DDL};
-"""
-
-
-def duckdb_type(arrow_type: pa.DataType) -> str:
-    """The DuckDB column type for a contract column."""
-    return _ARROW_TO_DUCKDB[arrow_type]
-
-
-def raw_table_ddl(contract: TableContract) -> str:
-    """``create table if not exists raw.<table>`` for a landing table."""
-    cols = [f"{f.name} {duckdb_type(f.type)}" for f in contract.schema]
-    cols += ["partition_date date not null", "source_file varchar"]
-    return f"create table if not exists raw.{contract.name} ({', '.join(cols)})"
 
 
 def memory_limit() -> str:

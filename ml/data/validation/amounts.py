@@ -38,6 +38,7 @@ import pandas as pd
 import pyarrow as pa
 
 from ml.config.settings import AmountConfig
+from ml.contract.tables import AMOUNT_CUSTOMER_MAX, AMOUNT_PROFILE, ddl_script
 
 # Histogram bin width in log10 units: a factor of 1.12.
 BIN_WIDTH = 0.05
@@ -47,17 +48,7 @@ MAD_SCALE = 1.4826
 # plausible for them (whatever the z-score says; never above the hard cap).
 CUSTOMER_SHARE = 0.1
 
-PROFILE_DDL = """
-create table if not exists ops.amount_profile (
-    partition_date date not null,
-    log_bin integer not null,
-    n bigint not null
-);
-create table if not exists ops.amount_customer_max (
-    customer_id varchar primary key,
-    max_amount double not null
-);
-"""
+PROFILE_DDL = ddl_script(AMOUNT_PROFILE, AMOUNT_CUSTOMER_MAX)
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from ml.contract.schema import DECISIONS_TABLE, REVIEW_QUEUE_TABLE
+from ml.contract.tables import DECISIONS_TABLE, REVIEW_QUEUE_TABLE
 from ml.storage.warehouse import table_exists
 
 # landing table -> (the table its decision_id refers to, which of its rows count)
