@@ -38,7 +38,7 @@ lint: env
 	$(BIN)/ruff format --check .
 
 typecheck: env
-	$(BIN)/mypy ml
+	$(BIN)/mypy ml plugins dags
 
 test: lint typecheck
 	$(BIN)/pytest $(PYTEST_ARGS)

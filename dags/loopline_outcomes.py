@@ -29,9 +29,13 @@ The feedback run for one logical date *d*, after the nightly run of *d*:
 
 A failed task stops the run before `request_retrain` and `publish`, so it emits
 nothing and the previous analyst copy stays. Every
-task works on the rows of its logical date, so reruns and backfills are
+task works on the rows of its logical date, so reruns, retries and backfills are
 idempotent. Warehouse writers share the one-slot `warehouse` pool with the nightly
-DAG, so the two never write at the same time. The logic lives in `ml.ops.tasks`.
+DAG, so the two never write at the same time, and each retries (3 times, after
+30 s, then about twice as long each time, at most 5 min) when it fails for a
+passing reason such as a warehouse another process holds; a data fault fails at
+once, without retry (`loopline_airflow.retries`). The logic lives in
+`ml.ops.tasks`.
 
 A failed task writes one alert (DAG, task, run date, cause, what to do) to
 `ops.alerts` and its log, and to Slack or e-mail when configured (`ml.ops.alerts`).
@@ -39,16 +43,17 @@ A failed task writes one alert (DAG, task, run date, cause, what to do) to
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 from airflow.sdk import dag, task
 from loopline_airflow import dags_start_date, nightly_wait
 from loopline_airflow.alerts import alert_on_failure
-from loopline_airflow.assets import RETRAIN_REQUESTED, WAREHOUSE_POOL
+from loopline_airflow.assets import RETRAIN_REQUESTED
+from loopline_airflow.retries import RETRY_POLICY, sensor_task, warehouse_task
 
 NIGHTLY_WAIT = nightly_wait()
 NIGHTLY_WAIT_RETRIES = 3
+WAREHOUSE = warehouse_task()
 
 
 @dag(
@@ -59,38 +64,40 @@ NIGHTLY_WAIT_RETRIES = 3
     max_active_runs=1,
     tags=["loopline", "feedback"],
     doc_md=__doc__,
-    default_args={"retries": 0, "on_failure_callback": alert_on_failure},
+    default_args={
+        "retries": 0,
+        "retry_policy": RETRY_POLICY,
+        "on_failure_callback": alert_on_failure,
+    },
 )
 def loopline_outcomes() -> None:
     # Retries: Airflow can fail a rescheduling sensor when the executor reports
     # one poke's exit after the next poke was already scheduled (apache/airflow
     # #71172). A retry keeps looking; the timeout still counts from the first try.
     @task.sensor(
-        pool=WAREHOUSE_POOL,
+        **sensor_task(NIGHTLY_WAIT.poke_seconds, retries=NIGHTLY_WAIT_RETRIES),
         mode="reschedule",
         poke_interval=NIGHTLY_WAIT.poke_seconds,
         timeout=NIGHTLY_WAIT.timeout_seconds,
-        retries=NIGHTLY_WAIT_RETRIES,
-        retry_delay=timedelta(seconds=NIGHTLY_WAIT.poke_seconds),
     )
     def check_nightly(ds: str | None = None) -> bool:
         from ml.ops.tasks import nightly_decided, parse_ds
 
         return nightly_decided(parse_ds(ds))
 
-    @task(pool=WAREHOUSE_POOL)
+    @task(**WAREHOUSE)
     def join_outcomes(ds: str | None = None) -> dict:
         from ml.ops.tasks import outcomes, parse_ds
 
         return outcomes(parse_ds(ds)).as_dict()
 
-    @task(pool=WAREHOUSE_POOL)
+    @task(**WAREHOUSE)
     def drift(ds: str | None = None) -> dict:
         from ml.ops.tasks import drift, parse_ds
 
         return drift(parse_ds(ds)).as_dict()
 
-    @task(pool=WAREHOUSE_POOL)
+    @task(**WAREHOUSE)
     def learn_policy(ds: str | None = None) -> dict:
         from ml.ops.tasks import learn_policy, parse_ds
 
@@ -98,7 +105,7 @@ def loopline_outcomes() -> None:
 
     # Only request_retrain (the direct downstream task) is skipped when nothing
     # breaches; publish keeps its own trigger rule.
-    @task.short_circuit(pool=WAREHOUSE_POOL, ignore_downstream_trigger_rules=False)
+    @task.short_circuit(**WAREHOUSE, ignore_downstream_trigger_rules=False)
     def retrain_check(ds: str | None = None) -> dict:
         from ml.ops.tasks import parse_ds, retrain_check
 
@@ -116,7 +123,7 @@ def loopline_outcomes() -> None:
         }
         return verdict
 
-    @task(pool=WAREHOUSE_POOL, trigger_rule="none_failed")
+    @task(**WAREHOUSE, trigger_rule="none_failed")
     def publish(ds: str | None = None) -> dict:
         from ml.ops.tasks import parse_ds, publish_outcomes
 
@@ -124,7 +131,8 @@ def loopline_outcomes() -> None:
 
     verdict = retrain_check()
     (check_nightly() >> join_outcomes() >> drift() >> learn_policy() >> verdict)
-    request_retrain(verdict) >> publish()
+    # Airflow passes the XComArg's value (retrain_check's dict) at run time.
+    request_retrain(verdict) >> publish()  # type: ignore[arg-type]
 
 
 loopline_outcomes()

@@ -5,8 +5,8 @@ Retrains the churn model when an upstream DAG emits the `retrain_requested` asse
 or when triggered by hand (optionally with `{"as_of": "YYYY-MM-DD"}`):
 
 1. `build_training_set`: reads the examples whose labels matured by *as_of* from the
-   warehouse (read-only, in the `warehouse` pool, since a reader blocks writers)
-   and writes them with the out-of-time split under `reports/training/<as_of>/`.
+   warehouse and writes them with the out-of-time split under
+   `reports/training/<as_of>/`.
 2. `train_candidates`: fits and calibrates the baseline and the gradient-boosting
    candidate; starts the MLflow run and logs parameters and both models.
 3. `evaluate`: test-window metrics, plots and the model card go into that run; the
@@ -21,8 +21,16 @@ scheduled after. The trigger's reasons (from the asset event's extra, or the
 `trigger` parameter of a run started by hand for a recorded breach) become tags of
 the MLflow training run. Intermediate results live
 under `LOOPLINE_HOME` and in MLflow; XCom carries paths, ids and versions. A rerun
-registers a new version and goes through the gate again. The logic lives in
-`ml.prediction.training`.
+registers a new version and goes through the gate again.
+
+Every task records itself in `ops.runs` (run date *as_of*, step: the task's name),
+as the nightly and feedback tasks do, so every task opens the warehouse and is in
+the one-slot `warehouse` pool (a nightly run waits while a retrain runs). Each
+retries (3 times, after 30 s, then about twice as long each time, at most 5 min)
+when it fails for a passing reason such as a warehouse another process holds; a
+retried `evaluate` registers another version, which the gate judges like any other,
+and the champion moves only through `gate` and `promote` (`loopline_airflow.retries`).
+The logic lives in `ml.ops.tasks` (on `ml.prediction.training`).
 
 A failed task writes one alert (DAG, task, run date, cause, what to do) to
 `ops.alerts` and its log, and to Slack or e-mail when configured (`ml.ops.alerts`).
@@ -35,7 +43,10 @@ from typing import Any
 from airflow.sdk import Param, dag, task
 from loopline_airflow import dags_start_date
 from loopline_airflow.alerts import alert_on_failure
-from loopline_airflow.assets import RETRAIN_REQUESTED, WAREHOUSE_POOL
+from loopline_airflow.assets import RETRAIN_REQUESTED
+from loopline_airflow.retries import RETRY_POLICY, warehouse_task
+
+WAREHOUSE = warehouse_task()
 
 
 @dag(
@@ -46,7 +57,11 @@ from loopline_airflow.assets import RETRAIN_REQUESTED, WAREHOUSE_POOL
     max_active_runs=1,
     tags=["loopline", "training"],
     doc_md=__doc__,
-    default_args={"retries": 0, "on_failure_callback": alert_on_failure},
+    default_args={
+        "retries": 0,
+        "retry_policy": RETRY_POLICY,
+        "on_failure_callback": alert_on_failure,
+    },
     params={
         "as_of": Param(
             None,
@@ -62,15 +77,14 @@ from loopline_airflow.assets import RETRAIN_REQUESTED, WAREHOUSE_POOL
     },
 )
 def loopline_retrain() -> None:
-    @task(pool=WAREHOUSE_POOL)
+    @task(**WAREHOUSE)
     def build_training_set(
         params: dict[str, Any] | None = None,
         ds: str | None = None,
         dag_run: Any = None,
         triggering_asset_events: Any = None,
     ) -> dict:
-        from ml.config.settings import get_settings
-        from ml.prediction.training import build_training_set, resolve_as_of
+        from ml.ops.tasks import build_training_set
 
         events = [
             event.extra or {}
@@ -78,60 +92,40 @@ def loopline_retrain() -> None:
             for event in asset_events
         ]
         trigger = events[-1] if events else (params or {}).get("trigger") or {}
-        as_of = resolve_as_of(
-            (params or {}).get("as_of"),
-            ds,
-            dag_run.run_after,
-            triggered_on=trigger.get("day"),
+        return build_training_set(
+            (params or {}).get("as_of"), ds, dag_run.run_after, trigger
         )
-        training = build_training_set(get_settings(), as_of).as_dict()
-        return training | {"trigger_tags": trigger.get("tags") or {}}
 
-    @task
+    @task(**WAREHOUSE)
     def train_candidates(training: dict) -> dict:
-        from ml.config.settings import get_settings
-        from ml.prediction.training import train_candidates
+        from ml.ops.tasks import train_candidates
 
-        return train_candidates(
-            get_settings(), training["path"], tags=training.get("trigger_tags")
-        ).as_dict()
+        return train_candidates(training)
 
-    @task
+    @task(**WAREHOUSE)
     def evaluate(training: dict, candidates: dict) -> dict:
-        from ml.config.settings import get_settings
-        from ml.prediction.training import evaluate
+        from ml.ops.tasks import evaluate
 
-        return evaluate(
-            get_settings(),
-            training["path"],
-            candidates["run_id"],
-            candidates["model_uri"],
-            candidates["baseline_uri"],
-        ).as_dict()
+        return evaluate(training, candidates)
 
-    @task
+    @task(**WAREHOUSE)
     def gate(training: dict, evaluation: dict) -> dict:
-        from ml.config.settings import get_settings
-        from ml.prediction.training import gate
+        from ml.ops.tasks import gate
 
-        return gate(
-            get_settings(),
-            training["path"],
-            evaluation["run_id"],
-            evaluation["version"],
-        ).as_dict()
+        return gate(training, evaluation)
 
-    @task
-    def promote(decision: dict) -> dict:
-        from ml.config.settings import get_settings
-        from ml.prediction.training import promote
+    @task(**WAREHOUSE)
+    def promote(training: dict, decision: dict) -> dict:
+        from ml.ops.tasks import promote
 
-        return promote(get_settings(), decision["version"]).as_dict()
+        return promote(training, decision)
 
+    # Airflow passes each XComArg's value (the upstream task's dict) at run time.
     training = build_training_set()
-    candidates = train_candidates(training)
-    evaluation = evaluate(training, candidates)
-    promote(gate(training, evaluation))
+    candidates = train_candidates(training)  # type: ignore[arg-type]
+    evaluation = evaluate(training, candidates)  # type: ignore[arg-type]
+    decision = gate(training, evaluation)  # type: ignore[arg-type]
+    promote(training, decision)  # type: ignore[arg-type]
 
 
 loopline_retrain()

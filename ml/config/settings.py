@@ -117,6 +117,20 @@ class Settings(BaseSettings):
         description="How long check_nightly waits for the nightly decide before the "
         "outcomes run fails.",
     )
+    landing_wait_poke_seconds: int = Field(
+        default=300,
+        ge=1,
+        description="How often loopline_nightly's check_landing looks again for the "
+        "landing partitions of its date (a rescheduling sensor: it holds no pool "
+        "slot in between).",
+    )
+    landing_wait_timeout_seconds: int = Field(
+        default=3600,
+        ge=1,
+        description="How long check_landing waits for a late partition before the "
+        "nightly run fails (keep it below the nightly wait, so the feedback run "
+        "does not give up on a nightly run that is still waiting for its data).",
+    )
     dags_start_date: date = Field(
         default=date(1970, 1, 1),
         description="The DAGs' start_date (read when a DAG file is parsed). Airflow "

@@ -48,6 +48,7 @@ from ml.ops.airflow_meta import (
     metadata_url,
     read_airflow_runs,
 )
+from ml.ops.tasks import RETRAIN_STEPS
 from ml.storage.procs import hostname, process_alive
 from ml.storage.warehouse import duckdb_config, table_columns, table_exists
 
@@ -249,7 +250,8 @@ def status_day(
     explicit: date | None, airflow: AirflowRuns, latest_run: date | None
 ) -> date | None:
     """The day the status is about: ``explicit``, else the latest of the last
-    nightly run's date and the latest run date in ``ops.runs``."""
+    nightly run's date and the latest run date of the nightly and feedback steps
+    in ``ops.runs``."""
     if explicit is not None:
         return explicit
     nightly = airflow.runs.get("loopline_nightly")
@@ -331,11 +333,25 @@ def _latest(
     return row[0] if row and row[0] is not None else None
 
 
+def _latest_run_date(con: duckdb.DuckDBPyConnection) -> date | None:
+    """The latest run date of the nightly and feedback steps in ``ops.runs``. The
+    retrain steps are left out: their run date is the training date, which a run
+    started by hand may set anywhere (by default the day it was started)."""
+    if not table_exists(con, "ops", "runs"):
+        return None
+    marks = ", ".join("?" for _ in RETRAIN_STEPS)
+    row = con.execute(
+        f"select max(run_date) from ops.runs where step not in ({marks})",
+        list(RETRAIN_STEPS),
+    ).fetchone()
+    return row[0] if row and row[0] is not None else None
+
+
 def _read_warehouse(
     status: OpsStatus, con: duckdb.DuckDBPyConnection, explicit: date | None
 ) -> None:
     """Fill the warehouse parts of ``status`` (and its day) from ``con``."""
-    latest_run = _latest(con, "ops.runs", "run_date", None)
+    latest_run = _latest_run_date(con)
     status.day = status_day(explicit, status.airflow, latest_run)
     day = status.day
     status.validation_day = _latest(con, "ops.validation_results", "run_date", day)

@@ -6,6 +6,17 @@ structured line with its counts (:func:`log_step`; it shows in the Airflow task
 log), and returns a small JSON-able summary (it travels through XCom, so it stays
 small).
 
+The retrain steps (:func:`build_training_set` … :func:`promote`) take the training
+date (*as_of*) instead and return the summaries ``loopline_retrain`` passes between
+its tasks; they record themselves in ``ops.runs`` too, with *as_of* as the run date
+and the task's name as the step (:data:`RETRAIN_STEPS`).
+
+Every step may run again for the same date: it replaces what it wrote for that date
+(its partition, its ``ops.runs`` row), so an Airflow retry or a cleared task is
+safe. :func:`is_data_fault` tells the errors a retry cannot cure (a failed gate, a
+partition still missing at the sensor's last look) from transient ones (a warehouse
+another process holds); the DAGs fail the former at once.
+
 A step is recorded as ``running`` with its process id and host when it starts
 (:func:`step_run`) and replaced by its outcome when it ends, ``failed`` when it
 raises. A step killed with ``kill -9`` records nothing more, so its row keeps
@@ -17,7 +28,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -34,10 +45,39 @@ from ml.storage.warehouse import connect, ensure_schemas, hold, table_exists
 
 logger = logging.getLogger(__name__)
 RUNNING = "running"
+# The ops.runs steps of loopline_retrain (run date: the training as_of date); each
+# is named after its task, as the training functions name their log lines.
+RETRAIN_STEPS = (
+    "build_training_set",
+    "train_candidates",
+    "evaluate",
+    "gate",
+    "promote",
+)
+# Errors that say the data (or the state it left) is wrong, not that something was
+# briefly unavailable: running the step again on the same inputs fails the same
+# way, so the DAGs fail these at once instead of retrying them. By dotted class
+# name (a class or any of its bases), so that nothing is imported to match them.
+DATA_FAULTS = (
+    # a gate failed: nothing past it may run on this data
+    "ml.data.validation.errors.GateError",
+    # a required partition still missing at the sensor's last look
+    "ml.ops.tasks.LandingNotReadyError",
+    # the champion's inputs no longer match the feature mart
+    "ml.prediction.score.ScoreSchemaError",
+    # the run date has no feature snapshot to decide on
+    "ml.decision.decide_step.DecideError",
+)
 
 
 class LandingNotReadyError(RuntimeError):
     """A partition that is due for the run date has not landed (or is empty)."""
+
+
+def is_data_fault(error: BaseException) -> bool:
+    """Whether ``error`` is one of :data:`DATA_FAULTS` (a retry cannot cure it)."""
+    names = {f"{c.__module__}.{c.__qualname__}" for c in type(error).__mro__}
+    return not names.isdisjoint(DATA_FAULTS)
 
 
 @dataclass
@@ -126,12 +166,19 @@ def step_run(settings: Settings, run_date: date, step: str) -> Iterator[None]:
         raise
 
 
-def check_landing(run_date: date, settings: Settings | None = None) -> StepSummary:
-    """Check that every required table has a non-empty partition for ``run_date``.
+def look_for_landing(
+    run_date: date, settings: Settings | None = None, *, last_look: bool = True
+) -> StepSummary | None:
+    """One look for the run date's landing partitions: the summary (files per
+    table, recorded in ``ops.runs``) once every required table has a non-empty
+    partition for ``run_date``.
 
     Optional tables (action results, review decisions, tickets...) may be absent on
-    a given day. A missing required partition is a late partition: the run stops
-    with a clear error and can be cleared and rerun once the data lands.
+    a given day. A missing required partition is a late partition: while another
+    look will come (``last_look`` False, the nightly sensor), this says so in the
+    log and returns None; at the last look it raises
+    :class:`LandingNotReadyError`, and the date can be cleared and rerun once the
+    data lands.
     """
     settings = settings or get_settings()
     cfg = load_business_config(settings.config_file)
@@ -145,6 +192,15 @@ def check_landing(run_date: date, settings: Settings | None = None) -> StepSumma
             f"{settings.landing_dir / t / ('dt=' + run_date.isoformat())}"
             for t in missing
         )
+        if not last_look:
+            logger.info(
+                "landing partition not ready for %s: required table(s) %s have no "
+                "file under %s yet; looking again later",
+                run_date,
+                ", ".join(missing),
+                where,
+            )
+            return None
         raise LandingNotReadyError(
             f"landing partition not ready for {run_date}: required table(s) "
             f"{', '.join(missing)} have no file under {where}. The partition may be "
@@ -154,6 +210,16 @@ def check_landing(run_date: date, settings: Settings | None = None) -> StepSumma
         run_date.isoformat(), "check_landing", {t: len(f) for t, f in files.items()}
     )
     record_run(settings, run_date, "check_landing", "success", summary.counts)
+    return summary
+
+
+def check_landing(run_date: date, settings: Settings | None = None) -> StepSummary:
+    """Check that every required table has a non-empty partition for ``run_date``
+    (:func:`look_for_landing` at its last look: a missing partition raises
+    :class:`LandingNotReadyError` at once)."""
+    summary = look_for_landing(run_date, settings, last_look=True)
+    if summary is None:  # a last look returns a summary or raises
+        raise AssertionError("unreachable")
     return summary
 
 
@@ -363,6 +429,141 @@ def retrain_check(run_date: date, settings: Settings | None = None) -> dict[str,
         detail = check_retrain(settings, run_date).as_dict()
         record_run(settings, run_date, "retrain_check", "success", detail)
     return detail
+
+
+def _retrain_step(
+    settings: Settings, as_of: date, step: str, run: Callable[[], dict[str, Any]]
+) -> dict[str, Any]:
+    """Run one retrain step for ``as_of`` and record it in ``ops.runs``; return its
+    summary (what XCom carries to the next task).
+
+    The training functions log their own step line, so the outcome is only
+    written here (:func:`step_run` records and logs a failure). The warehouse is
+    opened only to write the row, never held: the training reads it itself.
+    """
+    with step_run(settings, as_of, step):
+        summary = run()
+        _write_run(settings, as_of, step, "success", summary)
+    return summary
+
+
+def build_training_set(
+    requested: str | None,
+    logical: str | None,
+    run_after: datetime | None,
+    trigger: dict[str, Any] | None = None,
+    settings: Settings | None = None,
+) -> dict[str, Any]:
+    """The first step of a retrain: resolve its training date (*as_of*: the
+    ``requested`` date, else the trigger's ``day``, else the ``logical`` date, else
+    the day the run was scheduled after; see
+    :func:`ml.prediction.training.resolve_as_of`) and write its training set.
+
+    Returns the training set's summary plus ``trigger_tags``, the trigger's
+    MLflow tags (empty for a run without one).
+    """
+    from ml.prediction import training
+
+    settings = settings or get_settings()
+    trigger = trigger or {}
+    as_of = training.resolve_as_of(
+        requested, logical, run_after, triggered_on=trigger.get("day")
+    )
+    tags = trigger.get("tags") or {}
+    return _retrain_step(
+        settings,
+        as_of,
+        "build_training_set",
+        lambda: (
+            training.build_training_set(settings, as_of).as_dict()
+            | {"trigger_tags": tags}
+        ),
+    )
+
+
+def _as_of(training_set: dict[str, Any]) -> date:
+    return date.fromisoformat(str(training_set["as_of"]))
+
+
+def train_candidates(
+    training_set: dict[str, Any], settings: Settings | None = None
+) -> dict[str, Any]:
+    """Fit both candidates on the training set of :func:`build_training_set`'s
+    summary and log them to a new MLflow run (with the trigger's tags)."""
+    from ml.prediction import training
+
+    settings = settings or get_settings()
+    return _retrain_step(
+        settings,
+        _as_of(training_set),
+        "train_candidates",
+        lambda: training.train_candidates(
+            settings, training_set["path"], tags=training_set.get("trigger_tags")
+        ).as_dict(),
+    )
+
+
+def evaluate(
+    training_set: dict[str, Any],
+    candidates: dict[str, Any],
+    settings: Settings | None = None,
+) -> dict[str, Any]:
+    """Test-window metrics, plots and the model card of the candidates' run; the
+    model is registered as the challenger."""
+    from ml.prediction import training
+
+    settings = settings or get_settings()
+    return _retrain_step(
+        settings,
+        _as_of(training_set),
+        "evaluate",
+        lambda: training.evaluate(
+            settings,
+            training_set["path"],
+            candidates["run_id"],
+            candidates["model_uri"],
+            candidates["baseline_uri"],
+        ).as_dict(),
+    )
+
+
+def gate(
+    training_set: dict[str, Any],
+    evaluation: dict[str, Any],
+    settings: Settings | None = None,
+) -> dict[str, Any]:
+    """The challenger against the champion on the same test window; the decision."""
+    from ml.prediction import training
+
+    settings = settings or get_settings()
+    return _retrain_step(
+        settings,
+        _as_of(training_set),
+        "gate",
+        lambda: training.gate(
+            settings,
+            training_set["path"],
+            evaluation["run_id"],
+            evaluation["version"],
+        ).as_dict(),
+    )
+
+
+def promote(
+    training_set: dict[str, Any],
+    decision: dict[str, Any],
+    settings: Settings | None = None,
+) -> dict[str, Any]:
+    """Move the champion alias to the gated version if the gate said so."""
+    from ml.prediction import training
+
+    settings = settings or get_settings()
+    return _retrain_step(
+        settings,
+        _as_of(training_set),
+        "promote",
+        lambda: training.promote(settings, decision["version"]).as_dict(),
+    )
 
 
 def first_landed_day(settings: Settings, end: date) -> date | None:

@@ -19,21 +19,33 @@ if TYPE_CHECKING:
 WAREHOUSE_POOL = "warehouse"
 
 
-class NightlyWait(NamedTuple):
-    """How loopline_outcomes waits for the nightly decide of its date."""
+class SensorWait(NamedTuple):
+    """How a rescheduling sensor waits: how often it looks, and for how long."""
 
     poke_seconds: int
     timeout_seconds: int
 
 
-def nightly_wait() -> NightlyWait:
-    """The wait from the settings (``LOOPLINE_NIGHTLY_WAIT_*``), read when the DAG
-    file is parsed: a sensor's poke interval and timeout are task attributes."""
+def nightly_wait() -> SensorWait:
+    """How loopline_outcomes waits for the nightly decide of its date, from the
+    settings (``LOOPLINE_NIGHTLY_WAIT_*``), read when the DAG file is parsed: a
+    sensor's poke interval and timeout are task attributes."""
     from ml.config.settings import get_settings
 
     settings = get_settings()
-    return NightlyWait(
+    return SensorWait(
         settings.nightly_wait_poke_seconds, settings.nightly_wait_timeout_seconds
+    )
+
+
+def landing_wait() -> SensorWait:
+    """How loopline_nightly waits for the landing partitions of its date, from the
+    settings (``LOOPLINE_LANDING_WAIT_*``), read when the DAG file is parsed."""
+    from ml.config.settings import get_settings
+
+    settings = get_settings()
+    return SensorWait(
+        settings.landing_wait_poke_seconds, settings.landing_wait_timeout_seconds
     )
 
 

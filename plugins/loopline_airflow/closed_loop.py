@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
+from typing import Any, cast
 
 from loopline_airflow.runner import DagRunOutcome, ensure_metadata, run_dag
 from ml.config.settings import Settings
@@ -61,7 +61,9 @@ def retrain_requests(after_id: int = 0) -> list[tuple[int, dict[str, Any]]]:
             .where(AssetModel.name == RETRAIN_ASSET_NAME, AssetEvent.id > after_id)
             .order_by(AssetEvent.id)
         ).all()
-    return [(int(i), dict(extra or {})) for i, extra in rows]
+    # the columns' Python types: Airflow's models leave them untyped (object)
+    typed = cast("list[tuple[int, dict[str, Any] | None]]", rows)
+    return [(int(i), dict(extra or {})) for i, extra in typed]
 
 
 def _last_request_id() -> int:

@@ -17,11 +17,12 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
+from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from loopline_airflow import WAREHOUSE_POOL
@@ -247,6 +248,10 @@ class DagRunOutcome:
         return [t for t, s in self.task_states.items() if s == "failed"]
 
 
+# What signal.signal takes and returns as a handler (typeshed's private _HANDLER).
+SignalHandler = Callable[[int, FrameType | None], Any] | int | signal.Handlers | None
+
+
 @contextmanager
 def _sigterm_handler_kept() -> Iterator[None]:
     """During ``dag.test()``, keep this process's own SIGTERM handler (a
@@ -259,11 +264,13 @@ def _sigterm_handler_kept() -> Iterator[None]:
     SIGTERM handler in place (every other call goes through)."""
     original = signal.signal
 
-    def keep_sigterm(signum: Any, handler: Any) -> Any:
-        current = signal.getsignal(signum)
-        if signum == signal.SIGTERM and callable(current):
+    def keep_sigterm(
+        signalnum: int | signal.Signals, handler: SignalHandler
+    ) -> SignalHandler:
+        current = signal.getsignal(signalnum)
+        if signalnum == signal.SIGTERM and callable(current):
             return current
-        return original(signum, handler)
+        return original(signalnum, handler)
 
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -273,6 +280,33 @@ def _sigterm_handler_kept() -> Iterator[None]:
         yield
     finally:
         signal.signal = original
+
+
+# In-process runs (``dag.test``) are interactive: a command, the demo, a test. A
+# task there gets at most IN_PROCESS_RETRIES more tries, at most
+# IN_PROCESS_RETRY_DELAY apart (a warehouse held for a moment by another process
+# is usually free again), so that a task that really fails fails the run within
+# seconds instead of after the minutes of backoff a scheduled run waits. A sensor
+# looks once (its timeout becomes 0): nothing runs beside the command that could
+# make it true, so waiting would only hang it; a partition missing for
+# check_landing fails the run at once with its cause.
+IN_PROCESS_RETRIES = 1
+IN_PROCESS_RETRY_DELAY = timedelta(seconds=2)
+
+
+def limit_in_process(dag: DAG) -> None:
+    """Cap the retries and sensor waits of ``dag``'s tasks for an in-process run
+    (see :data:`IN_PROCESS_RETRIES`); the DAG files keep their own values for the
+    scheduler. Idempotent."""
+    from airflow.sdk.bases.sensor import BaseSensorOperator
+
+    for task in dag.tasks:
+        task.retries = min(task.retries or 0, IN_PROCESS_RETRIES)
+        task.retry_delay = min(task.retry_delay, IN_PROCESS_RETRY_DELAY)
+        task.retry_exponential_backoff = 0
+        task.max_retry_delay = None
+        if isinstance(task, BaseSensorOperator):
+            task.timeout = 0
 
 
 class StartDateError(ValueError):
@@ -291,7 +325,8 @@ def run_dag(
 
     Raises :class:`StartDateError` before starting a run that Airflow would end
     "success" without a task (``check_start=False`` starts it anyway). Any run
-    that ran nothing comes back with ``ok`` False and its ``problem``.
+    that ran nothing comes back with ``ok`` False and its ``problem``. Retries and
+    sensor waits are capped first (:func:`limit_in_process`).
     """
     ensure_metadata(settings)
     dag = get_dag(settings, dag_id)
@@ -303,6 +338,7 @@ def run_dag(
             "LOOPLINE_DAGS_START_DATE (YYYY-MM-DD) to the first day of your data "
             "or earlier."
         )
+    limit_in_process(dag)
     when = datetime(logical_date.year, logical_date.month, logical_date.day, tzinfo=UTC)
     started = time.perf_counter()
     with _sigterm_handler_kept():

@@ -42,6 +42,17 @@ def world(airflow_settings: Settings) -> Settings:
     return settings
 
 
+def _retrain_runs(settings: Settings) -> list[tuple[str, str]]:
+    """The (step, status) rows of the retrain steps on AS_OF, one per step."""
+    from ml.storage.warehouse import connect
+
+    with connect(settings.warehouse_path, read_only=True) as con:
+        rows = con.execute(
+            "select step, status from ops.runs where run_date = ?", [AS_OF]
+        ).fetchall()
+    return sorted((str(step), str(status)) for step, status in rows if step in TASKS)
+
+
 def _champion(client: MlflowClient) -> str | None:
     from mlflow.exceptions import MlflowException
 
@@ -61,6 +72,8 @@ def test_retrain_promotes_the_first_model_and_reruns_safely(world: Settings) -> 
     first = run_dag(world, "loopline_retrain", date(2024, 3, 1), {"as_of": str(AS_OF)})
     assert first.ok, first.task_states
     assert first.task_states == dict.fromkeys(TASKS, "success")
+    # every step recorded itself in ops.runs, on the training date
+    assert _retrain_runs(world) == sorted((task, "success") for task in TASKS)
 
     assert (training_dir(world, AS_OF) / "examples.parquet").exists()
     champion = _champion(client)
@@ -87,6 +100,8 @@ def test_retrain_promotes_the_first_model_and_reruns_safely(world: Settings) -> 
     # a rerun for the same as_of: a new version, rejected, champion unchanged
     second = run_dag(world, "loopline_retrain", date(2024, 3, 2), {"as_of": str(AS_OF)})
     assert second.ok, second.task_states
+    # the rerun replaced the rows of its steps
+    assert _retrain_runs(world) == sorted((task, "success") for task in TASKS)
     versions = client.search_model_versions(f"name = '{MODEL}'")
     newest = max(versions, key=lambda v: int(v.version))
     assert int(newest.version) > int(champion)
