@@ -9,7 +9,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?= -n 2 --dist loadscope --durations=15
 
-.PHONY: demo test lint typecheck env clean bench airflow
+.PHONY: demo test test-unit lint typecheck env clean bench airflow
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -42,6 +42,10 @@ typecheck: env
 
 test: lint typecheck
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# The unit tests alone (tests/unit, marker unit): in-process, under a minute.
+test-unit: env
+	$(BIN)/pytest -m unit $(PYTEST_ARGS)
 
 bench: env
 	$(BIN)/python benchmarks/bench_sim.py

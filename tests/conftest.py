@@ -3,6 +3,11 @@
 Airflow reads its configuration once per process, so the embedded Airflow used by the
 DAG and end-to-end tests is pointed at a throw-away LOOPLINE_HOME before anything
 imports ``airflow``. Training and scoring use one thread per worker.
+
+Each test is marked by its top folder: ``tests/unit`` (one ``ml`` package,
+in-process, fast), ``tests/integration`` (dbt, the GX gates, the DAG files, MLflow
+training, slow work) and ``tests/e2e`` (full worlds, Airflow runs), so that
+``pytest -m unit`` runs the unit tests alone.
 """
 
 from __future__ import annotations
@@ -41,6 +46,22 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 
 E2E_HOME = pytest.StashKey[Path]()
+
+TESTS_DIR = Path(__file__).resolve().parent
+FOLDER_MARKERS = ("unit", "integration", "e2e")
+"""The top folders under ``tests/``, each the name of the marker of its tests."""
+
+
+@pytest.hookimpl(tryfirst=True)  # before ``-m`` deselects by marker
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test ``unit``, ``integration`` or ``e2e`` by its top folder."""
+    for item in items:
+        path = Path(item.path).resolve()
+        if not path.is_relative_to(TESTS_DIR):
+            continue
+        top = path.relative_to(TESTS_DIR).parts[0]
+        if top in FOLDER_MARKERS:
+            item.add_marker(getattr(pytest.mark, top))
 
 
 @pytest.fixture(scope="session")

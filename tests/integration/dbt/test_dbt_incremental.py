@@ -1,0 +1,108 @@
+"""Two paths, the same rows: bulk builds and nightly builds agree, and reruns too."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from tests.integration.dbt.conftest import (
+    BUILD_END,
+    BUILD_START,
+    HORIZON_DAYS,
+    MARTS,
+    NIGHTLY_START,
+    BuiltWorld,
+    read_rows,
+    snapshot,
+)
+
+
+@pytest.mark.parametrize("table", MARTS)
+def test_nightly_builds_equal_one_bulk_build(
+    bulk: BuiltWorld, nightly: BuiltWorld, table: str
+) -> None:
+    bulk_rows = read_rows(bulk.settings, table)
+    nightly_rows = nightly.before_rerun[table]
+    assert bulk_rows, table
+    assert len(nightly_rows) == len(bulk_rows)
+    missing = set(bulk_rows) - set(nightly_rows)
+    extra = set(nightly_rows) - set(bulk_rows)
+    assert not missing and not extra, (sorted(missing)[:3], sorted(extra)[:3])
+    assert nightly_rows == bulk_rows
+
+
+@pytest.mark.parametrize("table", MARTS)
+def test_a_rebuild_in_chunks_equals_one_bulk_build(
+    bulk: BuiltWorld, chunked: BuiltWorld, table: str
+) -> None:
+    result = chunked.results[0]
+    # 46 as_of dates, 15 per invocation: four builds, the first a full refresh
+    assert sum(1 for n in result.nodes if n.name == "customer_features") == 4
+    assert result.full_refresh and (result.start, result.end) == (
+        BUILD_START,
+        BUILD_END,
+    )
+    assert read_rows(chunked.settings, table) == read_rows(bulk.settings, table)
+
+
+def test_the_nightly_range_covers_new_rows(nightly: BuiltWorld) -> None:
+    features = nightly.before_rerun["customer_features"]
+    nightly_days = {row[1] for row in features if row[1] >= NIGHTLY_START}
+    assert nightly_days == {
+        NIGHTLY_START + timedelta(days=i)
+        for i in range((BUILD_END - NIGHTLY_START).days + 1)
+    }
+
+
+def test_dim_customers_agrees_after_the_last_night(
+    bulk: BuiltWorld, nightly: BuiltWorld
+) -> None:
+    assert nightly.before_rerun["dim_customers"] == read_rows(
+        bulk.settings, "dim_customers"
+    )
+
+
+def test_labels_appear_only_once_the_horizon_has_passed(
+    bulk: BuiltWorld, nightly: BuiltWorld
+) -> None:
+    for run_date, latest in nightly.latest_label_after.items():
+        assert latest == run_date - timedelta(days=HORIZON_DAYS), run_date
+    labels = read_rows(bulk.settings, "churn_labels")
+    assert max(row[1] for row in labels) == BUILD_END - timedelta(days=HORIZON_DAYS)
+    assert min(row[1] for row in labels) == BUILD_START
+    features = read_rows(
+        bulk.settings,
+        "customer_features",
+        f"as_of_date > date '{BUILD_END.isoformat()}' - {HORIZON_DAYS}",
+    )
+    assert features  # the latest snapshots exist, unlabelled
+    labelled = {(row[0], row[1]) for row in labels}
+    assert not labelled & {(row[0], row[1]) for row in features}
+
+
+def test_rerunning_a_night_gives_identical_rows(nightly: BuiltWorld) -> None:
+    assert snapshot(nightly.settings) == nightly.before_rerun
+    rerun = nightly.results[-1]
+    assert rerun.start == rerun.end == BUILD_END
+    assert not rerun.full_refresh
+
+
+def test_weekly_snapshots_are_the_daily_ones_on_their_dates(
+    bulk: BuiltWorld, weekly: BuiltWorld
+) -> None:
+    features = read_rows(weekly.settings, "customer_features")
+    dates = sorted({row[1] for row in features})
+    assert dates == [
+        BUILD_START + timedelta(days=7 * i)
+        for i in range((BUILD_END - BUILD_START).days // 7 + 1)
+    ]
+    on_dates = "as_of_date in ({})".format(
+        ", ".join(f"date '{day.isoformat()}'" for day in dates)
+    )
+    assert features == read_rows(bulk.settings, "customer_features", on_dates)
+    labels = read_rows(weekly.settings, "churn_labels")
+    assert labels == read_rows(bulk.settings, "churn_labels", on_dates)
+    assert {row[1] for row in labels} == {
+        day for day in dates if day + timedelta(days=HORIZON_DAYS) <= BUILD_END
+    }
