@@ -449,7 +449,7 @@ create table if not exists {OVERRIDE_PERFORMANCE_TABLE} (
 
 DRIFT = WarehouseTable(
     name=DRIFT_TABLE,
-    owner="ml.feedback.feedback_step",
+    owner="ml.feedback.drift",
     description="The PSI of one feature (or the score) of a day's snapshot.",
     key=("run_date",),
     ddl=f"""
@@ -465,7 +465,7 @@ create table if not exists {DRIFT_TABLE} (
 
 PARAMETERS = WarehouseTable(
     name=PARAMETERS_TABLE,
-    owner="ml.feedback.feedback_step",
+    owner="ml.feedback.learning",
     description="One learned uplift (action, segment) and the day it takes effect.",
     key=("computed_on",),
     ddl=f"""
@@ -492,7 +492,7 @@ create table if not exists {PARAMETERS_TABLE} (
 
 RETRAIN_EVENTS = WarehouseTable(
     name=RETRAIN_EVENTS_TABLE,
-    owner="ml.feedback.feedback_step",
+    owner="ml.feedback.retrain_check",
     description="One day's retrain check: fired or not, why, and what blocked it.",
     key=("day",),
     ddl=f"""

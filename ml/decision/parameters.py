@@ -1,6 +1,6 @@
 """The policy's parameters as learned by the feedback layer, read for a run date.
 
-The feedback layer (:func:`ml.feedback.feedback_step.update_policy_parameters`) owns and
+The feedback layer (:func:`ml.feedback.learning.update_policy_parameters`) owns and
 writes ``marts.policy_parameters``: one row per action (and segment) and
 ``computed_on`` date, with the posterior of its uplift. The decision layer reads
 it here, and only here, as of its run date.

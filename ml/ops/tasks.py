@@ -389,7 +389,7 @@ def outcomes(run_date: date, settings: Settings | None = None) -> StepSummary:
 
 def drift(run_date: date, settings: Settings | None = None) -> StepSummary:
     """PSI of the run date's features and scores against the model's reference."""
-    from ml.feedback.feedback_step import compute_drift
+    from ml.feedback.drift import compute_drift
 
     settings = settings or get_settings()
     with hold(settings.warehouse_path), step_run(settings, run_date, "drift"):
@@ -400,7 +400,7 @@ def drift(run_date: date, settings: Settings | None = None) -> StepSummary:
 
 def learn_policy(run_date: date, settings: Settings | None = None) -> StepSummary:
     """Update each action's uplift posterior; the next run's policy uses it."""
-    from ml.feedback.feedback_step import update_policy_parameters
+    from ml.feedback.learning import update_policy_parameters
 
     settings = settings or get_settings()
     with hold(settings.warehouse_path), step_run(settings, run_date, "learn_policy"):
@@ -422,7 +422,7 @@ def learn_policy(run_date: date, settings: Settings | None = None) -> StepSummar
 
 def retrain_check(run_date: date, settings: Settings | None = None) -> dict[str, Any]:
     """Apply the retrain rules; the verdict (with MLflow tags) for the DAG."""
-    from ml.feedback.feedback_step import check_retrain
+    from ml.feedback.retrain_check import check_retrain
 
     settings = settings or get_settings()
     with hold(settings.warehouse_path), step_run(settings, run_date, "retrain_check"):

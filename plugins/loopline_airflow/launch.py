@@ -59,7 +59,9 @@ PRELOAD = (
     "ml.prediction.score",
     "ml.decision.decide_step",
     "ml.feedback.outcomes",
-    "ml.feedback.feedback_step",
+    "ml.feedback.drift",
+    "ml.feedback.learning",
+    "ml.feedback.retrain_check",
     "ml.prediction.training",
 )
 

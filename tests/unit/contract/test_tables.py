@@ -172,7 +172,7 @@ def test_the_owners_create_their_tables_in_a_real_warehouse(tmp_path: Path) -> N
     declared warehouse table with fixed DDL, and nothing else outside dbt."""
     from ml.data.validation.amounts import ensure_profile
     from ml.decision.decide_step import DDL as DECIDE_DDL
-    from ml.feedback.feedback_step import DDL as FEEDBACK_DDL
+    from ml.feedback.feedback_tables import DDL as FEEDBACK_DDL
     from ml.feedback.outcomes import DDL as OUTCOMES_DDL
     from ml.prediction.score import SCORES_DDL
     from ml.storage.warehouse import connect, ensure_schemas

@@ -10,7 +10,8 @@ import pytest
 
 from ml.config.policy import load_policy_config
 from ml.config.settings import Settings
-from ml.feedback.feedback_step import current_uplifts, update_policy_parameters
+from ml.decision.parameters import current_uplifts
+from ml.feedback.learning import update_policy_parameters
 from ml.feedback.outcomes import DDL as OUTCOME_DDL
 from ml.storage.warehouse import connect, ensure_schemas
 

@@ -15,7 +15,7 @@ from ml.action.exports import REVIEW_COLUMNS, write_exports
 from ml.cli.app import app
 from ml.config.settings import Settings
 from ml.contract.schema import EXPORT_COLUMNS
-from ml.feedback.feedback_step import DDL as MONITOR_DDL
+from ml.feedback.feedback_tables import DDL as MONITOR_DDL
 from ml.ops.airflow_meta import AirflowRuns, AssetEventInfo, DagRunInfo, metadata_url
 from ml.ops.alerts import build_alert, record_alert
 from ml.ops.status import RetrainVerdict, collect_status, pending_retrain

@@ -42,8 +42,8 @@ MATURED = DAYS[:6]
 RETRAIN_REASON = "decay 3 of 5 score dates below the champion"
 POSTERIOR_MEAN = 0.1234
 
-# The schemas of the feedback marts (ml.feedback.feedback_step and the outcomes step own
-# them).
+# The schemas of the feedback marts (ml.feedback.drift, learning, retrain_check and the
+# outcomes step own them).
 FEEDBACK_DDL = """
 create schema if not exists marts;
 create schema if not exists ops;
