@@ -39,7 +39,7 @@ customers the policy treats, assigned by the same rule.
 
 *How close to optimal.* :func:`exact_allocation` solves the same programme with
 ``scipy.optimize.milp``. Measured with the default rankings on the problems of
-``tests/ml/test_policy_allocate.py`` (which pins looser tolerances: mean >= 99%,
+``tests/unit/decision/test_allocate.py`` (which pins looser tolerances: mean >= 99%,
 every case >= 85% on small problems, >= 95% at the realistic shape):
 
 - 200 random small problems (6 to 12 customers, 3 actions, 15% of pairs ineligible,
