@@ -3,7 +3,7 @@
 
 What a channel system did with each exported decision. The key is decision_id;
 action, channel and status hold contract codes; result_at is the event time.
-The checks themselves are in :func:`expectations._common.landing_suite`.
+The checks themselves are in :func:`expectations.suite_parts.landing_suite`.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import date
 from typing import TYPE_CHECKING
 
-from expectations._common import landing_suite
+from expectations.suite_parts import landing_suite
 from ml.contract.schema import ACTION_RESULTS
 
 if TYPE_CHECKING:

@@ -13,7 +13,7 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from expectations._common import DATA, load_gx, schema_meta
+from expectations.suite_parts import DATA, load_gx, schema_meta
 from ml.contract.schema import ACQUISITION_CHANNELS, PLANS, REGIONS
 
 if TYPE_CHECKING:

@@ -2,7 +2,7 @@
 
 One row per customer and attribute change. The key is (customer_id, updated_at);
 plan, region and acquisition_channel hold contract codes; updated_at is the event time.
-The checks themselves are in :func:`expectations._common.landing_suite`.
+The checks themselves are in :func:`expectations.suite_parts.landing_suite`.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import date
 from typing import TYPE_CHECKING
 
-from expectations._common import landing_suite
+from expectations.suite_parts import landing_suite
 from ml.contract.schema import CUSTOMERS
 
 if TYPE_CHECKING:

@@ -3,7 +3,7 @@
 Who approved, rejected or changed a decision, and why. A decision may be reviewed
 again, so a row is unique by (decision_id, decided_at); new_action and note may be
 null; decided_at is the event time.
-The checks themselves are in :func:`expectations._common.landing_suite`.
+The checks themselves are in :func:`expectations.suite_parts.landing_suite`.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import date
 from typing import TYPE_CHECKING
 
-from expectations._common import landing_suite
+from expectations.suite_parts import landing_suite
 from ml.contract.schema import REVIEW_DECISIONS_TABLE
 
 if TYPE_CHECKING:

@@ -3,7 +3,7 @@
 
 One row per support ticket, when it is opened. The key is ticket_id; topic and
 severity hold contract codes; opened_at is the event time.
-The checks themselves are in :func:`expectations._common.landing_suite`.
+The checks themselves are in :func:`expectations.suite_parts.landing_suite`.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import date
 from typing import TYPE_CHECKING
 
-from expectations._common import landing_suite
+from expectations.suite_parts import landing_suite
 from ml.contract.schema import SUPPORT_TICKETS
 
 if TYPE_CHECKING:

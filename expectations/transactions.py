@@ -3,7 +3,7 @@
 
 One row per purchase. The key is transaction_id; category holds contract codes;
 transaction_at is the event time. Beyond the shared landing checks
-(:func:`expectations._common.landing_suite`) an amount is never negative and,
+(:func:`expectations.suite_parts.landing_suite`) an amount is never negative and,
 when ``max_amount`` is given, never above it (``inf`` included); the learned
 plausible range is applied by the gate's row rules (``ml.data.validation.amounts``).
 """
@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import date
 from typing import TYPE_CHECKING
 
-from expectations._common import (
+from expectations.suite_parts import (
     IMPLAUSIBLE_AMOUNT,
     NEGATIVE_AMOUNT,
     landing_suite,

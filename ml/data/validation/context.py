@@ -17,7 +17,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from expectations._common import load_gx
+from expectations.suite_parts import load_gx
 from ml.config.settings import Settings
 
 if TYPE_CHECKING:

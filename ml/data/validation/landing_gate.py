@@ -32,7 +32,7 @@ import pandas as pd
 import pyarrow as pa
 
 from expectations import landing_suite_builder
-from expectations._common import (
+from expectations.suite_parts import (
     CUSTOMER_MISMATCH,
     DUPLICATE_KEY,
     FUTURE_EVENT_TIME,

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
-from expectations._common import ROW
+from expectations.suite_parts import ROW
 from ml.data.validation.errors import GateFailure
 
 if TYPE_CHECKING:

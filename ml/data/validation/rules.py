@@ -1,18 +1,16 @@
 """Row rules: which landing rows go to quarantine, and why.
 
-The GX suites *measure* these faults (their ``row`` expectations); this module
-*splits* the rows, because quarantine needs every bad row, its file and a reason,
-and two rules need the warehouse (customers known so far, keys already loaded). A
-row gets the first reason that fits, in the order of ``expectations._common.REASONS``:
-a null key, a null required value, a value outside the allowed set, a review's
-``new_action`` that does not fit its decision, a negative amount, an event time
-after the end of the row's partition day, a customer that is neither in
-``raw.customers`` nor in the customers landed up to the row's day, a feedback row
-whose decision is unknown or another customer's (:mod:`ml.data.validation.references`),
-and a key seen before (earlier in the run, or in a raw partition that is not
-replaced).
-Duplicates are looked for among rows that are otherwise good, so the first good row
-of a key is the one kept.
+The GX suites *measure* these faults (their ``row`` expectations); this module *splits*
+the rows, because quarantine needs every bad row, its file and a reason, and two rules
+need the warehouse (customers known so far, keys already loaded). A row gets the first
+reason that fits, in the order of ``expectations.suite_parts.REASONS``: a null key, a
+null required value, a value outside the allowed set, a review's ``new_action`` that
+does not fit its decision, a negative amount, an event time after the end of the row's
+partition day, a customer that is neither in ``raw.customers`` nor in the customers
+landed up to the row's day, a feedback row whose decision is unknown or another
+customer's (:mod:`ml.data.validation.references`), and a key seen before (earlier in the
+run, or in a raw partition that is not replaced). Duplicates are looked for among rows
+that are otherwise good, so the first good row of a key is the one kept.
 """
 
 from __future__ import annotations
@@ -26,7 +24,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from expectations._common import (
+from expectations.suite_parts import (
     CUSTOMER_MISMATCH,
     DUPLICATE_KEY,
     FUTURE_EVENT_TIME,

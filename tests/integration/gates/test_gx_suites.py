@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from expectations import customer_features, landing_suite_builder
-from expectations._common import (
+from expectations.suite_parts import (
     DUPLICATE_KEY,
     FUTURE_EVENT_TIME,
     NEGATIVE_AMOUNT,
