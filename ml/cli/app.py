@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from contextlib import nullcontext
 from datetime import date
 from pathlib import Path
 from typing import Annotated, Any
@@ -201,8 +202,12 @@ def _run_nightly(settings: Settings, days: list[date]) -> list[Any]:
     # The console shows one line per night; dbt's own lines go to its log file
     # (dbt/logs) unless LOOPLINE_DBT_LOG_LEVEL=info asks for them (default warn).
     logging.getLogger("mlflow").setLevel(logging.ERROR)
+    from ml.ops.tasks import deferred_data_docs
+
     outcomes = []
-    with _progress() as progress:
+    # many nights in one process render their Data Docs once, at the end
+    docs = deferred_data_docs(settings, days[0]) if len(days) > 1 else nullcontext()
+    with docs, _progress() as progress:
         task = progress.add_task("loopline_nightly", total=len(days))
         for day in days:
             # a StartDateError (a date before the DAGs' start) stops the command

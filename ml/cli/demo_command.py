@@ -268,7 +268,7 @@ def run_demo(settings: Settings, plan: DemoPlan) -> bool:
     from ml.cli.train_commands import print_train_result
     from ml.config.output import active_log
     from ml.ops.day_status import day_status
-    from ml.ops.tasks import date_range
+    from ml.ops.tasks import date_range, deferred_data_docs
     from ml.ops.tasks import rebuild as run_rebuild
     from ml.prediction.train import train
     from ml.sim import load_sim_config, with_row_faults
@@ -342,12 +342,14 @@ def run_demo(settings: Settings, plan: DemoPlan) -> bool:
             progress.console.print(f"{line}  {seconds:4.1f}s")
             progress.advance(bar)
 
-        results = run_loop(
-            settings,
-            date_range(plan.loop_start, plan.loop_end),
-            on_day,
-            stop_on_failure=True,
-        )
+        # the nights' Data Docs are rendered once, after the last night
+        with deferred_data_docs(settings, plan.loop_start):
+            results = run_loop(
+                settings,
+                date_range(plan.loop_start, plan.loop_end),
+                on_day,
+                stop_on_failure=True,
+            )
     console.print("5/5 report")
     return ok and len(results) == plan.loop_days
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import date
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -61,6 +61,13 @@ class Settings(BaseSettings):
         default="warn",
         description="dbt's console log level (its warnings and errors; set 'info' "
         "to see every node); its log file under dbt/logs keeps info.",
+    )
+    data_docs: Literal["nightly", "deferred"] = Field(
+        default="nightly",
+        description="When the GX Data Docs pages are rendered: 'nightly', by the "
+        "mart gate of every run (a scheduled night); 'deferred', once at the end of "
+        "a command that runs many nights in one process (the demo and backfill set "
+        "it), which saves each night the rendering pass.",
     )
     duckdb_memory_limit: str = Field(
         default=DUCKDB_MEMORY_LIMIT,

@@ -42,6 +42,12 @@ NIGHTLY_EXCLUDED_TESTS = "resource_type:test,path:models/staging"
 BULK_CHUNK_DATES = 366
 # dbt's runner is not re-entrant: one build at a time in a process.
 _DBT_LOCK = threading.Lock()
+# The project as dbt parsed it, kept for the next build in this process (see
+# _parsed_manifest): the key says which project files, vars and target it is of.
+_MANIFESTS: dict[tuple[Any, ...], Any] = {}
+# What a parse depends on besides the run's dates (which only compile reads).
+_PROJECT_FILES = ("dbt_project.yml", "profiles.yml", "packages.yml")
+_PROJECT_DIRS = ("models", "macros", "tests", "seeds", "snapshots", "dbt_packages")
 
 
 @dataclass(frozen=True)
@@ -173,6 +179,71 @@ def dbt_build_args(
     return args
 
 
+def _project_key(settings: Settings) -> tuple[Any, ...]:
+    """What the parsed project depends on: every project file's path, size and
+    modification time, the vars and the target folder."""
+    root = settings.dbt_project_dir
+    files: list[tuple[str, int, int]] = []
+    paths = [root / name for name in _PROJECT_FILES]
+    for folder in _PROJECT_DIRS:
+        paths += sorted((root / folder).rglob("*")) if (root / folder).is_dir() else []
+    for path in paths:
+        if path.is_file():
+            stat = path.stat()
+            files.append((str(path), stat.st_size, stat.st_mtime_ns))
+    return (
+        tuple(files),
+        json.dumps(dbt_vars(settings), sort_keys=True),
+        str(settings.dbt_target_dir),
+        os.environ.get(WAREHOUSE_ENV),
+    )
+
+
+def _parsed_manifest(settings: Settings) -> Any:
+    """The project's parsed manifest for this process: parsed once (``dbt parse``,
+    which also writes ``target/manifest.json``) and reused by every later build
+    while no project file, var or target changes.
+
+    A night's build then skips dbt's parse step, partial or not. The run's dates
+    are not part of it: they are read from the environment when a model is
+    compiled, at run time (``dbt_project/macros/run_dates.sql``). Returns None
+    when the parse fails; the build then parses (and reports) by itself.
+    Call with ``_DBT_LOCK`` held and the build's environment set.
+    """
+    from dbt.cli.main import dbtRunner
+
+    key = _project_key(settings)
+    manifest = _MANIFESTS.get(key)
+    if manifest is not None:
+        return manifest
+    project_dir = str(settings.dbt_project_dir)
+    outcome = dbtRunner().invoke(
+        [
+            "parse",
+            "--project-dir",
+            project_dir,
+            "--profiles-dir",
+            project_dir,
+            "--target-path",
+            str(settings.dbt_target_dir),
+            "--log-path",
+            str(settings.dbt_log_dir),
+            "--vars",
+            json.dumps(dbt_vars(settings)),
+            "--no-use-colors",
+            "--log-level",
+            settings.dbt_log_level,
+            "--log-level-file",
+            "info",
+        ]
+    )
+    if not outcome.success or outcome.result is None:
+        return None
+    _MANIFESTS.clear()  # one project per process is the rule; keep one
+    _MANIFESTS[key] = outcome.result
+    return outcome.result
+
+
 def dbt_build(
     settings: Settings,
     start: date,
@@ -210,7 +281,8 @@ def dbt_build(
     env |= dbt_run_env(start, end, every)
     with _DBT_LOCK, _environment(env):
         try:
-            outcome = dbtRunner().invoke(args)
+            manifest = _parsed_manifest(settings)
+            outcome = dbtRunner(manifest=manifest).invoke(args)
         finally:
             _close_dbt_warehouse()
     elapsed = time.perf_counter() - began

@@ -232,7 +232,8 @@ def validate_landing(run_date: date, settings: Settings | None = None) -> StepSu
         try:
             report = _validate(settings, run_date, data_docs=False)
         except Exception:
-            render_gate_docs(run_date, settings)
+            if settings.data_docs == "nightly":
+                render_gate_docs(run_date, settings)
             raise
         counts = report.as_counts()
         record_run(settings, run_date, "validate_landing", "success", counts)
@@ -256,6 +257,53 @@ def render_gate_docs(run_date: date, settings: Settings | None = None) -> int:
     return render_run_docs(settings, run_date, run_date, keep_days)
 
 
+DATA_DOCS_ENV = "LOOPLINE_DATA_DOCS"
+
+
+@contextmanager
+def deferred_data_docs(settings: Settings, start: date) -> Iterator[None]:
+    """Run many nights in this process with their Data Docs rendered once, at the
+    end (also when a night fails): the tasks see ``LOOPLINE_DATA_DOCS=deferred``
+    (``Settings.data_docs``) inside the block. The pages then cover the results
+    of ``start`` up to the last run date recorded, within the docs' keep window.
+    """
+    previous = os.environ.get(DATA_DOCS_ENV)
+    os.environ[DATA_DOCS_ENV] = "deferred"
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(DATA_DOCS_ENV, None)
+        else:
+            os.environ[DATA_DOCS_ENV] = previous
+        render_deferred_docs(settings, start)
+
+
+def render_deferred_docs(settings: Settings, start: date) -> int:
+    """Render, in one pass, the Data Docs pages of every gate result from
+    ``start`` to the last run date in ``ops.runs``, within the docs' keep window;
+    return how many results were rendered (0 when nothing ran)."""
+    from ml.data.validation.context import render_nights_docs
+
+    if not settings.warehouse_path.is_file():
+        return 0
+    with (
+        suppress(duckdb.IOException),
+        connect(settings.warehouse_path, read_only=True) as con,
+    ):
+        if not table_exists(con, "ops", "runs"):
+            return 0
+        row = con.execute(
+            "select max(run_date) from ops.runs where run_date >= ?", [start]
+        ).fetchone()
+    end = row[0] if row else None
+    if end is None:
+        return 0
+    keep_days = load_business_config(settings.config_file).validation.data_docs_days
+    first = max(start, end - timedelta(days=keep_days - 1))
+    return render_nights_docs(settings, first, end, keep_days)
+
+
 def build_marts(run_date: date, settings: Settings | None = None) -> StepSummary:
     """One incremental ``dbt build`` for the run date (staging → marts + dbt tests)."""
     from ml.data.dbt import dbt_build
@@ -277,8 +325,10 @@ def validate_marts(run_date: date, settings: Settings | None = None) -> StepSumm
         try:
             report = _validate(settings, run_date, data_docs=False)
         finally:
-            # the night's landing and mart results, rendered in one pass
-            render_gate_docs(run_date, settings)
+            # the night's landing and mart results, rendered in one pass (or at
+            # the end of a many-night command: render_deferred_docs)
+            if settings.data_docs == "nightly":
+                render_gate_docs(run_date, settings)
         counts = report.as_counts()
         record_run(settings, run_date, "validate_marts", "success", counts)
     return StepSummary(run_date.isoformat(), "validate_marts", counts)

@@ -275,3 +275,36 @@ def render_run_docs(settings: Settings, start: date, end: date, keep_days: int) 
     if ids:
         refresh_data_docs(settings, ids, end, keep_days)
     return len(ids)
+
+
+def render_nights_docs(
+    settings: Settings, start: date, end: date, keep_days: int
+) -> int:
+    """Render, in one pass, the Data Docs pages of the nightly results of every
+    run date from ``start`` to ``end`` (each night's landing and mart gates);
+    return how many results. A command that runs many nights in one process
+    calls this once at its end instead of once a night."""
+    try:
+        store = gx_context(settings).validation_results_store
+        names = {
+            run_id_for(start + timedelta(days=i), start + timedelta(days=i)).run_name
+            for i in range((end - start).days + 1)
+        }
+        from great_expectations.data_context.types.resource_identifiers import (
+            ValidationResultIdentifier,
+        )
+
+        ids = [
+            key
+            for key in store.list_keys()
+            if isinstance(key, ValidationResultIdentifier)
+            and getattr(key.run_id, "run_name", None) in names
+        ]
+    except Exception:
+        log.warning(
+            "listing the GX results of %s..%s failed", start, end, exc_info=True
+        )
+        return 0
+    if ids:
+        refresh_data_docs(settings, ids, end, keep_days)
+    return len(ids)
