@@ -823,6 +823,12 @@ def _owner() -> str:
     return f"{os.getpid()}@{host}"
 
 
+# Batch directories of dead writers this process has already swept: a night's
+# publish walks only the batches it has not seen (a walk of a year's batches costs
+# about 0.2 s a publish).
+_SWEPT_BATCHES: set[str] = set()
+
+
 def remove_orphaned_batches(data_dir: Path, referenced: set[str]) -> int:
     """Delete the Parquet files not in ``referenced`` that lie in a batch
     directory written by a process of this host that no longer runs (a publish
@@ -839,7 +845,7 @@ def remove_orphaned_batches(data_dir: Path, referenced: set[str]) -> int:
         found = _BATCH_PATTERN.match(batch.name)
         if found is None or found["host"] != host:
             continue
-        if process_alive(int(found["pid"])):
+        if str(batch) in _SWEPT_BATCHES or process_alive(int(found["pid"])):
             continue
         for path in sorted(batch.rglob("*.parquet")):
             if str(path) not in keep:
@@ -854,6 +860,10 @@ def remove_orphaned_batches(data_dir: Path, referenced: set[str]) -> int:
                 folder.rmdir()
         if not any(batch.iterdir()):
             batch.rmdir()
+        else:
+            # its writer is gone, so nothing new lands in it: what it still holds
+            # is referenced, and a later publish retires those files by name
+            _SWEPT_BATCHES.add(str(batch))
     return removed
 
 
