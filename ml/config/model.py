@@ -25,6 +25,10 @@ class SplitConfig(BaseModel):
     # Leave out snapshots whose longest feature window reaches before the first
     # transaction on record (their long-window features are truncated).
     skip_truncated_windows: bool = True
+    # A log too young for the full warm-up (the longest feature window) shrinks it
+    # to the longest feature window that still leaves this many days of training
+    # snapshots; a log too young even for the shortest is refused up front.
+    min_train_days: int = Field(default=14, ge=1)
 
 
 class ThinningConfig(BaseModel):

@@ -121,6 +121,12 @@ HINTS: tuple[Hint, ...] = (
         "loopline_nightly succeed for that date, then clear check_nightly",
     ),
     Hint(
+        "ml.prediction.training.HistoryTooShortError",
+        "the log is younger than training needs (the error says how many days): "
+        "land more history, or shorten split in config/model.yml, then clear "
+        "{task_id}",
+    ),
+    Hint(
         "builtins.ValueError",
         "not enough labelled history for this training date: train as of a later "
         "day, or rebuild more history (loopline rebuild), then clear {task_id}",

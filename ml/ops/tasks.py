@@ -67,6 +67,8 @@ DATA_FAULTS = (
     "ml.prediction.score.ScoreSchemaError",
     # the run date has no feature snapshot to decide on
     "ml.decision.decide_step.DecideError",
+    # the log holds too few days to train on
+    "ml.prediction.training.HistoryTooShortError",
 )
 
 

@@ -21,18 +21,24 @@ call.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import statistics
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from ml.config.model import ModelConfig, load_model_config, resolve_threads
+from ml.config.model import (
+    ModelConfig,
+    SplitConfig,
+    load_model_config,
+    resolve_threads,
+)
 from ml.config.settings import Settings, load_business_config
 from ml.config.steplog import log_step
 from ml.prediction import metrics
@@ -62,6 +68,8 @@ if TYPE_CHECKING:
 
     from ml.prediction.gate import GateDecision
     from ml.prediction.registry import Promotion
+
+log = logging.getLogger(__name__)
 
 EXAMPLES_FILE = "examples.parquet"
 # Each customer's lifetime state by day (dbt), read to fit BG/NBD on the customers
@@ -258,23 +266,80 @@ def model_features(
     return numeric, categorical
 
 
-def feature_warm_up_end(settings: Settings, longest_window: int) -> date | None:
-    """The last as_of_date whose longest feature window still reaches before the
-    first transaction on record (None without transactions).
+class HistoryTooShortError(ValueError):
+    """The log holds too few days to train on: a user's data problem, reported in
+    plain words before any heavy work."""
 
-    Snapshots up to then have truncated windows (a 180-day spend over 40 days of
-    data), unlike every nightly snapshot after them; training on them would teach
-    the model, and its drift reference, a distribution the pipeline never scores.
-    """
+
+@dataclass(frozen=True)
+class WarmUp:
+    """The feature warm-up a training run leaves out: the snapshots up to ``end``
+    (inclusive), whose ``days``-day feature windows reach before the first
+    transaction. ``full_days`` is the longest feature window; ``days`` is shorter
+    when a young log made the warm-up shrink."""
+
+    days: int
+    full_days: int
+    end: date | None
+
+    @property
+    def shrunk(self) -> bool:
+        return self.days < self.full_days
+
+
+def first_transaction_day(settings: Settings) -> date | None:
+    """The first landing partition of ``raw.transactions`` (None without any)."""
     with connect(settings.warehouse_path, read_only=True) as con:
         if not table_exists(con, "raw", "transactions"):
             return None
         first = con.execute(
             "select min(partition_date) from raw.transactions"
         ).fetchall()[0][0]
+    return cast(date | None, first)
+
+
+def plan_warm_up(
+    first: date | None,
+    as_of: date,
+    windows: SplitWindows,
+    feature_windows: list[int],
+    split: SplitConfig,
+    horizon_days: int,
+) -> WarmUp:
+    """The warm-up of a run on ``as_of`` whose history starts on ``first``.
+
+    The full warm-up is the longest feature window. A log too young for it keeps
+    the longest feature window that still leaves ``split.min_train_days`` days of
+    training snapshots before the train window ends. Raises
+    :class:`HistoryTooShortError`, saying how many days the log holds and how many
+    training needs, when even the shortest window leaves too few.
+    """
+    longest = max(feature_windows)
+    if not split.skip_truncated_windows:
+        return WarmUp(0, 0, None)
     if first is None:
-        return None
-    return first + timedelta(days=longest_window - 1)
+        return WarmUp(longest, longest, None)
+    held = (as_of - first).days + 1
+    # days from the first transaction to the train window's end, minus training
+    after = (as_of - windows.train.end).days + split.min_train_days
+
+    def needed(warm_up: int) -> int:
+        return warm_up + after
+
+    for warm_up in sorted(set(feature_windows), reverse=True):
+        if held >= needed(warm_up):
+            return WarmUp(warm_up, longest, first + timedelta(days=warm_up - 1))
+    shortest = min(feature_windows)
+    raise HistoryTooShortError(
+        f"the log is too young to train on {as_of}: it holds {held} days "
+        f"({first} to {as_of}); training needs at least {needed(shortest)} "
+        f"({needed(longest)} for the full {longest}-day feature look-back).\n"
+        f"That is a feature warm-up of {shortest} to {longest} days, "
+        f"{split.min_train_days} days of training snapshots, validation "
+        f"{split.validation_days} and test {split.test_days} days with "
+        f"{windows.gap_days}-day gaps, and the {horizon_days}-day label horizon: "
+        "add history, or shorten split in config/model.yml."
+    )
 
 
 def fit_bgnbd_at(
@@ -332,15 +397,28 @@ def build_training_set(
     horizon = business.horizon_days
     folds = backtest_windows(as_of, horizon, config)
     windows = folds[0]
+    # what history training needs, checked before anything heavy is read
+    warm_up = plan_warm_up(
+        first_transaction_day(settings),
+        as_of,
+        windows,
+        list(business.features.windows),
+        config.split,
+        horizon,
+    )
+    if warm_up.shrunk:
+        log.warning(
+            "young log: the feature warm-up left out of training shrinks from "
+            "%d to %d days (snapshots after %s are used)",
+            warm_up.full_days,
+            warm_up.days,
+            warm_up.end,
+        )
     earliest = min(fold.train.start for fold in folds)
     frame = load_examples(
         settings.warehouse_path, earliest, windows.test.end, as_of, horizon, config
     )
-    warm_up_end = (
-        feature_warm_up_end(settings, max(business.features.windows))
-        if config.split.skip_truncated_windows
-        else None
-    )
+    warm_up_end = warm_up.end
     if warm_up_end is not None:
         frame = frame[frame["as_of_date"] > warm_up_end].reset_index(drop=True)
     if frame.empty:
@@ -359,6 +437,7 @@ def build_training_set(
         "model_config_hash": config.config_hash,
         "git_sha": git_sha(),
         "feature_warm_up_end": warm_up_end.isoformat() if warm_up_end else "",
+        "feature_warm_up_days": str(warm_up.days),
     }
     bgnbd = [
         fit_bgnbd_at(settings, fold.train.end, config.bgnbd.penalizer)

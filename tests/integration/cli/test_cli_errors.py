@@ -163,3 +163,29 @@ def test_a_report_on_an_empty_home_says_what_to_run(home: Path) -> None:
     assert "run the nightly DAG first" in result.stderr
     assert "Traceback" not in result.stderr and "IOException" not in result.stderr
     assert len(result.stderr.splitlines()) <= 2
+
+
+def test_train_on_too_young_a_log_says_what_history_it_needs(home: Path) -> None:
+    runner = CliRunner()
+    assert runner.invoke(app, ["init"]).exit_code == 0
+    settings = Settings(home=home)
+    first, last = START, START + timedelta(days=119)
+    with duckdb.connect(str(settings.warehouse_path)) as con:
+        con.execute(
+            "insert into raw.transactions (transaction_id, customer_id, "
+            "transaction_at, amount, category, is_discounted, partition_date, "
+            "source_file) values "
+            "('t1', 'c1', ?, 10.0, 'home', false, ?, 'f'), "
+            "('t2', 'c1', ?, 12.0, 'home', false, ?, 'f')",
+            [first, first, last, last],
+        )
+    result = runner.invoke(app, ["train", "--as-of", last.isoformat()])
+    assert result.exit_code == 1
+    lines = result.stderr.splitlines()
+    # refused up front: no marts exist, so nothing heavier was read
+    assert lines[0].startswith(
+        "error: the log is too young to train on 2025-04-30: it holds 120 days"
+    )
+    assert "training needs at least 167" in lines[0]
+    assert len(lines) == 2 and "Traceback" not in result.stderr
+    assert not (settings.reports_dir / "training" / last.isoformat()).exists()

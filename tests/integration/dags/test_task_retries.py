@@ -47,6 +47,10 @@ def test_a_data_fault_fails_at_once_and_a_busy_warehouse_is_retried() -> None:
     assert is_data_fault(_gate_error())
     assert action(_gate_error()) == RetryAction.FAIL
     assert action(LandingNotReadyError("late")) == RetryAction.FAIL
+    # a log too young to train on stays too young on a retry
+    from ml.prediction.training import HistoryTooShortError
+
+    assert action(HistoryTooShortError("120 days")) == RetryAction.FAIL
     assert action(KeyboardInterrupt()) == RetryAction.FAIL
     busy = duckdb.IOException('Could not set lock on file "warehouse.duckdb"')
     assert not is_data_fault(busy)

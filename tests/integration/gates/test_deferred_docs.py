@@ -69,8 +69,10 @@ def test_a_failing_night_still_gets_its_pages(
     bad["recency_days"] = -5  # out of range: the mart gate fails
     write_features(settings, pd.DataFrame(features(YESTERDAY, 10)), bad)
 
-    with pytest.raises(Exception, match="recency_days"):
-        with deferred_data_docs(settings, YESTERDAY):
-            validate_marts(YESTERDAY)
-            validate_marts(DAY)
+    with (
+        pytest.raises(Exception, match="recency_days"),
+        deferred_data_docs(settings, YESTERDAY),
+    ):
+        validate_marts(YESTERDAY)
+        validate_marts(DAY)
     assert result_pages(settings.data_docs_dir, DAY)
