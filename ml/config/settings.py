@@ -7,6 +7,7 @@ connections are opened. Call :func:`get_settings` for paths and
 
 from __future__ import annotations
 
+import os
 from datetime import date
 from functools import cached_property
 from pathlib import Path
@@ -20,8 +21,25 @@ from ml.config.retrain import TriggerConfig
 
 # DuckDB takes 80 % of the machine's memory by default; a bulk rebuild of a year of
 # 20,000 customers grew to 20 GB and starved every other process on a 24 GB
-# machine. Below the limit DuckDB spills joins, aggregates and sorts to disk.
-DUCKDB_MEMORY_LIMIT = "40%"
+# machine. Below the limit DuckDB spills joins, aggregates and sorts to disk (to
+# <database>.tmp next to the file). The default is 40 % of the machine's memory,
+# at most DUCKDB_MEMORY_CAP_MIB, so that a process (DuckDB plus Python's own
+# frames) stays within 8 GB whatever the machine.
+DUCKDB_MEMORY_SHARE = 0.4
+DUCKDB_MEMORY_CAP_MIB = 5 * 1024
+
+
+def default_memory_limit() -> str:
+    """40 % of this machine's memory, capped at 5 GiB, as a DuckDB size."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return f"{DUCKDB_MEMORY_CAP_MIB}MiB"
+    share = int(total * DUCKDB_MEMORY_SHARE) // 2**20
+    return f"{min(share, DUCKDB_MEMORY_CAP_MIB)}MiB"
+
+
+DUCKDB_MEMORY_LIMIT = default_memory_limit()
 DUCKDB_MEMORY_LIMIT_ENV = "LOOPLINE_DUCKDB_MEMORY_LIMIT"
 
 
