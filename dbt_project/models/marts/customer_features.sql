@@ -21,38 +21,22 @@
 {%- set categories = var('categories') -%}
 {%- set earliest_date = shift_date(run_start_date(), -lookback_days) -%}
 
+{%- set summed = feature_sums() -%}
+{%- set offsets = feature_sum_offsets() -%}
+
 {#-
-    The summed features: (name, value per customer day, first day_ago, end day_ago).
-    A row adds its value to the feature at d while lo <= d - activity_date < hi.
+    A nightly build (one as_of_date, added to the table) reads the day's customer
+    states (int_customer_states, carried from the night before) instead of the
+    look-back; every other build runs the query below. Both give the same rows.
 -#}
-{%- set summed = [] -%}
-{%- for window in windows -%}
-    {%- do summed.append(('tx_count_' ~ window ~ 'd', 'purchases', 0, window)) -%}
-    {%- do summed.append(('spend_' ~ window ~ 'd', 'spend', 0, window)) -%}
-{%- endfor -%}
-{%- do summed.append(('tx_count_prior_30d', 'purchases', 30, 60)) -%}
-{%- do summed.append(('spend_prior_30d', 'spend', 30, 60)) -%}
-{%- do summed.append(('discounted_tx_count_90d', 'discounted_purchases', 0, 90)) -%}
-{%- for category in categories -%}
-    {%- do summed.append((
-        category ~ '_rows_90d',
-        'case when ' ~ category ~ '_purchases > 0 then 1 else 0 end',
-        0,
-        90,
-    )) -%}
-{%- endfor -%}
-{%- do summed.append(('tickets_30d', 'tickets', 0, 30)) -%}
-{%- do summed.append(('tickets_90d', 'tickets', 0, 90)) -%}
-{%- do summed.append(('complaint_tickets_90d', 'complaint_tickets', 0, 90)) -%}
-{%- do summed.append(('high_severity_tickets_90d', 'high_severity_tickets', 0, 90)) -%}
-{%- do summed.append(('contacts_90d', 'contacts', 0, 90)) -%}
-{%- do summed.append(('purchase_days_90d', 'first_purchase_rows', 0, 90)) -%}
-{%- set offsets = [] -%}
-{%- for feature in summed -%}
-    {%- for day in feature[2:] if day > 0 and day not in offsets -%}
-        {%- do offsets.append(day) -%}
-    {%- endfor -%}
-{%- endfor -%}
+{%- set from_states = namespace(value=false) -%}
+{%- if execute and is_incremental() and run_start_date() == run_end_date() -%}
+    {%- set states = run_query(
+        "select count(*) from " ~ ref('int_customer_states')
+        ~ " where state_date = " ~ date_literal(run_end_date())
+    ) -%}
+    {%- set from_states.value = states.columns[0].values()[0] > 0 -%}
+{%- endif -%}
 
 {#-
     How it is computed: every feature at d is a function of the rows known at d,
@@ -66,7 +50,138 @@
     build (one as_of_date) and a bulk build (many) give the same rows.
 -#}
 
+-- depends_on: {{ ref('int_customer_states') }}
+
 with
+
+{% if from_states.value %}
+
+states as (
+
+    select * from {{ ref('int_customer_states') }}
+    where state_date = {{ date_literal(run_end_date()) }}
+
+),
+
+state_gaps as (
+
+    -- the gaps between the purchase days of the active window
+    select
+        customer_id,
+        days,
+        greatest(len(days) - 1, 0) as gap_count,
+        coalesce(
+            list_sum(list_transform(
+                range(1, len(days)),
+                lambda i: {{ dbt.datediff('days[i]', 'days[i + 1]', 'day') }}
+            )),
+            0
+        ) as gap_sum,
+        coalesce(
+            list_sum(list_transform(
+                range(1, len(days)),
+                lambda i: {{ dbt.datediff('days[i]', 'days[i + 1]', 'day') }}
+                    * {{ dbt.datediff('days[i]', 'days[i + 1]', 'day') }}
+            )),
+            0
+        ) as gap_square_sum
+
+    from (
+        select
+            customer_id,
+            list_filter(
+                purchase_days_listed,
+                lambda day: day > {{ date_literal(shift_date(run_end_date(), -active_window_days)) }}
+            ) as days
+        from states
+    )
+
+),
+
+active_customers as (
+
+    select
+        states.state_date as as_of_date,
+        states.customer_id,
+        {{ dbt.datediff('states.last_purchase_date', 'states.state_date', 'day') }}
+            as recency_days,
+        {%- for window in windows %}
+        states.tx_count_{{ window }}d,
+        states.spend_{{ window }}d,
+        {%- endfor %}
+        states.tx_count_prior_30d,
+        states.spend_prior_30d,
+        states.purchase_days_90d,
+        states.discounted_tx_count_90d,
+        (
+            {%- for category in categories %}
+            case when states.{{ category }}_rows_90d > 0 then 1 else 0 end
+            {{- ' +' if not loop.last }}
+            {%- endfor %}
+        ) as category_count_90d,
+        states.tickets_30d,
+        states.tickets_90d,
+        states.complaint_tickets_90d,
+        states.high_severity_tickets_90d,
+        states.contacts_90d,
+        case
+            when states.last_contact_date
+                > {{ add_days('states.state_date', -lookback_days) }}
+                then {{ dbt.datediff('states.last_contact_date', 'states.state_date', 'day') }}
+        end as days_since_last_contact,
+        state_gaps.gap_count,
+        state_gaps.gap_sum,
+        state_gaps.gap_square_sum
+
+    from states
+    inner join state_gaps
+        on states.customer_id = state_gaps.customer_id
+    where states.last_purchase_date is not null
+        and {{ dbt.datediff('states.last_purchase_date', 'states.state_date', 'day') }}
+            < {{ active_window_days }}
+
+),
+
+known_customers as (
+
+    select
+        state_date as as_of_date,
+        customer_id,
+        signup_date,
+        plan,
+        region,
+        acquisition_channel
+
+    from states
+    where attributes_updated_at is not null
+        and signup_date <= state_date
+
+),
+
+lifetimes as (
+
+    select
+        customer_id,
+        state_date as as_of_date,
+        lifetime_first_purchase_date as first_purchase_date,
+        lifetime_last_purchase_date as last_purchase_date,
+        lifetime_purchase_days as purchase_days,
+        lifetime_purchases as purchases,
+        lifetime_spend as spend,
+        lifetime_spend_points as spend_points,
+        lifetime_day_sum as day_sum,
+        lifetime_day_square_sum as day_square_sum,
+        lifetime_spend_day_sum as spend_day_sum,
+        lifetime_gap_count as gap_count,
+        lifetime_gap_sum as gap_sum,
+        lifetime_gap_square_sum as gap_square_sum
+
+    from states
+    where lifetime_purchase_days is not null
+
+),
+
+{% else %}
 
 customer_days as (
 
@@ -454,6 +569,8 @@ lifetimes as (
         and active_customers.as_of_date >= lifetime_states.known_on
 
 ),
+
+{% endif %}
 
 final as (
 

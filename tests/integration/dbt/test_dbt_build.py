@@ -36,7 +36,7 @@ def test_bulk_build_runs_models_data_tests_and_unit_tests(bulk: BuiltWorld) -> N
     for node in result.nodes:
         kinds[node.resource_type] = kinds.get(node.resource_type, 0) + 1
         assert node.status in ("success", "pass"), node
-    assert kinds["model"] == 13
+    assert kinds["model"] == 14
     assert kinds["unit_test"] >= 4
     assert kinds["test"] >= 40
     assert result.node("test_labels_count_purchases_in_the_horizon_only").status == (
@@ -58,7 +58,7 @@ def test_bulk_build_runs_models_data_tests_and_unit_tests(bulk: BuiltWorld) -> N
     assert all(count > 0 for count in result.row_counts.values())
     counts = result.as_counts()
     assert counts["rows"] == result.row_counts
-    assert counts["nodes"]["model"] == 13
+    assert counts["nodes"]["model"] == 14
     assert counts["full_refresh"] is True
 
 
@@ -79,6 +79,7 @@ def test_models_land_in_their_schemas(bulk: BuiltWorld) -> None:
         "int_transactions_deduplicated",
         "int_customer_days_aggregated",
         "int_customer_lifetimes_accumulated",
+        "int_customer_states",
     }
     assert {name for schema, name, _ in found if schema == "marts"} == {
         "fct_transactions",

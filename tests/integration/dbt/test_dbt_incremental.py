@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import pytest
 
+from ml.storage.warehouse import connect
 from tests.integration.dbt.conftest import (
     BUILD_END,
     BUILD_START,
@@ -106,3 +107,45 @@ def test_weekly_snapshots_are_the_daily_ones_on_their_dates(
     assert {row[1] for row in labels} == {
         day for day in dates if day + timedelta(days=HORIZON_DAYS) <= BUILD_END
     }
+
+
+def _states(built: BuiltWorld, day: object) -> dict[str, tuple[object, ...]]:
+    with connect(built.settings.warehouse_path, read_only=True) as con:
+        rows = con.execute(
+            "select * exclude (state_date) from intermediate.int_customer_states "
+            "where state_date = ? order by customer_id",
+            [day],
+        ).fetchall()
+    return {str(row[0]): row for row in rows}
+
+
+def test_the_carried_state_equals_the_state_from_the_look_back(
+    bulk: BuiltWorld, nightly: BuiltWorld
+) -> None:
+    """Five nights of running sums, lists and latest versions carried forward end
+    where one computation from the look-back ends (the bulk build's last date)."""
+    from_look_back = _states(bulk, BUILD_END)
+    carried = _states(nightly, BUILD_END)
+    assert len(from_look_back) > 20
+    # the carried state also keeps customers the look-back no longer sees
+    assert set(from_look_back) <= set(carried)
+    differing = [
+        (row, carried[customer])
+        for customer, row in from_look_back.items()
+        if carried[customer] != row
+    ]
+    assert not differing, differing[:2]
+    assert any(row[-1] for row in carried.values())  # some purchase_days_90d
+
+
+def test_only_the_last_week_of_states_is_kept(nightly: BuiltWorld) -> None:
+    with connect(nightly.settings.warehouse_path, read_only=True) as con:
+        kept = {
+            row[0]
+            for row in con.execute(
+                "select distinct state_date from intermediate.int_customer_states"
+            ).fetchall()
+        }
+    assert max(kept) == BUILD_END
+    assert min(kept) >= BUILD_END - timedelta(days=7)
+    assert NIGHTLY_START - timedelta(days=1) in kept  # the bulk build's last state
