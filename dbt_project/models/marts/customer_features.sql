@@ -30,7 +30,8 @@
     look-back; every other build runs the query below. Both give the same rows.
 -#}
 {%- set from_states = namespace(value=false) -%}
-{%- if execute and is_incremental() and run_start_date() == run_end_date() -%}
+{%- if execute and is_incremental() and run_start_date() == run_end_date()
+    and load_relation(ref('int_customer_states')) is not none -%}
     {%- set states = run_query(
         "select count(*) from " ~ ref('int_customer_states')
         ~ " where state_date = " ~ date_literal(run_end_date())

@@ -49,7 +49,6 @@ from ml.data.ingest.customer_rows import (
     register_known_customers,
 )
 from ml.data.ingest.day_partitions import (
-    WRITE_THREADS,
     declare_empty_days,
     write_customer_partitions,
     write_transaction_days,
@@ -70,12 +69,10 @@ from ml.data.ingest.transaction_rows import (
     check_dates_parse,
     parse_transactions,
     rows_per_day,
-    sorted_transactions,
 )
 
 __all__ = [
     "REJECTED_DIR",
-    "WRITE_THREADS",
     "ImportInputError",
     "ImportSummary",
     "ReadOptions",
@@ -212,10 +209,9 @@ def import_transactions(
         register_known_customers(con, landing, owned_days)
         customer_rows = collect_customer_rows(con)
         customers = fetch_count(con, "select count(distinct customer_id) from tx_good")
-        rows = sorted_transactions(con)
 
         task = bar.add_task("writing transactions", total=len(days))
-        write_transaction_days(landing, rows, day_counts, lambda: bar.advance(task))
+        write_transaction_days(con, landing, day_counts, lambda: bar.advance(task))
         empty_days = declare_empty_days(landing, days)
         customers_task = bar.add_task("writing customers", total=len(owned_days))
         customer_rows_written = write_customer_partitions(

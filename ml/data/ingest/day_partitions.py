@@ -1,61 +1,87 @@
 """Write the day partitions of one import.
 
-Transactions go to one partition per purchase day, written in parallel threads
-(Parquet writing releases the GIL); each partition is replaced atomically by
-:func:`ml.storage.landing_files.write_partition`. A day inside the log's span
+Transactions go to one partition per purchase day, all written by one DuckDB
+``COPY`` and then moved into place. A day inside the log's span
 without purchases is declared empty. The customers partition of every day the
 import owns is replaced, or removed when it has no rows left.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
+import uuid
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from datetime import date, timedelta
 from pathlib import Path
 
+import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ml.contract.schema import TABLES
+from ml.data.ingest.sql_text import ident, lit
 from ml.storage.landing_files import (
     partition_dir,
     write_empty_partition,
     write_partition,
 )
 
-WRITE_THREADS = 4
+# The DuckDB type each Arrow type of the transactions contract is written as.
+DUCKDB_TYPES = {
+    "string": "varchar",
+    "timestamp[us]": "timestamp",
+    "double": "double",
+    "bool": "boolean",
+}
 
 
 def write_transaction_days(
+    con: duckdb.DuckDBPyConnection,
     landing: Path,
-    rows: pa.Table,
     day_counts: list[tuple[date, int]],
     advance: Callable[[], None],
 ) -> None:
     """Replace the transactions partition of every day in ``day_counts``.
 
-    ``rows`` are sorted by time, so day ``i`` is the ``i``-th contiguous slice of
-    ``day_counts[i][1]`` rows. ``advance`` is called once per day written.
+    DuckDB writes every day of ``tx_good`` in one ``COPY ... PARTITION_BY``, the
+    rows of a day by time, customer and id (so the same purchases in any order give
+    the same files), into a staging folder beside the partitions
+    (the same file system, and not a ``dt=`` folder, so no reader lists it). Each
+    day's files are then moved into place: the old partition removed, each new
+    file renamed in. ``advance`` is called once per day moved.
     """
-    offsets = [0]
-    for _, n in day_counts:
-        offsets.append(offsets[-1] + n)
-    # Parquet writing releases the GIL, so days are written in parallel.
-    with ThreadPoolExecutor(max_workers=WRITE_THREADS) as pool:
-        futures = [
-            pool.submit(
-                write_partition,
-                landing,
-                "transactions",
-                day,
-                rows.slice(offsets[i], n),
+    root = landing / "transactions"
+    root.mkdir(parents=True, exist_ok=True)
+    staging = root / f".import-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    columns = ", ".join(
+        f"cast({ident(field.name)} as {DUCKDB_TYPES[str(field.type)]}) "
+        f"as {ident(field.name)}"
+        for field in TABLES["transactions"].schema
+    )
+    try:
+        con.execute(
+            f"""
+            copy (
+                select {columns}, cast(transaction_at as date) as dt
+                from tx_good
+                order by transaction_at, customer_id, transaction_id
+            ) to {lit(str(staging))} (
+                format parquet, partition_by (dt), filename_pattern 'part-{{i}}'
             )
-            for i, (day, n) in enumerate(day_counts)
-        ]
-        for future in as_completed(futures):
-            future.result()
+            """
+        )
+        for day, _ in day_counts:
+            written = sorted((staging / f"dt={day.isoformat()}").glob("*.parquet"))
+            folder = partition_dir(landing, "transactions", day)
+            if folder.exists():
+                shutil.rmtree(folder)
+            folder.mkdir(parents=True)
+            for n, path in enumerate(written):
+                os.replace(path, folder / f"part-{n:04d}.parquet")
             advance()
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def declare_empty_days(landing: Path, days: list[date]) -> list[date]:

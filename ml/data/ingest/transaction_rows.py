@@ -14,9 +14,8 @@ from datetime import date
 from pathlib import Path
 
 import duckdb
-import pyarrow as pa
 
-from ml.contract.schema import CATEGORIES, TRANSACTIONS
+from ml.contract.schema import CATEGORIES
 from ml.data.ingest.import_result import ImportInputError
 from ml.data.ingest.source_reading import RECORD, ReadOptions, Source
 from ml.data.ingest.sql_text import fetch_count, ident, lit, quoted, text_expr
@@ -211,7 +210,8 @@ def assign_transaction_ids(con: duckdb.DuckDBPyConnection) -> None:
             transaction_at,
             amount,
             category,
-            is_discounted
+            is_discounted,
+            {RECORD}
         from numbered
         """
     )
@@ -230,14 +230,3 @@ def rows_per_day(con: duckdb.DuckDBPyConnection) -> list[tuple[date, int]]:
             """
         ).fetchall()
     ]
-
-
-def sorted_transactions(con: duckdb.DuckDBPyConnection) -> pa.Table:
-    """The good rows with the contract columns, by time (so each day is a slice)."""
-    return con.sql(
-        f"""
-            select {", ".join(TRANSACTIONS.columns)}
-            from tx_good
-            order by transaction_at, customer_id, transaction_id
-            """
-    ).to_arrow_table()
