@@ -14,6 +14,7 @@ window's features already see.
 from __future__ import annotations
 
 import hashlib
+import logging
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
@@ -23,6 +24,8 @@ import pandas as pd
 
 from ml.config.model import ModelConfig
 from ml.storage.warehouse import connect
+
+log = logging.getLogger(__name__)
 
 TRAINING_TABLE = "marts.training_examples"
 FEATURES_TABLE = "marts.customer_features"
@@ -142,6 +145,18 @@ def snapshot_spacing(con: Any, start: date, end: date) -> int:
     return int(found[0][0]) if found and found[0][0] else 1
 
 
+def customer_sample_predicate(customers: int, max_customers: int) -> str:
+    """SQL keeping a seeded sample of about ``max_customers`` of ``customers``
+    customers, chosen by the md5 of the customer_id (another part of it than the
+    thinning phase), so the same customers are kept whatever range is read;
+    ``true`` when all fit or ``max_customers`` is 0."""
+    if max_customers <= 0 or customers <= max_customers:
+        return "true"
+    buckets = 1_000_000
+    kept = max(1, buckets * max_customers // customers)
+    return f"(('0x' || substr(md5(customer_id), 9, 8))::bigint % {buckets}) < {kept}"
+
+
 def load_examples(
     warehouse: Path,
     start: date,
@@ -151,14 +166,30 @@ def load_examples(
     config: ModelConfig,
 ) -> pd.DataFrame:
     """Thinned rows of ``marts.training_examples`` with as_of_date in
-    ``[start, end]`` whose label had matured by ``as_of``, in a stable order."""
+    ``[start, end]`` whose label had matured by ``as_of``, in a stable order; of
+    a sample of ``split.max_customers`` customers when there are more."""
     with connect(warehouse, read_only=True) as con:
         spacing = snapshot_spacing(con, start, end)
+        found = con.execute(
+            f"select count(distinct customer_id) from {TRAINING_TABLE} "
+            "where as_of_date between ? and ?",
+            [start, end],
+        ).fetchall()
+        customers = int(found[0][0]) if found else 0
+        sample = customer_sample_predicate(customers, config.split.max_customers)
+        if sample != "true":
+            log.info(
+                "training reads a sample of about %d of %d customers "
+                "(split.max_customers)",
+                config.split.max_customers,
+                customers,
+            )
         query = (
             f"select * from {TRAINING_TABLE} "
             "where as_of_date between ? and ? "
             "and as_of_date <= ? "
             f"and {thinning_predicate(config.thinning.every_days, spacing)} "
+            f"and {sample} "
             "order by as_of_date, customer_id"
         )
         frame = con.execute(
