@@ -51,17 +51,55 @@
 {%- endmacro %}
 
 
-{% macro purchase_list_days() -%}
+{% macro activity_summary_columns(totals, as_of) -%}
     {#-
-        How many days of purchase days the running state lists: the active window
-        (the rhythm features' gaps) and at least 90 (a purchase day counts once
-        towards purchase_days_90d, on its first row to arrive).
+        The activity columns of customer_features from a customer's summed
+        features (``totals``: a relation with feature_sums' columns and
+        last_purchase_date, last_contact_date) on the date ``as_of``: one
+        spelling for the bulk and the nightly path.
     -#}
-    {{ return([var('active_window_days') | int, 90] | max) }}
+    {%- set lookback_days = feature_lookback_days() -%}
+    {{ dbt.datediff(totals ~ '.last_purchase_date', as_of, 'day') }} as recency_days,
+    {%- for window in feature_windows() %}
+    {{ totals }}.tx_count_{{ window }}d,
+    {{ totals }}.spend_{{ window }}d,
+    {%- endfor %}
+    {{ totals }}.tx_count_prior_30d,
+    {{ totals }}.spend_prior_30d,
+    {{ totals }}.purchase_days_90d,
+    {{ totals }}.discounted_tx_count_90d,
+    (
+        {%- for category in var('categories') %}
+        case when {{ totals }}.{{ category }}_rows_90d > 0 then 1 else 0 end
+        {{- ' +' if not loop.last }}
+        {%- endfor %}
+    ) as category_count_90d,
+    {{ totals }}.tickets_30d,
+    {{ totals }}.tickets_90d,
+    {{ totals }}.complaint_tickets_90d,
+    {{ totals }}.high_severity_tickets_90d,
+    {{ totals }}.contacts_90d,
+    case
+        when {{ totals }}.last_contact_date > {{ add_days(as_of, -lookback_days) }}
+            then {{ dbt.datediff(totals ~ '.last_contact_date', as_of, 'day') }}
+    end as days_since_last_contact
 {%- endmacro %}
 
 
-{% macro _listed_or_null(expression) -%}
-    {#- a list of days, or null when it is empty (one spelling of "none") -#}
-    case when len({{ expression }}) > 0 then {{ expression }} end
+{% macro first_arrival_flag(days='') -%}
+    {#-
+        1 on the first row to arrive (lowest partition_date) of a customer's
+        purchase day, else 0: a purchase day counts once towards
+        purchase_days_90d. ``days`` qualifies the columns (a relation alias).
+    -#}
+    {%- set p = days ~ '.' if days else '' -%}
+    case
+        when {{ p }}purchases > 0
+            and row_number() over (
+                partition by {{ p }}customer_id, {{ p }}activity_date, {{ p }}purchases > 0
+                order by {{ p }}partition_date
+            ) = 1
+            then 1
+        else 0
+    end
 {%- endmacro %}

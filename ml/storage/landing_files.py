@@ -70,6 +70,24 @@ def write_raw_partition(
     return target
 
 
+def move_into_partition(
+    landing_dir: Path, table: str, day: date, files: list[Path]
+) -> list[Path]:
+    """Replace the partition of ``day`` with ``files`` (Parquet files written on
+    the same file system), renamed into it as ``part-0000.parquet``, ... (each
+    rename atomic). Returns the partition's files."""
+    folder = partition_dir(landing_dir, table, day)
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    moved = []
+    for n, path in enumerate(files):
+        target = folder / f"part-{n:04d}.parquet"
+        path.replace(target)
+        moved.append(target)
+    return moved
+
+
 # A source that has nothing for a day says so with this marker beside an empty file,
 # so that "no rows today" is told apart from "today's data has not landed".
 NO_ROWS_MARKER = "_NO_ROWS"

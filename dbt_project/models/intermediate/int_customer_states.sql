@@ -4,7 +4,7 @@
         incremental_predicates=['state_date between __start_date__ and __end_date__'],
         post_hook=[
             "delete from {{ this }} where state_date < "
-            ~ "{{ date_literal(shift_date(run_end_date(), -var('state_keep_days', 7))) }}"
+            ~ "{{ date_literal(shift_date(run_end_date(), -var('state_keep_days'))) }}"
         ],
     )
 }}
@@ -65,11 +65,7 @@
         arrival_changes.new_purchase_days
     )))
 {%- endset -%}
-{%- set lifetime_columns = [
-    'first_purchase_date', 'last_purchase_date', 'purchase_days', 'purchases',
-    'spend', 'spend_points', 'day_sum', 'day_square_sum', 'spend_day_sum',
-    'gap_count', 'gap_sum', 'gap_square_sum',
-] -%}
+{%- set lifetime_columns = lifetime_state_columns() -%}
 
 with
 
@@ -117,15 +113,7 @@ crossings as (
         days.*,
         {{ dbt.datediff('days.activity_date', date_literal(end_date), 'day') }}
             as days_ago,
-        case
-            when days.purchases > 0
-                and row_number() over (
-                    partition by days.customer_id, days.activity_date, days.purchases > 0
-                    order by days.partition_date
-                ) = 1
-                then 1
-            else 0
-        end as first_purchase_rows
+        {{ first_arrival_flag('days') }} as first_purchase_rows
 
     from {{ ref('int_customer_days_aggregated') }} as days
     where days.activity_date in (
@@ -141,19 +129,7 @@ arrival_changes as (
 
     select
         customer_id,
-        max(case when purchases > 0 then activity_date end) as last_purchase_date,
-        max(case when contacts > 0 then activity_date end) as last_contact_date,
-        list_distinct(
-            list(activity_date) filter (
-                where purchases > 0
-                    and activity_date > {{ date_literal(list_start) }}
-            )
-        ) as new_purchase_days,
-        {%- for name, value, lo, hi in summed %}
-        sum(
-            case when days_ago >= {{ lo }} and days_ago < {{ hi }} then {{ value }} else 0 end
-        ) as {{ name }}{{ ',' if not loop.last }}
-        {%- endfor %}
+        {{ window_state_aggregates('new_purchase_days', list_start) }}
 
     from arrivals
     group by customer_id
@@ -282,15 +258,7 @@ window_rows as (
     select
         *,
         {{ dbt.datediff('activity_date', date_literal(end_date), 'day') }} as days_ago,
-        case
-            when purchases > 0
-                and row_number() over (
-                    partition by customer_id, activity_date, purchases > 0
-                    order by partition_date
-                ) = 1
-                then 1
-            else 0
-        end as first_purchase_rows
+        {{ first_arrival_flag() }} as first_purchase_rows
 
     from {{ ref('int_customer_days_aggregated') }}
     where partition_date > {{ date_literal(window_start) }}
@@ -304,19 +272,7 @@ window_totals as (
 
     select
         customer_id,
-        max(case when purchases > 0 then activity_date end) as last_purchase_date,
-        max(case when contacts > 0 then activity_date end) as last_contact_date,
-        list_distinct(
-            list(activity_date) filter (
-                where purchases > 0
-                    and activity_date > {{ date_literal(list_start) }}
-            )
-        ) as purchase_days_listed,
-        {%- for name, value, lo, hi in summed %}
-        sum(
-            case when days_ago >= {{ lo }} and days_ago < {{ hi }} then {{ value }} else 0 end
-        ) as {{ name }}{{ ',' if not loop.last }}
-        {%- endfor %}
+        {{ window_state_aggregates('purchase_days_listed', list_start) }}
 
     from window_rows
     group by customer_id

@@ -9,16 +9,15 @@
     One row per (customer_id, as_of_date) for customers active at d: signed up by d
     and purchased within the last active_window_days. Point in time: a row counts
     at d only when it had arrived by d (partition_date <= d) and its event day is
-    <= d. The nightly build (one as_of_date) and a bulk build (many) run this same
-    query, so they give the same rows; a build reads only the arrivals and events
-    of the last feature_lookback_days() before its first as_of_date and those of
-    its range.
+    <= d. A bulk build (many as_of_dates) reads only the arrivals and events of the
+    last feature_lookback_days() before its first as_of_date and those of its
+    range; a nightly build reads the day's customer states (below). Both give the
+    same rows.
 -#}
 
 {%- set lookback_days = feature_lookback_days() -%}
 {%- set active_window_days = var('active_window_days') | int -%}
 {%- set windows = feature_windows() -%}
-{%- set categories = var('categories') -%}
 {%- set earliest_date = shift_date(run_start_date(), -lookback_days) -%}
 
 {%- set summed = feature_sums() -%}
@@ -66,35 +65,30 @@ states as (
 
 state_gaps as (
 
-    -- the gaps between the purchase days of the active window
+    -- the gaps between consecutive purchase days of the active window
     select
         customer_id,
-        days,
-        greatest(len(days) - 1, 0) as gap_count,
-        coalesce(
-            list_sum(list_transform(
-                range(1, len(days)),
-                lambda i: {{ dbt.datediff('days[i]', 'days[i + 1]', 'day') }}
-            )),
-            0
-        ) as gap_sum,
-        coalesce(
-            list_sum(list_transform(
-                range(1, len(days)),
-                lambda i: {{ dbt.datediff('days[i]', 'days[i + 1]', 'day') }}
-                    * {{ dbt.datediff('days[i]', 'days[i + 1]', 'day') }}
-            )),
-            0
-        ) as gap_square_sum
+        coalesce(len(gaps), 0) as gap_count,
+        coalesce(list_sum(gaps), 0) as gap_sum,
+        coalesce(list_sum(list_transform(gaps, lambda gap: gap * gap)), 0)
+            as gap_square_sum
 
     from (
         select
             customer_id,
-            list_filter(
-                purchase_days_listed,
-                lambda day: day > {{ date_literal(shift_date(run_end_date(), -active_window_days)) }}
-            ) as days
-        from states
+            list_transform(
+                range(1, len(days)),
+                lambda i: {{ dbt.datediff('days[i]', 'days[i + 1]', 'day') }}
+            ) as gaps
+        from (
+            select
+                customer_id,
+                list_filter(
+                    purchase_days_listed,
+                    lambda day: day > {{ date_literal(shift_date(run_end_date(), -active_window_days)) }}
+                ) as days
+            from states
+        )
     )
 
 ),
@@ -104,32 +98,7 @@ active_customers as (
     select
         states.state_date as as_of_date,
         states.customer_id,
-        {{ dbt.datediff('states.last_purchase_date', 'states.state_date', 'day') }}
-            as recency_days,
-        {%- for window in windows %}
-        states.tx_count_{{ window }}d,
-        states.spend_{{ window }}d,
-        {%- endfor %}
-        states.tx_count_prior_30d,
-        states.spend_prior_30d,
-        states.purchase_days_90d,
-        states.discounted_tx_count_90d,
-        (
-            {%- for category in categories %}
-            case when states.{{ category }}_rows_90d > 0 then 1 else 0 end
-            {{- ' +' if not loop.last }}
-            {%- endfor %}
-        ) as category_count_90d,
-        states.tickets_30d,
-        states.tickets_90d,
-        states.complaint_tickets_90d,
-        states.high_severity_tickets_90d,
-        states.contacts_90d,
-        case
-            when states.last_contact_date
-                > {{ add_days('states.state_date', -lookback_days) }}
-                then {{ dbt.datediff('states.last_contact_date', 'states.state_date', 'day') }}
-        end as days_since_last_contact,
+        {{ activity_summary_columns('states', 'states.state_date') }},
         state_gaps.gap_count,
         state_gaps.gap_sum,
         state_gaps.gap_square_sum
@@ -164,18 +133,9 @@ lifetimes as (
     select
         customer_id,
         state_date as as_of_date,
-        lifetime_first_purchase_date as first_purchase_date,
-        lifetime_last_purchase_date as last_purchase_date,
-        lifetime_purchase_days as purchase_days,
-        lifetime_purchases as purchases,
-        lifetime_spend as spend,
-        lifetime_spend_points as spend_points,
-        lifetime_day_sum as day_sum,
-        lifetime_day_square_sum as day_square_sum,
-        lifetime_spend_day_sum as spend_day_sum,
-        lifetime_gap_count as gap_count,
-        lifetime_gap_sum as gap_sum,
-        lifetime_gap_square_sum as gap_square_sum
+        {%- for column in lifetime_state_columns() %}
+        lifetime_{{ column }} as {{ column }}{{ ',' if not loop.last }}
+        {%- endfor %}
 
     from states
     where lifetime_purchase_days is not null
@@ -226,18 +186,7 @@ known_rows as (
         customer_days.*,
         greatest(customer_days.activity_date, customer_days.partition_date)
             as known_on,
-        case
-            when customer_days.purchases > 0
-                and row_number() over (
-                    partition by
-                        customer_days.customer_id,
-                        customer_days.activity_date,
-                        customer_days.purchases > 0
-                    order by customer_days.partition_date
-                ) = 1
-                then 1
-            else 0
-        end as first_purchase_rows
+        {{ first_arrival_flag('customer_days') }} as first_purchase_rows
 
     from customer_days
 
@@ -464,32 +413,7 @@ activity_summary as (
     select
         known_totals.as_of_date,
         known_totals.customer_id,
-        {{ dbt.datediff('known_totals.last_purchase_date', 'known_totals.as_of_date', 'day') }}
-            as recency_days,
-        {%- for window in windows %}
-        known_totals.tx_count_{{ window }}d,
-        known_totals.spend_{{ window }}d,
-        {%- endfor %}
-        known_totals.tx_count_prior_30d,
-        known_totals.spend_prior_30d,
-        known_totals.purchase_days_90d,
-        known_totals.discounted_tx_count_90d,
-        (
-            {%- for category in categories %}
-            case when known_totals.{{ category }}_rows_90d > 0 then 1 else 0 end
-            {{- ' +' if not loop.last }}
-            {%- endfor %}
-        ) as category_count_90d,
-        known_totals.tickets_30d,
-        known_totals.tickets_90d,
-        known_totals.complaint_tickets_90d,
-        known_totals.high_severity_tickets_90d,
-        known_totals.contacts_90d,
-        case
-            when known_totals.last_contact_date
-                > {{ add_days('known_totals.as_of_date', -lookback_days) }}
-                then {{ dbt.datediff('known_totals.last_contact_date', 'known_totals.as_of_date', 'day') }}
-        end as days_since_last_contact
+        {{ activity_summary_columns('known_totals', 'known_totals.as_of_date') }}
 
     from known_totals
 

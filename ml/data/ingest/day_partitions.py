@@ -20,20 +20,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ml.contract.schema import TABLES
+from ml.contract.tables import duckdb_type
 from ml.data.ingest.sql_text import ident, lit
 from ml.storage.landing_files import (
+    move_into_partition,
     partition_dir,
     write_empty_partition,
     write_partition,
 )
-
-# The DuckDB type each Arrow type of the transactions contract is written as.
-DUCKDB_TYPES = {
-    "string": "varchar",
-    "timestamp[us]": "timestamp",
-    "double": "double",
-    "bool": "boolean",
-}
 
 
 def write_transaction_days(
@@ -48,15 +42,15 @@ def write_transaction_days(
     rows of a day by time, customer and id (so the same purchases in any order give
     the same files), into a staging folder beside the partitions
     (the same file system, and not a ``dt=`` folder, so no reader lists it). Each
-    day's files are then moved into place: the old partition removed, each new
-    file renamed in. ``advance`` is called once per day moved.
+    day's files are then moved into place
+    (:func:`ml.storage.landing_files.move_into_partition`). ``advance`` is called
+    once per day moved.
     """
     root = landing / "transactions"
     root.mkdir(parents=True, exist_ok=True)
     staging = root / f".import-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     columns = ", ".join(
-        f"cast({ident(field.name)} as {DUCKDB_TYPES[str(field.type)]}) "
-        f"as {ident(field.name)}"
+        f"cast({ident(field.name)} as {duckdb_type(field.type)}) as {ident(field.name)}"
         for field in TABLES["transactions"].schema
     )
     try:
@@ -73,12 +67,7 @@ def write_transaction_days(
         )
         for day, _ in day_counts:
             written = sorted((staging / f"dt={day.isoformat()}").glob("*.parquet"))
-            folder = partition_dir(landing, "transactions", day)
-            if folder.exists():
-                shutil.rmtree(folder)
-            folder.mkdir(parents=True)
-            for n, path in enumerate(written):
-                os.replace(path, folder / f"part-{n:04d}.parquet")
+            move_into_partition(landing, "transactions", day, written)
             advance()
     finally:
         shutil.rmtree(staging, ignore_errors=True)
