@@ -184,8 +184,15 @@ def rebuild(
 
     settings = get_settings()
     _init(settings)
-    with console.status(f"rebuilding marts {start} → {end} (every {every} days)"):
-        detail = run_rebuild(_date(start), _date(end), every=every, settings=settings)
+    title = f"rebuilding marts {start} → {end} (every {every} days)"
+    with console.status(title) as status:
+        detail = run_rebuild(
+            _date(start),
+            _date(end),
+            every=every,
+            settings=settings,
+            on_stage=lambda stage: status.update(f"{title}: {stage}"),
+        )
     console.print(detail)
     _publish(settings, _date(end), full=True)  # a rebuild rewrites history
 

@@ -18,7 +18,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -380,6 +380,7 @@ def rebuild(
     end: date,
     every: int = 1,
     chunk_dates: int | None = None,
+    on_chunk: Callable[[date, date], None] | None = None,
 ) -> DbtRunResult:
     """Rebuild every model from scratch for the range.
 
@@ -403,6 +404,8 @@ def rebuild(
     chunk_start = start
     while chunk_start <= end:
         chunk_end = min(end, chunk_start + step - timedelta(days=every))
+        if on_chunk is not None:
+            on_chunk(chunk_start, chunk_end)
         results.append(
             dbt_build(
                 settings,

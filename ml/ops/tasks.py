@@ -630,7 +630,11 @@ def first_landed_day(settings: Settings, end: date) -> date | None:
 
 
 def rebuild(
-    start: date, end: date, every: int = 1, settings: Settings | None = None
+    start: date,
+    end: date,
+    every: int = 1,
+    settings: Settings | None = None,
+    on_stage: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Validate and load the landing history up to ``end``, then build the marts'
     snapshots for ``start`` … ``end``.
@@ -642,10 +646,13 @@ def rebuild(
     ``start`` is the first feature snapshot, not the first day of data: the gate
     loads every landed day from the first one, so customers who first appeared
     before ``start`` are known to it and the snapshot of ``start`` sees its whole
-    look-back, exactly as the nightly run of ``start`` would.
+    look-back, exactly as the nightly run of ``start`` would. The landing history is
+    gated a chunk of days at a time (``validate_landing_history``) and the marts
+    built a chunk of snapshot dates at a time, so memory follows the chunk; each
+    chunk is announced through ``on_stage`` (a progress line).
     """
     from ml.data.dbt import rebuild as dbt_rebuild
-    from ml.data.validation import validate_landing_range
+    from ml.data.validation import validate_landing_history
 
     settings = settings or get_settings()
     if end < start:
@@ -655,8 +662,23 @@ def rebuild(
     with step_run(settings, end, "rebuild"):
         first = first_landed_day(settings, end)
         load_from = start if first is None else min(start, first)
-        landing = validate_landing_range(settings, load_from, end)
-        result = dbt_rebuild(settings, start, end, every=every)
+        landing = validate_landing_history(
+            settings,
+            load_from,
+            end,
+            on_chunk=None
+            if on_stage is None
+            else lambda a, b: on_stage(f"gating and loading landing {a} → {b}"),
+        )
+        result = dbt_rebuild(
+            settings,
+            start,
+            end,
+            every=every,
+            on_chunk=None
+            if on_stage is None
+            else lambda a, b: on_stage(f"dbt build of the snapshots {a} → {b}"),
+        )
         detail = {
             "landing": landing.as_counts(),
             "landing_from": load_from.isoformat(),

@@ -1,6 +1,7 @@
 """Data gates: Great Expectations on landing partitions and on the feature mart.
 
-``validate_landing`` / ``validate_landing_range`` gate landing data into ``raw``
+``validate_landing`` / ``validate_landing_range`` / ``validate_landing_history``
+gate landing data into ``raw``
 (with quarantine), ``validate_marts`` gates the feature snapshot, and
 ``build_data_docs`` renders the GX Data Docs site. Importing this package does not
 import Great Expectations; the first validation does.
@@ -14,7 +15,11 @@ from ml.data.validation.errors import (
     ValidationGateError,
 )
 from ml.data.validation.gate_reports import LandingReport, MartReport, TableReport
-from ml.data.validation.landing_gate import validate_landing, validate_landing_range
+from ml.data.validation.landing_gate import (
+    validate_landing,
+    validate_landing_history,
+    validate_landing_range,
+)
 from ml.data.validation.marts_gate import validate_marts
 
 __all__ = [
@@ -28,6 +33,7 @@ __all__ = [
     "build_data_docs",
     "gx_context",
     "validate_landing",
+    "validate_landing_history",
     "validate_landing_range",
     "validate_marts",
 ]

@@ -12,8 +12,10 @@ from ml.config.settings import Settings
 from ml.data.validation import (
     ValidationGateError,
     validate_landing,
+    validate_landing_history,
     validate_landing_range,
 )
+from ml.data.validation.landing_gate import history_chunks
 from ml.storage.landing_files import write_partition, write_raw_partition
 from tests.integration.gates.gate_fixtures import (
     DAY,
@@ -155,3 +157,61 @@ def test_a_truncated_file_stops_the_rebuild_naming_table_and_file(
     # the transactions' bad rows were set aside, but the run stopped: not loaded
     assert quarantined == [("transactions", False, 5)]
     assert step and step[0][0] == "failed" and "cannot read landing file" in step[0][1]
+
+
+def test_history_in_chunks_equals_one_range(tmp_path: Path) -> None:
+    """The history gate (ml.ops.tasks.rebuild) in chunks of a day gives the rows of
+    one range call: each chunk sees the customers the chunks before it loaded."""
+    chunked = Settings(home=tmp_path / "chunked")
+    whole = Settings(home=tmp_path / "whole")
+    for settings in (chunked, whole):
+        land_three_days(settings.landing_dir)
+    assert history_chunks(chunked, D1, D3, 1) == [(D1, D1), (D2, D2), (D3, D3)]
+    assert history_chunks(chunked, D1, D3, 10**9) == [(D1, D3)]
+
+    seen: list[tuple[object, object]] = []
+    report = validate_landing_history(
+        chunked,
+        D1,
+        D3,
+        chunk_bytes=1,
+        data_docs=False,
+        on_chunk=lambda a, b: seen.append((a, b)),
+    )
+    one = validate_landing_range(whole, D1, D3, data_docs=False)
+
+    assert seen == [(D1, D1), (D2, D2), (D3, D3)]
+    assert snapshot(chunked)["transactions"] == snapshot(whole)["transactions"]
+    assert snapshot(chunked)["quarantine"] == snapshot(whole)["quarantine"]
+    assert snapshot(chunked)["customers"] == snapshot(whole)["customers"]
+    assert (report.start, report.end, report.passed) == (D1, D3, True)
+    for name in ("customers", "transactions", "support_tickets", "action_results"):
+        mine, theirs = report.tables[name], one.tables[name]
+        assert (mine.status, mine.partitions, mine.rows_read, mine.rows_loaded) == (
+            theirs.status,
+            theirs.partitions,
+            theirs.rows_read,
+            theirs.rows_loaded,
+        ), name
+        assert mine.quarantined == theirs.quarantined, name
+
+
+def test_a_failing_chunk_keeps_the_chunks_before_it(settings: Settings) -> None:
+    land_three_days(settings.landing_dir)
+    broken = table("transactions", transactions(D3)).drop_columns(["category"])
+    write_raw_partition(settings.landing_dir, "transactions", D3, broken)
+
+    with pytest.raises(ValidationGateError) as caught:
+        validate_landing_history(settings, D1, D3, chunk_bytes=1, data_docs=False)
+
+    message = str(caught.value)
+    assert message.startswith("transactions dt=2025-03-04: ")
+    assert "'category'" in message
+    assert "loaded: 2025-03-02..2025-03-03" in message
+    with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
+        loaded = con.execute(
+            "select partition_date, count(*) from raw.transactions "
+            "group by 1 order by 1"
+        ).fetchall()
+    # D1 and D2 passed in their chunks and stay loaded; nothing of D3
+    assert [day for day, _ in loaded] == [D1, D2]
