@@ -78,7 +78,7 @@ from ml.contract.tables import (
     RETIRED_TABLE,
     ddl_script,
 )
-from ml.storage.procs import hostname, process_alive
+from ml.storage.procs import process_alive, safe_hostname
 from ml.storage.warehouse import duckdb_config
 
 log = logging.getLogger(__name__)
@@ -819,8 +819,7 @@ def _delete(paths: list[str]) -> int:
 
 def _owner() -> str:
     """``<pid>@<host>`` of this process, for the name of a batch directory."""
-    host = re.sub(r"[^A-Za-z0-9._-]", "_", hostname()) or "host"
-    return f"{os.getpid()}@{host}"
+    return f"{os.getpid()}@{safe_hostname()}"
 
 
 # Batch directories of dead writers this process has already swept: a night's

@@ -12,12 +12,17 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import socket
 from datetime import UTC, datetime
 from pathlib import Path
 
 # ".<name>.<pid>.tmp": the temporary file an atomic write renames to <name>
 _TEMP_FILE = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.tmp$")
+# ".<prefix>-<pid>@<host>-<hex>": a staging folder that its writer removes when done
+_STAGING_DIR = re.compile(
+    r"^\.(?P<prefix>[a-z]+)-(?P<pid>\d+)@(?P<host>[A-Za-z0-9._-]+)-[0-9a-f]+$"
+)
 
 
 def hostname() -> str:
@@ -63,6 +68,38 @@ def process_alive(pid: int, since: datetime | None = None) -> bool:
         ):
             return False
     return True
+
+
+def safe_hostname() -> str:
+    """:func:`hostname` with only the characters a file name may safely hold."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", hostname()) or "host"
+
+
+def staging_dir(folder: Path, prefix: str, token: str) -> Path:
+    """A staging folder in ``folder`` named after this process:
+    ``.<prefix>-<pid>@<host>-<token>`` (``token`` in hex), which
+    :func:`remove_stale_staging_dirs` removes once the process is gone."""
+    return folder / f".{prefix}-{os.getpid()}@{safe_hostname()}-{token}"
+
+
+def remove_stale_staging_dirs(folder: Path, prefix: str) -> list[Path]:
+    """Delete the staging folders ``.<prefix>-<pid>@<host>-<hex>`` in ``folder``
+    written on this host by a process that no longer runs (killed before its
+    ``finally``); a live process's and other hosts' are left alone. Returns what
+    was deleted."""
+    removed: list[Path] = []
+    if not folder.is_dir():
+        return removed
+    host = safe_hostname()
+    for path in sorted(folder.iterdir()):
+        found = _STAGING_DIR.match(path.name)
+        if found is None or found["prefix"] != prefix or not path.is_dir():
+            continue
+        if found["host"] != host or process_alive(int(found["pid"])):
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+    return removed
 
 
 def remove_stale_temp_files(folder: Path) -> list[Path]:

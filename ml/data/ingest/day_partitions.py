@@ -8,7 +8,6 @@ import owns is replaced, or removed when it has no rows left.
 
 from __future__ import annotations
 
-import os
 import shutil
 import uuid
 from collections.abc import Callable
@@ -28,6 +27,10 @@ from ml.storage.landing_files import (
     write_empty_partition,
     write_partition,
 )
+from ml.storage.procs import remove_stale_staging_dirs, staging_dir
+
+# .import-<pid>@<host>-<hex> under landing/transactions (ml.storage.procs)
+STAGING_PREFIX = "import"
 
 
 def write_transaction_days(
@@ -41,14 +44,17 @@ def write_transaction_days(
     DuckDB writes every day of ``tx_good`` in one ``COPY ... PARTITION_BY``, the
     rows of a day by time, customer and id (so the same purchases in any order give
     the same files), into a staging folder beside the partitions
-    (the same file system, and not a ``dt=`` folder, so no reader lists it). Each
+    (the same file system, and not a ``dt=`` folder, so no reader lists it; one
+    left by an import that was killed is removed by the next import). Each
     day's files are then moved into place
     (:func:`ml.storage.landing_files.move_into_partition`). ``advance`` is called
     once per day moved.
     """
     root = landing / "transactions"
     root.mkdir(parents=True, exist_ok=True)
-    staging = root / f".import-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    # an import killed mid-write (kill -9) left its staging folder behind
+    remove_stale_staging_dirs(root, STAGING_PREFIX)
+    staging = staging_dir(root, STAGING_PREFIX, uuid.uuid4().hex[:8])
     columns = ", ".join(
         f"cast({ident(field.name)} as {duckdb_type(field.type)}) as {ident(field.name)}"
         for field in TABLES["transactions"].schema

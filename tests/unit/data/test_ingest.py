@@ -567,3 +567,36 @@ def test_days_without_sales_are_declared_empty_and_pass_the_gate(
     assert report.passed
     with connect(settings.warehouse_path, read_only=True) as con:
         assert con.execute("select count(*) from raw.transactions").fetchone() == (3,)
+
+
+def test_an_import_removes_the_staging_folder_a_killed_import_left(
+    settings: Settings,
+) -> None:
+    """An import killed mid-write (kill -9) leaves its staging folder under
+    landing/transactions; the next import removes it and writes the same days."""
+    import subprocess
+    import sys
+
+    from ml.storage.procs import safe_hostname
+
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    root = settings.landing_dir / "transactions"
+    stale = root / f".import-{int(gone.stdout)}@{safe_hostname()}-deadbeef"
+    (stale / "dt=2024-01-03").mkdir(parents=True)
+    (stale / "dt=2024-01-03" / "part-0.parquet").write_bytes(b"half a file")
+
+    _import(settings)
+
+    assert not stale.exists()
+    assert [p.name for p in root.iterdir() if p.name.startswith(".")] == []
+    written = [
+        day
+        for day in list_partition_dates(settings.landing_dir, "transactions")
+        if not is_declared_empty(settings.landing_dir, "transactions", day)
+    ]
+    assert written == GOOD_DAYS
