@@ -4,7 +4,8 @@
     bounds are rendered as literals so that DuckDB prunes row groups by zone maps.
 
     ml.data.dbt passes the dates as environment variables (LOOPLINE_DBT_START_DATE,
-    LOOPLINE_DBT_END_DATE, LOOPLINE_DBT_EVERY), not as --vars: dbt re-parses the
+    LOOPLINE_DBT_END_DATE, LOOPLINE_DBT_EVERY, and LOOPLINE_DBT_ANCHOR for a chunk
+    of a bulk build), not as --vars: dbt re-parses the
     whole project (about 4 s) whenever --vars change. The environment is read only
     at execution (see _run_setting), so a new night re-parses nothing. A var of
     the same name (from --vars, or a unit test's overrides) wins over the
@@ -87,17 +88,43 @@
 {%- endmacro %}
 
 
-{% macro as_of_dates_spine() -%}
-    {#- one row per as_of_date of the run: start, start + every, ... <= end -#}
+{% macro run_first_as_of_date() -%}
+    {#-
+        The first as_of_date of the run: start_date, unless the run is one chunk
+        of a longer bulk build whose snapshot dates are anchor, anchor + every, ...
+        (LOOPLINE_DBT_ANCHOR, see ml.data.dbt.rebuild): then the first of those on
+        or after start_date. A chunk starts the day after the one before it ended,
+        so its partition-keyed models build every day in between.
+    -#}
     {%- set start = run_start_date() -%}
+    {%- set every = run_every() -%}
+    {%- set anchor = _run_setting('anchor') -%}
+    {#- dates given as vars (a unit test's overrides) are a run of their own -#}
+    {%- if anchor is none or var('start_date', none) is not none -%}
+        {{ return(start) }}
+    {%- endif -%}
+    {%- set anchor = modules.datetime.date.fromisoformat(anchor | string) -%}
+    {{ return(shift_date(start, (anchor - start).days % every)) }}
+{%- endmacro %}
+
+
+{% macro as_of_dates_spine() -%}
+    {#- one row per as_of_date of the run: first, first + every, ... <= end -#}
+    {%- set first = run_first_as_of_date() -%}
     {%- set end = run_end_date() -%}
     {%- set every = run_every() -%}
-    {%- set count = ((end - start).days // every) + 1 -%}
+    {%- if first > end -%}
+        {{ exceptions.raise_compiler_error(
+            "no as_of_date between " ~ run_start_date() ~ " and " ~ end
+            ~ " (every " ~ every ~ " days from " ~ first ~ ")"
+        ) }}
+    {%- endif -%}
+    {%- set count = ((end - first).days // every) + 1 -%}
     select cast(as_of_date as date) as as_of_date
     from (
         values
         {%- for i in range(count) %}
-            ('{{ shift_date(start, i * every).isoformat() }}'){{ ',' if not loop.last }}
+            ('{{ shift_date(first, i * every).isoformat() }}'){{ ',' if not loop.last }}
         {%- endfor %}
     ) as run_dates (as_of_date)
 {%- endmacro %}

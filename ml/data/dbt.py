@@ -131,13 +131,17 @@ def dbt_vars(settings: Settings) -> dict[str, Any]:
     }
 
 
-def dbt_run_env(start: date, end: date, every: int) -> dict[str, str]:
+def dbt_run_env(
+    start: date, end: date, every: int, anchor: date | None = None
+) -> dict[str, str]:
     """The run's dates for ``dbt_project/macros/run_dates.sql``, as environment
-    variables (a var of the same name would win)."""
+    variables (a var of the same name would win). ``anchor`` aligns the as_of
+    dates of a chunk of a bulk build to the build's first date (empty: ``start``)."""
     return {
         "LOOPLINE_DBT_START_DATE": start.isoformat(),
         "LOOPLINE_DBT_END_DATE": end.isoformat(),
         "LOOPLINE_DBT_EVERY": str(every),
+        "LOOPLINE_DBT_ANCHOR": "" if anchor is None else anchor.isoformat(),
     }
 
 
@@ -254,8 +258,13 @@ def dbt_build(
     every: int = 1,
     full_refresh: bool = False,
     select: str | None = None,
+    anchor: date | None = None,
 ) -> DbtRunResult:
     """Run one ``dbt build`` for the as_of_dates ``start, start + every, ... <= end``.
+
+    With ``anchor``, the as_of_dates are instead those of ``anchor, anchor +
+    every, ...`` between ``start`` and ``end`` (a chunk of a bulk build, see
+    :func:`rebuild`); the partition-keyed models build every day from ``start``.
 
     Raises :class:`DbtBuildError` naming every failed node and its message. The
     warehouse must exist with its ``raw`` schema
@@ -281,7 +290,7 @@ def dbt_build(
         WAREHOUSE_ENV: str(settings.warehouse_path),
         DUCKDB_MEMORY_LIMIT_ENV: settings.duckdb_memory_limit,
     }
-    env |= dbt_run_env(start, end, every)
+    env |= dbt_run_env(start, end, every, anchor)
     with _DBT_LOCK, _environment(env):
         try:
             manifest = _parsed_manifest(settings)
@@ -386,7 +395,10 @@ def rebuild(
 
     The as_of dates are built ``chunk_dates`` at a time: a full-refresh build of the
     first chunk, then an incremental build of each next one (the nightly query over
-    a range, so the rows are the same as one build of the whole range). Every dbt
+    a range, so the rows are the same as one build of the whole range). Each chunk
+    builds from the day after the one before it ended, so the partition-keyed
+    models see every day, and its as_of dates stay those of ``start, start +
+    every, ...`` (the ``anchor`` of :func:`dbt_build`). Every dbt
     invocation costs seconds of fixed overhead and runs every data test again, so a
     chunk is as large as memory allows; ``customer_features`` costs time and memory
     in proportion to its rows, not to dates x look-back. Left out, ``chunk_dates``
@@ -401,21 +413,23 @@ def rebuild(
         raise ValueError(f"chunk_dates must be >= 1, got {chunk_dates}")
     step = timedelta(days=every * chunk_dates)
     results: list[DbtRunResult] = []
-    chunk_start = start
-    while chunk_start <= end:
-        chunk_end = min(end, chunk_start + step - timedelta(days=every))
+    first_as_of = build_from = start
+    while first_as_of <= end:
+        chunk_end = min(end, first_as_of + step - timedelta(days=every))
         if on_chunk is not None:
-            on_chunk(chunk_start, chunk_end)
+            on_chunk(build_from, chunk_end)
         results.append(
             dbt_build(
                 settings,
-                chunk_start,
+                build_from,
                 chunk_end,
                 every=every,
                 full_refresh=not results,
+                anchor=start,
             )
         )
-        chunk_start = chunk_end + timedelta(days=every)
+        build_from = chunk_end + timedelta(days=1)
+        first_as_of = chunk_end + timedelta(days=every)
     if not results:
         raise ValueError(f"end {end} lies before start {start}")
     return DbtRunResult(

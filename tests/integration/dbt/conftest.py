@@ -219,7 +219,10 @@ def perturbed(
 
 @pytest.fixture(scope="session")
 def weekly(tmp_path_factory: pytest.TempPathFactory, world: World) -> BuiltWorld:
+    """The range rebuilt with a snapshot every 7 days, 2 snapshot dates per dbt
+    invocation: the chunks of a large customer base (ml.data.dbt.bulk_chunk_dates),
+    whose partition-keyed models must still build the days between chunks."""
     settings = make_settings(tmp_path_factory.mktemp("weekly"))
     load_world(settings.warehouse_path, world)
-    result = rebuild(settings, BUILD_START, BUILD_END, every=7)
+    result = rebuild(settings, BUILD_START, BUILD_END, every=7, chunk_dates=2)
     return BuiltWorld(settings, world, [result])

@@ -107,6 +107,11 @@ def test_weekly_snapshots_are_the_daily_ones_on_their_dates(
     assert {row[1] for row in labels} == {
         day for day in dates if day + timedelta(days=HORIZON_DAYS) <= BUILD_END
     }
+    # the chunks built every day's partitions, the days between chunks included
+    assert len(weekly.results[0].nodes) > len(bulk.results[0].nodes)
+    assert read_rows(weekly.settings, "fct_transactions") == read_rows(
+        bulk.settings, "fct_transactions"
+    )
 
 
 def _states(built: BuiltWorld, day: object) -> dict[str, tuple[object, ...]]:
