@@ -70,6 +70,7 @@ from ml.data.ingest.transaction_rows import (
     parse_transactions,
     rows_per_day,
 )
+from ml.storage.warehouse import memory_limit
 
 __all__ = [
     "REJECTED_DIR",
@@ -78,6 +79,16 @@ __all__ = [
     "ReadOptions",
     "import_transactions",
 ]
+
+
+def import_config(workdir: Path) -> dict[str, str | bool | int | float | list[str]]:
+    """The import's in-memory DuckDB: the warehouse's memory limit, spilling into
+    ``workdir`` above it, so a log of tens of millions of rows imports within the
+    same memory as a night instead of DuckDB's default of 80 % of the machine."""
+    return {
+        "memory_limit": memory_limit(),
+        "temp_directory": str(workdir / "spill"),
+    }
 
 
 def import_transactions(
@@ -144,8 +155,8 @@ def import_transactions(
     options = read_options(delimiter, encoding, decimal, timezone)
     with (
         progress_display(progress) as bar,
-        duckdb.connect() as con,
         tempfile.TemporaryDirectory(prefix="loopline-import-") as tmp,
+        duckdb.connect(config=import_config(Path(tmp))) as con,
     ):
         workdir = Path(tmp)
         set_timezone(con, options.timezone)

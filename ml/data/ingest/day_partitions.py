@@ -43,10 +43,10 @@ def write_transaction_days(
 
     DuckDB writes every day of ``tx_good`` in one ``COPY ... PARTITION_BY``, the
     rows of a day by time, customer and id (so the same purchases in any order give
-    the same files), into a staging folder beside the partitions
-    (the same file system, and not a ``dt=`` folder, so no reader lists it; one
-    left by an import that was killed is removed by the next import). Each
-    day's files are then moved into place
+    the same files; one thread writes, which is what keeps that order), into a
+    staging folder beside the partitions (the same file system, and not a ``dt=``
+    folder, so no reader lists it; one left by an import that was killed is
+    removed by the next import). Each day's files are then moved into place
     (:func:`ml.storage.landing_files.move_into_partition`). ``advance`` is called
     once per day moved.
     """
@@ -59,7 +59,12 @@ def write_transaction_days(
         f"cast({ident(field.name)} as {duckdb_type(field.type)}) as {ident(field.name)}"
         for field in TABLES["transactions"].schema
     )
+    # DuckDB keeps the ORDER BY inside each partition of a PARTITION_BY copy only
+    # when one thread writes it: with more, rows of a day interleave differently
+    # from run to run (seen from a few hundred thousand rows on).
+    (threads,) = con.execute("select current_setting('threads')").fetchone() or (1,)
     try:
+        con.execute("set threads = 1")
         con.execute(
             f"""
             copy (
@@ -71,11 +76,13 @@ def write_transaction_days(
             )
             """
         )
+        con.execute(f"set threads = {int(threads)}")
         for day, _ in day_counts:
             written = sorted((staging / f"dt={day.isoformat()}").glob("*.parquet"))
             move_into_partition(landing, "transactions", day, written)
             advance()
     finally:
+        con.execute(f"set threads = {int(threads)}")
         shutil.rmtree(staging, ignore_errors=True)
 
 

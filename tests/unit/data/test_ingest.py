@@ -600,3 +600,83 @@ def test_an_import_removes_the_staging_folder_a_killed_import_left(
         if not is_declared_empty(settings.landing_dir, "transactions", day)
     ]
     assert written == GOOD_DAYS
+
+
+def _write_large_log(path: Path, shuffled: bool = False) -> None:
+    """400,000 purchases of 20,000 customers over a year, in the fixture's shape;
+    large enough that DuckDB reads and writes it with several threads."""
+    import duckdb
+
+    order = "order by hash(i)" if shuffled else ""
+    with duckdb.connect() as con:
+        con.execute(
+            f"""
+            copy (
+                select
+                    'C' || lpad(cast(i % 20000 as varchar), 6, '0') as client,
+                    strftime(timestamp '2024-01-01' + to_minutes(i * 7 % 525600),
+                        '%d/%m/%Y %H:%M') as purchased,
+                    cast(round(5 + (i * 37 % 12000) / 100.0, 2) as varchar) as total,
+                    (['grocery', 'home', 'fashion'])[1 + cast(i % 3 as integer)]
+                        as kind
+                from range(400000) as t(i)
+                {order}
+            ) to '{path}' (header, delimiter ',')
+            """
+        )
+
+
+def test_a_large_log_in_another_order_gives_the_same_files(tmp_path: Path) -> None:
+    """Each day's rows are written by time, customer and id whatever the order of
+    the log, also when DuckDB works with several threads."""
+    ordered, shuffled = tmp_path / "ordered.csv", tmp_path / "shuffled.csv"
+    _write_large_log(ordered)
+    _write_large_log(shuffled, shuffled=True)
+    first = _settings(tmp_path / "first")
+    second = _settings(tmp_path / "second")
+    _import(first, ordered)
+    _import(second, shuffled)
+
+    for day in list_partition_dates(first.landing_dir, "transactions"):
+        files = partition_files(first.landing_dir, "transactions", day)
+        again = partition_files(second.landing_dir, "transactions", day)
+        assert [f.name for f in files] == [f.name for f in again]
+        for file, other in zip(files, again, strict=True):
+            data = pq.read_table(file)
+            assert data.equals(pq.read_table(other)), day
+            keys = list(
+                zip(
+                    data.column("transaction_at").to_pylist(),
+                    data.column("customer_id").to_pylist(),
+                    data.column("transaction_id").to_pylist(),
+                    strict=True,
+                )
+            )
+            assert keys == sorted(keys), day
+
+
+def test_the_import_runs_within_the_warehouse_memory_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The import's DuckDB takes the warehouse's memory limit and spills above it
+    (its default would be 80 % of the machine): a log larger than the limit
+    imports under it to the same partitions as without one."""
+    from ml.data.ingest import import_config
+
+    log = tmp_path / "large.csv"
+    _write_large_log(log)
+    free = _settings(tmp_path / "free")
+    _import(free, log)
+
+    monkeypatch.setenv("LOOPLINE_DUCKDB_MEMORY_LIMIT", "160MiB")
+    config = import_config(tmp_path)
+    assert config["memory_limit"] == "160MiB"
+    assert config["temp_directory"] == str(tmp_path / "spill")
+    limited = _settings(tmp_path / "limited")
+    summary = _import(limited, log)
+
+    assert summary.rows_written == 400000
+    assert _read_table(limited, "transactions").equals(
+        _read_table(free, "transactions")
+    )
+    assert _read_table(limited, "customers").equals(_read_table(free, "customers"))
