@@ -1,9 +1,10 @@
 """Write the day partitions of one import.
 
-Transactions go to one partition per purchase day, all written by one DuckDB
-``COPY`` and then moved into place. A day inside the log's span
-without purchases is declared empty. The customers partition of every day the
-import owns is replaced, or removed when it has no rows left.
+Transactions go to one partition per purchase day, written by DuckDB ``COPY``
+statements side by side (one per span of days) and then moved into place. A day
+inside the log's span without purchases is declared empty. The customers
+partition of every day the import owns is replaced, or removed when it has no
+rows left.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import shutil
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -41,12 +43,13 @@ def write_transaction_days(
 ) -> None:
     """Replace the transactions partition of every day in ``day_counts``.
 
-    DuckDB writes every day of ``tx_good`` in one ``COPY ... PARTITION_BY``, the
+    DuckDB writes every day of ``tx_good`` with ``COPY ... PARTITION_BY``, the
     rows of a day by time, customer and id (so the same purchases in any order give
-    the same files; one thread writes, which is what keeps that order), into a
-    staging folder beside the partitions (the same file system, and not a ``dt=``
-    folder, so no reader lists it; one left by an import that was killed is
-    removed by the next import). Each day's files are then moved into place
+    the same files: each day is written by one thread, which is what keeps that
+    order, and spans of days are written side by side), into a staging folder
+    beside the partitions (the same file system, and not a ``dt=`` folder, so no
+    reader lists it; one left by an import that was killed is removed by the next
+    import). Each day's files are then moved into place
     (:func:`ml.storage.landing_files.move_into_partition`). ``advance`` is called
     once per day moved.
     """
@@ -61,21 +64,36 @@ def write_transaction_days(
     )
     # DuckDB keeps the ORDER BY inside each partition of a PARTITION_BY copy only
     # when one thread writes it: with more, rows of a day interleave differently
-    # from run to run (seen from a few hundred thousand rows on).
+    # from run to run (seen from a few hundred thousand rows on). So DuckDB runs
+    # with one thread, and as many copies as it had threads run side by side, each
+    # on its own span of days and its own cursor.
     (threads,) = con.execute("select current_setting('threads')").fetchone() or (1,)
+    (zone,) = con.execute("select current_setting('TimeZone')").fetchone() or ("UTC",)
+    spans = day_spans(day_counts, max(1, int(threads)))
+
+    def copy_span(span: tuple[date, date]) -> None:
+        with con.cursor() as cursor:
+            cursor.execute(f"set TimeZone = {lit(str(zone))}")
+            cursor.execute(
+                f"""
+                copy (
+                    select {columns}, cast(transaction_at as date) as dt
+                    from tx_good
+                    where cast(transaction_at as date) between ? and ?
+                    order by transaction_at, customer_id, transaction_id
+                ) to {lit(str(staging))} (
+                    format parquet, partition_by (dt), filename_pattern 'part-{{i}}',
+                    overwrite_or_ignore
+                )
+                """,
+                [span[0], span[1]],
+            )
+
     try:
         con.execute("set threads = 1")
-        con.execute(
-            f"""
-            copy (
-                select {columns}, cast(transaction_at as date) as dt
-                from tx_good
-                order by transaction_at, customer_id, transaction_id
-            ) to {lit(str(staging))} (
-                format parquet, partition_by (dt), filename_pattern 'part-{{i}}'
-            )
-            """
-        )
+        with ThreadPoolExecutor(max_workers=len(spans)) as pool:
+            for done in [pool.submit(copy_span, span) for span in spans]:
+                done.result()
         con.execute(f"set threads = {int(threads)}")
         for day, _ in day_counts:
             written = sorted((staging / f"dt={day.isoformat()}").glob("*.parquet"))
@@ -84,6 +102,29 @@ def write_transaction_days(
     finally:
         con.execute(f"set threads = {int(threads)}")
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def day_spans(
+    day_counts: list[tuple[date, int]], parts: int
+) -> list[tuple[date, date]]:
+    """Split the sorted ``day_counts`` into at most ``parts`` runs of consecutive
+    days with about the same number of rows each: (first day, last day) of each."""
+    if not day_counts:
+        return []
+    total = sum(n for _, n in day_counts)
+    spans: list[tuple[date, date]] = []
+    first = day_counts[0][0]
+    seen = 0
+    for index, (day, n) in enumerate(day_counts):
+        seen += n
+        last_one = index == len(day_counts) - 1
+        if last_one or (
+            len(spans) < parts - 1 and seen >= total * (len(spans) + 1) / parts
+        ):
+            spans.append((first, day))
+            if not last_one:
+                first = day_counts[index + 1][0]
+    return spans
 
 
 def declare_empty_days(landing: Path, days: list[date]) -> list[date]:

@@ -181,7 +181,7 @@ def assign_transaction_ids(con: duckdb.DuckDBPyConnection) -> None:
     """
     con.execute(
         f"""
-        create temp table tx_good as
+        create table tx_good as
         with valid as (
             select *, printf('%.6f', amount) as amount_key
             from tx_parsed

@@ -680,3 +680,19 @@ def test_the_import_runs_within_the_warehouse_memory_limit(
         _read_table(free, "transactions")
     )
     assert _read_table(limited, "customers").equals(_read_table(free, "customers"))
+
+
+def test_day_spans_cover_every_day_once_in_balanced_runs() -> None:
+    from ml.data.ingest.day_partitions import day_spans
+
+    days = [(date(2024, 1, 1) + timedelta(days=i), 10 + i % 7) for i in range(50)]
+    for parts in (1, 2, 3, 8, 60):
+        spans = day_spans(days, parts)
+        assert 1 <= len(spans) <= min(parts, len(days))
+        assert spans[0][0] == days[0][0] and spans[-1][1] == days[-1][0]
+        for (_, last), (first, _) in zip(spans, spans[1:], strict=False):
+            assert first == last + timedelta(days=1)
+        if parts == 2:
+            rows = [sum(n for day, n in days if lo <= day <= hi) for lo, hi in spans]
+            assert abs(rows[0] - rows[1]) <= 2 * max(n for _, n in days)
+    assert day_spans([], 2) == []
