@@ -179,6 +179,8 @@ def assign_transaction_ids(con: duckdb.DuckDBPyConnection) -> None:
     identical purchases, so two identical rows stay two purchases, and the same file
     gets the same ids on every import.
     """
+    # a table of the import's own in-memory database, not a temp table, so the
+    # cursors that write the day partitions side by side see it
     con.execute(
         f"""
         create table tx_good as
