@@ -403,7 +403,7 @@ def rebuild(
     chunk is as large as memory allows: each chunk's ``customer_features`` also
     re-reads the look-back before its first date, so fewer chunks read less.
     Left out, ``chunk_dates`` is :func:`bulk_chunk_dates` of the customers in
-    ``raw.customers``: a year of dates up to 65,000 customers, 11 for 2.2 million.
+    ``raw.customers``: a year of dates up to 65,000 customers, 11 for 2.16 million.
     Returns one result for the whole range (every chunk's nodes, the total time,
     the final row counts).
     """

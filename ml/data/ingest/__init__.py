@@ -70,7 +70,7 @@ from ml.data.ingest.transaction_rows import (
     parse_transactions,
     rows_per_day,
 )
-from ml.storage.warehouse import memory_limit
+from ml.storage.warehouse import duckdb_config
 
 __all__ = [
     "REJECTED_DIR",
@@ -85,10 +85,7 @@ def import_config(workdir: Path) -> dict[str, str | bool | int | float | list[st
     """The import's in-memory DuckDB: the warehouse's memory limit, spilling into
     ``workdir`` above it, so a log of tens of millions of rows imports within the
     same memory as a night instead of DuckDB's default of 80 % of the machine."""
-    return {
-        "memory_limit": memory_limit(),
-        "temp_directory": str(workdir / "spill"),
-    }
+    return {**duckdb_config(), "temp_directory": str(workdir / "spill")}
 
 
 def import_transactions(

@@ -82,6 +82,7 @@ def write_transaction_days(
                     where cast(transaction_at as date) between ? and ?
                     order by transaction_at, customer_id, transaction_id
                 ) to {lit(str(staging))} (
+                    -- the spans share the staging folder, never a day folder
                     format parquet, partition_by (dt), filename_pattern 'part-{{i}}',
                     overwrite_or_ignore
                 )
@@ -91,10 +92,9 @@ def write_transaction_days(
 
     try:
         con.execute("set threads = 1")
-        with ThreadPoolExecutor(max_workers=len(spans)) as pool:
+        with ThreadPoolExecutor(max_workers=max(1, len(spans))) as pool:
             for done in [pool.submit(copy_span, span) for span in spans]:
                 done.result()
-        con.execute(f"set threads = {int(threads)}")
         for day, _ in day_counts:
             written = sorted((staging / f"dt={day.isoformat()}").glob("*.parquet"))
             move_into_partition(landing, "transactions", day, written)

@@ -681,6 +681,12 @@ def test_the_import_runs_within_the_warehouse_memory_limit(
     )
     assert _read_table(limited, "customers").equals(_read_table(free, "customers"))
 
+    # the limit reaches the import's connection: far too little memory fails,
+    # with DuckDB's reason in the import's error
+    monkeypatch.setenv("LOOPLINE_DUCKDB_MEMORY_LIMIT", "16MiB")
+    with pytest.raises(ImportInputError, match="Out of Memory"):
+        _import(_settings(tmp_path / "starved"), log)
+
 
 def test_day_spans_cover_every_day_once_in_balanced_runs() -> None:
     from ml.data.ingest.day_partitions import day_spans
