@@ -14,14 +14,18 @@ It times, side by side in one run:
 * a full publish (``full=True``: every table, as the first publish and a rebuild);
 * ``--nights`` nightly publishes, each after a new day was added to every
   partitioned table (its latest partition copied to the next date, as a night
-  adds one), with the default look-back (the horizon plus 7 days);
+  adds one), fingerprinting the dates a run writes (the night and the date H days
+  before it, the default);
+* with ``--window``, as many nightly publishes again, alternating with those,
+  that fingerprint every partition of the last H + 7 days (the rule before the
+  written dates), each after a new day of its own;
 
-and prints the ratio of the file copy to the median nightly publish. With
-``--compare`` it also times a new database filled with one ``create table … as``
-per published table.
+and prints the ratio of the file copy to the median nightly publish (and of the
+window's median to it). With ``--compare`` it also times a new database filled
+with one ``create table … as`` per published table.
 
 Run: ``.venv/bin/python benchmarks/bench_publish.py --home DIR [--scale-from SRC
---scale 15] [--nights 3] [--compare]``.
+--scale 15] [--nights 3] [--window] [--compare]``.
 """
 
 from __future__ import annotations
@@ -43,7 +47,7 @@ from ml.analytics.publish import (
     publish_analytics,
     published_tables,
 )
-from ml.config.settings import Settings
+from ml.config.settings import Settings, load_business_config
 
 MIB = 1024 * 1024
 
@@ -159,6 +163,9 @@ def main() -> None:
     parser.add_argument("--scale", type=int, default=1)
     parser.add_argument("--nights", type=int, default=3)
     parser.add_argument("--compare", action="store_true")
+    parser.add_argument(
+        "--window", action="store_true", help="also the H + 7-day window, alternating"
+    )
     args = parser.parse_args()
     settings = Settings(home=args.home)
     if args.scale_from is not None:
@@ -180,22 +187,38 @@ def main() -> None:
         f"analyst copy: {summary.size_bytes / MIB:,.0f} MiB, "
         f"{summary.partitions_written:,} partitions"
     )
-    nightly: list[float] = []
-    for _ in range(args.nights):
-        day = add_night(settings)
-        started = time.perf_counter()
-        night = publish_analytics(settings, day, "bench_publish")
-        nightly.append(time.perf_counter() - started)
-        print(
-            f"  night {day}: {nightly[-1]:.2f} s, {night.partitions_written} "
-            f"partitions written, {night.partitions_kept:,} kept, republished "
-            f"{night.republished or 'none'}"
-        )
+    horizon = load_business_config(settings.config_file).horizon_days
+    modes = ["written dates", "window"] if args.window else ["written dates"]
+    timings: dict[str, list[float]] = {mode: [] for mode in modes}
+    for index in range(args.nights):
+        # alternate which rule goes first, so neither always meets a warmer cache
+        for mode in modes if index % 2 == 0 else modes[::-1]:
+            day = add_night(settings)
+            window = tuple(day - timedelta(days=i) for i in range(horizon + 8))
+            started = time.perf_counter()
+            night = publish_analytics(
+                settings,
+                day,
+                "bench_publish",
+                checked_dates=window if mode == "window" else None,
+            )
+            timings[mode].append(time.perf_counter() - started)
+            print(
+                f"  night {day} ({mode}): {timings[mode][-1]:.2f} s, "
+                f"{night.partitions_written} partitions written, "
+                f"{night.partitions_kept:,} kept, republished "
+                f"{night.republished or 'none'}"
+            )
+    nightly = timings["written dates"]
     median = statistics.median(nightly)
     print(f"copy the warehouse file + fsync   {file_copy:7.2f} s")
     print(f"full publish                      {full:7.2f} s")
     print(f"nightly publish (median of {len(nightly)})    {median:7.2f} s")
     print(f"ratio file copy / nightly publish {file_copy / median:7.1f}x")
+    if args.window:
+        wide = statistics.median(timings["window"])
+        print(f"nightly publish, H + 7-day window {wide:7.2f} s")
+        print(f"ratio window / written dates      {wide / median:7.1f}x")
     if args.compare:
         copy_by_rows(settings)
 

@@ -17,15 +17,20 @@ without a date) is copied into the catalog whole.
 **Only what changed is written.** The catalog keeps a manifest
 (``ops.publication_files``): per partition its rows, a fingerprint (the sum of the
 row hashes) and its files. A publish for logical date ``d`` fingerprints only the
-partitions dated ``d - lookback_days`` or later, where the pipeline's runs for
-``d`` write (the nightly partition, the labels and outcomes that mature at ``d - H``),
-and writes a new file only for a partition whose fingerprint changed; older
-partitions keep their files. If the rows outside that window no longer add up to
-the table's row count (a rebuild or a backfill changed history), or the table's
-columns changed, that table is published whole again; ``full=True`` (``loopline
-publish --full``, and the first publish) does it for every table. The nightly
-publish therefore reads the look-back window and writes the day's changes, however
-long the history is.
+partitions the pipeline's runs for ``d`` write (:func:`written_dates`): ``d`` itself
+(the nightly snapshot, scores, decisions, drift, the day's transactions) and
+``d - H`` (the labels, training examples and decision outcomes that mature on
+``d``). It writes a new file only for a partition whose fingerprint changed; every
+other partition keeps its files. A rerun or backfill of an earlier date publishes
+for that date, so its partitions are the ones fingerprinted. If the rows of the
+other partitions no longer add up to the table's row count (a rebuild, a catch-up,
+or a backfill changed history), or the table's columns changed, every partition of
+that table is fingerprinted again, and those that still match keep their files;
+``full=True`` (``loopline publish --full``, and the first publish) does it for
+every table. A change that keeps an older partition's row count and is not
+published for its own date shows only with ``full``. The nightly publish therefore
+reads two partitions per table and writes the day's changes, however long the
+history is.
 
 **Atomic, and old readers keep working.** The catalog is written to a temporary
 file in the same directory, checkpointed, closed and fsynced, then renamed over the
@@ -90,10 +95,6 @@ DATA_DIRECTORY = "analytics_data"
 # A table with a date column and at least this many rows is published as Parquet
 # partitions; smaller ones are copied into the catalog whole.
 PARTITION_MIN_ROWS = 50_000
-# Partitions dated up to horizon + this many days before the run date are
-# fingerprinted on every publish (the runs of a date write the day's partition and
-# what matures at run_date - horizon).
-LOOKBACK_MARGIN_DAYS = 7
 # Files no catalog names any more are kept this long for readers of an older one.
 KEEP_HOURS = 24.0
 # Aliases of the attached warehouse and previous copy while a catalog is written.
@@ -271,7 +272,7 @@ def publish_analytics(
     *,
     full: bool = False,
     partition_min_rows: int | None = None,
-    lookback_days: int | None = None,
+    checked_dates: tuple[date, ...] | None = None,
     keep_hours: float | None = None,
 ) -> PublishSummary:
     """Publish the warehouse's ``marts`` and ``ops`` to the analyst copy and swap
@@ -280,9 +281,9 @@ def publish_analytics(
     ``run_date`` is the logical date the copy is published for and
     ``published_by`` the step that published it; both are kept with each table's
     row count and latest date in ``ops.publication`` inside the copy.
-    ``lookback_days`` (default: the label horizon plus
-    :data:`LOOKBACK_MARGIN_DAYS`) is how far before ``run_date`` partitions are
-    fingerprinted; ``full`` republishes every table whole;
+    ``checked_dates`` are the partition dates fingerprinted (default:
+    :func:`written_dates` of ``run_date`` and the label horizon); ``full``
+    republishes every table whole;
     ``partition_min_rows`` and ``keep_hours`` default to :data:`PARTITION_MIN_ROWS`
     and :data:`KEEP_HOURS`. The live warehouse is
     only read (attached read-only), yet that makes a writer fail, so this runs in
@@ -292,9 +293,9 @@ def publish_analytics(
     target = settings.analytics_path
     if not source.is_file():
         raise PublishError(f"no warehouse at {source}: nothing to publish")
-    if lookback_days is None:
+    if checked_dates is None:
         horizon = load_business_config(settings.config_file).horizon_days
-        lookback_days = horizon + LOOKBACK_MARGIN_DAYS
+        checked_dates = written_dates(run_date, horizon)
     target.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temp_files(target)
     began = time.perf_counter()
@@ -309,7 +310,7 @@ def publish_analytics(
         min_rows=PARTITION_MIN_ROWS
         if partition_min_rows is None
         else partition_min_rows,
-        window_start=run_date - timedelta(days=lookback_days),
+        checked=tuple(sorted(set(checked_dates))),
         keep_hours=KEEP_HOURS if keep_hours is None else keep_hours,
     )
     try:
@@ -343,6 +344,13 @@ def publish_analytics(
         republished=written.republished,
         files_removed=removed,
     )
+
+
+def written_dates(run_date: date, horizon_days: int) -> tuple[date, ...]:
+    """The partition dates the pipeline's runs for ``run_date`` write: the date
+    itself and the date whose horizon ends on it (labels, training examples and
+    decision outcomes of ``run_date - horizon_days``)."""
+    return (run_date - timedelta(days=horizon_days), run_date)
 
 
 def data_directory(settings: Settings) -> Path:
@@ -398,7 +406,7 @@ class _Plan:
     published_by: str
     full: bool
     min_rows: int
-    window_start: date
+    checked: tuple[date, ...]  # the partition dates fingerprinted
     keep_hours: float
     batches: list[Path] = field(default_factory=list)
 
@@ -556,14 +564,14 @@ def _fingerprints(
     schema: str,
     table: str,
     column: str,
-    since: date | None,
+    dates: tuple[date, ...] | None,
 ) -> dict[date, tuple[int, str]]:
-    """Rows and the sum of row hashes per partition (``since`` and later, or all)."""
-    where = "" if since is None else f' where "{column}" >= ?'
+    """Rows and the sum of row hashes per partition: those of ``dates``, or all."""
+    where = "" if dates is None else f' where "{column}" in (select unnest(?::date[]))'
     rows = con.execute(
         f'select "{column}", count(*), sum(hash(t))::varchar '
         f'from {SOURCE}.{schema}."{table}" t{where} group by 1',
-        [] if since is None else [since],
+        [] if dates is None else [list(dates)],
     ).fetchall()
     return {value: (int(n), str(h)) for value, n, h in rows}
 
@@ -588,8 +596,9 @@ def _publish_partitions(
     ):
         previous = None  # partitioned differently, or its columns changed
     old = {p.value: p for p in (previous.partitions if previous else [])}
-    kept = [p for p in old.values() if p.value < plan.window_start]
-    current = _fingerprints(con, schema, table, column, plan.window_start)
+    checked = set(plan.checked)
+    kept = [p for p in old.values() if p.value not in checked]
+    current = _fingerprints(con, schema, table, column, plan.checked)
     if (
         previous is None
         or sum(p.rows for p in kept) + sum(n for n, _ in current.values()) != rows

@@ -2,8 +2,8 @@
 changed, keeps the others' files, and still mirrors the warehouse exactly.
 
 A warehouse with a 40-day ``marts.decisions`` (30 rows a day) is published with a
-small partition threshold and a 5-day look-back, then changed the way the pipeline
-changes it: a new day, a rerun of a recent day, a rebuild of an old one.
+small partition threshold, then changed the way the pipeline changes it: a new day,
+the day whose horizon ends on it rewritten, a rebuild of an old one.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from ml.analytics.publish import (
     open_analytics,
     publish_analytics,
 )
-from ml.config.settings import Settings
+from ml.config.settings import Settings, load_business_config
 from ml.storage.warehouse import connect, ensure_schemas
 
 FIRST = date(2025, 3, 1)
@@ -79,7 +79,6 @@ def _publish(settings: Settings, day: date, **options: object) -> PublishSummary
         day,
         "publish",
         partition_min_rows=100,
-        lookback_days=5,
         **options,  # type: ignore[arg-type]
     )
 
@@ -137,10 +136,17 @@ def test_the_next_night_writes_its_own_partition_and_keeps_the_rest(
     try:
         new_day = LAST + timedelta(days=1)
         _add_day(settings, new_day)
-        _add_day(settings, LAST - timedelta(days=2), ev=3.0)  # a rerun, same count
+        # what matures on the new day is rewritten with the same row count
+        horizon = load_business_config(settings.config_file).horizon_days
+        matured = new_day - timedelta(days=horizon)
+        assert FIRST < matured < LAST
+        _add_day(settings, matured, ev=3.0)
+        # a same-count change of a date that no run for new_day writes
+        _add_day(settings, LAST - timedelta(days=2), ev=4.0)
         summary = _publish(settings, new_day)
         assert summary.republished == []
-        assert summary.partitions_written == 2  # the new night and the rerun
+        # two partitions were fingerprinted: the new night's and the matured one
+        assert summary.partitions_written == 2
         assert summary.partitions_kept == DAYS - 1
         after = set(data_directory(settings).rglob("*.parquet"))
         assert before < after and len(after - before) == 2
@@ -150,6 +156,14 @@ def test_the_next_night_writes_its_own_partition_and_keeps_the_rest(
         )
     finally:
         reader.close()
+    with open_analytics(settings) as con:
+        assert con.execute(
+            "select max(chosen_ev) from marts.decisions where run_date = ?",
+            [LAST - timedelta(days=2)],
+        ).fetchone() == (29.0,)  # still the published rows: not a date of new_day
+    # its own date's publish (a rerun or backfill of that date) picks it up
+    rerun = _publish(settings, LAST - timedelta(days=2))
+    assert (rerun.partitions_written, rerun.republished) == (1, [])
     _same_as_warehouse(settings)
     # nothing changed: nothing is written
     again = _publish(settings, new_day)

@@ -125,7 +125,7 @@ def test_a_publish_killed_before_its_swap_leaves_no_files_after_the_next_publish
 ) -> None:
     settings = Settings(home=tmp_path / "home")
     _decisions_warehouse(settings)
-    options = {"partition_min_rows": 100, "lookback_days": 5}
+    options = {"partition_min_rows": 100}
     publish_analytics(settings, DAY, "publish", **options)  # type: ignore[arg-type]
     data = data_directory(settings)
     before = {str(p) for p in data.rglob("*.parquet")}
@@ -140,8 +140,7 @@ def test_a_publish_killed_before_its_swap_leaves_no_files_after_the_next_publish
         from ml.analytics.publish import publish_analytics
         os.replace = die
         publish_analytics(Settings(home={str(settings.root)!r}), date(2025, 3, 2),
-                          "publish", full=True, partition_min_rows=100,
-                          lookback_days=5)
+                          "publish", full=True, partition_min_rows=100)
         """
     )
     orphans = {str(p) for p in data.rglob("*.parquet")} - before
