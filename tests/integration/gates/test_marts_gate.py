@@ -10,6 +10,7 @@ import pytest
 
 from ml.config.settings import Settings
 from ml.data.validation import MartValidationError, validate_marts
+from ml.data.validation.marts_gate import gx_frame
 from tests.integration.gates.gate_fixtures import DAY, features
 
 YESTERDAY = DAY - timedelta(days=1)
@@ -79,3 +80,35 @@ def test_a_missing_mart_or_snapshot_fails(settings: Settings) -> None:
     write_features(settings, pd.DataFrame(features(YESTERDAY, 3)))
     with pytest.raises(MartValidationError, match="the snapshot has no rows"):
         validate_marts(settings, DAY, data_docs=False)
+
+
+def test_integer_columns_as_dbt_writes_them_are_checked_the_same(
+    settings: Settings,
+) -> None:
+    """dbt writes counts and ages as INTEGER (int32); the gate widens them to int64
+    for GX's vectorised comparisons, and a bad value still fails with its example."""
+    today = pd.DataFrame(features(DAY, 6))
+    today.loc[3, "tx_count_30d"] = -7
+    write_features(settings, pd.DataFrame(features(YESTERDAY, 6)), today)
+    with duckdb.connect(str(settings.warehouse_path)) as con:
+        for column in ("tx_count_30d", "tenure_days", "recency_days"):
+            con.execute(
+                f"alter table marts.customer_features alter {column} type integer"
+            )
+        snapshot = con.sql(
+            "select * from marts.customer_features where as_of_date = ?", params=[DAY]
+        ).to_arrow_table()
+    assert str(snapshot.schema.field("tx_count_30d").type) == "int32"
+    frame = gx_frame(snapshot)
+    assert frame["tx_count_30d"].dtype == "int64"
+    assert frame["tx_count_30d"].tolist() == snapshot.column("tx_count_30d").to_pylist()
+    assert frame.drop(columns=["tx_count_30d", "tenure_days", "recency_days"]).equals(
+        snapshot.to_pandas().drop(
+            columns=["tx_count_30d", "tenure_days", "recency_days"]
+        )
+    )
+
+    with pytest.raises(MartValidationError) as caught:
+        validate_marts(settings, DAY, data_docs=False)
+    message = str(caught.value)
+    assert "column 'tx_count_30d'" in message and "-7" in message
