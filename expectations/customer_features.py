@@ -82,6 +82,11 @@ CODED = {
 }
 
 
+# Suite parameters of the volume check (see build_suite's volume_by_parameter).
+VOLUME_MIN = "volume_min_rows"
+VOLUME_MAX = "volume_max_rows"
+
+
 def _data_meta() -> dict[str, Any]:
     return {"severity": DATA}
 
@@ -93,18 +98,28 @@ def volume_bounds(previous_row_count: int, tolerance: float) -> tuple[int, int]:
     return low, high
 
 
+def volume_parameters(previous_row_count: int, tolerance: float) -> dict[str, int]:
+    """The suite parameters of the volume check for yesterday's row count."""
+    low, high = volume_bounds(previous_row_count, tolerance)
+    return {VOLUME_MIN: low, VOLUME_MAX: high}
+
+
 def build_suite(
     *,
     previous_row_count: int | None = None,
     volume_tolerance: float = 0.5,
     nullable: Sequence[str] = DEFAULT_NULLABLE,
+    volume_by_parameter: bool = False,
 ) -> gx.ExpectationSuite:
     """The ``marts.customer_features`` suite for one snapshot.
 
     ``previous_row_count`` is yesterday's snapshot size; when it is ``None`` or 0
     (no yesterday) the volume check is left out. ``volume_tolerance`` is the allowed
     relative change (0.5: within ±50 %). ``nullable`` lists the features that may
-    be null.
+    be null. With ``volume_by_parameter`` the volume check's bounds are the suite
+    parameters :data:`VOLUME_MIN` and :data:`VOLUME_MAX`, given at run time
+    (:func:`volume_parameters`): the suite is then the same every night, so it is
+    stored once, not again each night for a new row count.
     """
     gx = load_gx()
     gxe = gx.expectations
@@ -114,7 +129,18 @@ def build_suite(
         ),
         gxe.ExpectTableRowCountToBeBetween(min_value=1, meta=_data_meta()),
     ]
-    if previous_row_count:
+    if volume_by_parameter:
+        checks.append(
+            gxe.ExpectTableRowCountToBeBetween(
+                min_value={"$PARAMETER": VOLUME_MIN},
+                max_value={"$PARAMETER": VOLUME_MAX},
+                meta={
+                    **_data_meta(),
+                    "bounds": "yesterday's row count within the volume tolerance",
+                },
+            )
+        )
+    elif previous_row_count:
         low, high = volume_bounds(previous_row_count, volume_tolerance)
         checks.append(
             gxe.ExpectTableRowCountToBeBetween(

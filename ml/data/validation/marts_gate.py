@@ -9,7 +9,12 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
-from expectations.customer_features import SUITE_NAME, build_suite, volume_bounds
+from expectations.customer_features import (
+    SUITE_NAME,
+    build_suite,
+    volume_bounds,
+    volume_parameters,
+)
 from ml.config.settings import Settings, load_business_config
 from ml.data.validation.context import refresh_data_docs, run_suite
 from ml.data.validation.errors import GateFailure, MartValidationError
@@ -37,10 +42,10 @@ def validate_marts(
     previous_day = run_date - timedelta(days=1)
     snapshot, previous = _read_snapshot(settings, run_date, previous_day)
     frame = gx_frame(snapshot)
+    # the volume check's bounds are run-time parameters, so the suite is the same
+    # every night and is stored once (no yesterday: no volume check)
     suite = build_suite(
-        previous_row_count=previous or None,
-        volume_tolerance=config.mart_volume_tolerance,
-        nullable=config.mart_nullable_features,
+        nullable=config.mart_nullable_features, volume_by_parameter=bool(previous)
     )
     suite_run = run_suite(
         settings,
@@ -50,6 +55,11 @@ def validate_marts(
         frame=frame,
         start=run_date,
         end=run_date,
+        parameters=(
+            volume_parameters(previous, config.mart_volume_tolerance)
+            if previous
+            else None
+        ),
     )
     outcomes = flatten(suite_run.result, config.example_values)
     failures: list[GateFailure] = []

@@ -207,3 +207,22 @@ def test_feature_suite_flags_duplicate_keys_and_volume(validate: Validate) -> No
     }
     assert validate(suite, feature_frame(15)).success  # 30 * (1 - 0.5)
     assert customer_features.volume_bounds(30, 0.5) == (15, 45)
+
+
+def test_the_volume_check_by_parameter_gives_the_same_verdicts(
+    validate: Validate,
+) -> None:
+    suite = customer_features.build_suite(volume_by_parameter=True)
+    # the same suite whatever yesterday's count: it is stored once
+    again = customer_features.build_suite(volume_by_parameter=True)
+    assert [e.configuration for e in suite.expectations] == [
+        e.configuration for e in again.expectations
+    ]
+    bounds = customer_features.volume_parameters(30, 0.5)
+    assert bounds == {
+        customer_features.VOLUME_MIN: 15,
+        customer_features.VOLUME_MAX: 45,
+    }
+    problems = failed(validate(suite, feature_frame(10), bounds))
+    assert {p[0] for p in problems} == {"expect_table_row_count_to_be_between"}
+    assert validate(suite, feature_frame(15), bounds).success
