@@ -306,8 +306,11 @@ class TunedCandidate:
 
     model: CalibratedClassifierCV
     overrides: dict[str, Any]
+    # the chosen settings' validation score, fitted on every train row
     validation_score: float
     tried: list[tuple[dict[str, Any], float]]
+    # the train rows the grid entries were ranked on (all of them unless sampled)
+    ranking_rows: int = 0
 
 
 def fit_tuned(
@@ -326,7 +329,9 @@ def fit_tuned(
     with the best validation score (``gate.primary_metric``), and calibrate it on
     validation. The test window plays no part.
 
-    The baseline is fitted on at most ``baseline.max_train_rows`` train rows."""
+    The baseline is fitted on at most ``baseline.max_train_rows`` train rows. A grid
+    of more than one entry is ranked on at most ``tuning.sample_rows`` of those rows
+    (a seeded sample); the winner is then fitted on all of them."""
     from ml.prediction.metrics import score_metric
 
     if y_train.nunique() < 2 or y_validation.nunique() < 2:
@@ -337,27 +342,46 @@ def fit_tuned(
         x_train, y_train = fit_sample(
             x_train, y_train, config.baseline.max_train_rows, config.random_state
         )
-    tried: list[tuple[dict[str, Any], float]] = []
-    best: tuple[Pipeline, dict[str, Any], float] | None = None
-    for overrides in tuning_grid(name, config):
+    grid = tuning_grid(name, config)
+    x_rank, y_rank = (
+        fit_sample(x_train, y_train, config.tuning.sample_rows, config.random_state)
+        if len(grid) > 1
+        else (x_train, y_train)
+    )
+    if y_rank.nunique() < 2:  # a sample too small to hold both classes
+        x_rank, y_rank = x_train, y_train
+
+    def fitted(overrides: dict[str, Any], x: pd.DataFrame, y: pd.Series) -> Pipeline:
         model = build_candidate(
             name, numeric, categorical, config, bgnbd, horizon_days, overrides
         )
-        model.fit(x_train, y_train)
-        score = score_metric(
+        model.fit(x, y)
+        return model
+
+    def scored(model: Pipeline) -> float:
+        return score_metric(
             config.gate.primary_metric,
             y_validation,
             model.predict_proba(x_validation)[:, 1],
         )
+
+    tried: list[tuple[dict[str, Any], float]] = []
+    best: tuple[Pipeline, dict[str, Any], float] | None = None
+    for overrides in grid:
+        model = fitted(overrides, x_rank, y_rank)
+        score = scored(model)
         tried.append((overrides, score))
         if best is None or score > best[2]:
             best = (model, overrides, score)
     assert best is not None
+    if len(y_rank) < len(y_train):  # ranked on a sample: fit the winner on all rows
+        model = fitted(best[1], x_train, y_train)
+        best = (model, best[1], scored(model))
     calibrated = CalibratedClassifierCV(
         FrozenEstimator(best[0]), method=config.calibration
     )
     calibrated.fit(x_validation, y_validation)
-    return TunedCandidate(calibrated, best[1], best[2], tried)
+    return TunedCandidate(calibrated, best[1], best[2], tried, len(y_rank))
 
 
 def fit_calibrated(

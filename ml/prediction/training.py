@@ -565,6 +565,7 @@ def train_candidates(
             chosen = candidate_params(name, config, tuned[name].overrides)
             params |= {f"{name}_{k}": v for k, v in chosen.items()}
             params[f"{name}_validation_score"] = tuned[name].validation_score
+            params[f"{name}_tuning_rows"] = tuned[name].ranking_rows
         params["bgnbd_features"] = bool(bgnbd is not None and config.bgnbd.as_features)
         if bgnbd is not None:
             params |= {f"bgnbd_{k}": v for k, v in bgnbd.as_dict().items()}
@@ -574,6 +575,7 @@ def train_candidates(
                 name: {
                     "metric": config.gate.primary_metric,
                     "chosen": result.overrides,
+                    "ranked_on_train_rows": result.ranking_rows,
                     "tried": [
                         {"overrides": overrides, "validation": score}
                         for overrides, score in result.tried
