@@ -48,8 +48,9 @@ _HELD: dict[Path, duckdb.DuckDBPyConnection] = {}
 
 
 @contextmanager
-def hold(path: Path) -> Iterator[None]:
-    """Keep one read-write connection to ``path`` open for the block.
+def hold(path: Path, read_only: bool = False) -> Iterator[None]:
+    """Keep one connection to ``path`` open for the block (read-write, or
+    ``read_only`` for a block that only reads: then no cursor of it can write).
 
     Every :func:`connect` to the same file inside the block is then a cursor of
     that connection instead of a new database instance: opening one costs 20-40 ms
@@ -63,7 +64,7 @@ def hold(path: Path) -> Iterator[None]:
     if key in _HELD:
         yield
         return
-    con = duckdb.connect(str(path), config=duckdb_config())
+    con = duckdb.connect(str(path), read_only=read_only, config=duckdb_config())
     _HELD[key] = con
     try:
         yield

@@ -46,3 +46,23 @@ def test_a_failure_inside_hold_releases_the_file(tmp_path: Path) -> None:
         raise RuntimeError("the step failed")
     with connect(path, read_only=True) as con:
         assert con.execute("select count(*) from t").fetchone() == (1,)
+
+
+def test_a_read_only_hold_reads_through_one_instance_and_refuses_writes(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "warehouse.duckdb"
+    with connect(path) as con:
+        con.execute("create table t as select 1 as x")
+    with hold(path, read_only=True):
+        with connect(path, read_only=True) as first:
+            assert first.execute("select x from t").fetchall() == [(1,)]
+        with connect(path, read_only=True) as second:
+            assert second.execute("select count(*) from t").fetchall() == [(1,)]
+        # every cursor is of the read-only instance: even a read-write request
+        # cannot write through it
+        with connect(path) as con, pytest.raises(duckdb.Error, match="read-only"):
+            con.execute("insert into t values (2)")
+    with connect(path) as con:  # released: the file takes a writer again
+        con.execute("insert into t values (2)")
+        assert con.execute("select count(*) from t").fetchall() == [(2,)]
