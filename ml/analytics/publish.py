@@ -466,18 +466,19 @@ def _write_catalog(temp: Path, plan: _Plan) -> _Written:
         written = _Written()
         freshness: dict[str, date | None] = {}
         manifest: list[tuple[str, str, str, _Partition]] = []
+        every_column = _all_columns(con, SOURCE)
         for schema, table in copied:
             name = f"{schema}.{table}"
             rows = _count(con, f'{SOURCE}.{schema}."{table}"')
             written.tables[name] = rows
-            columns = _columns(con, SOURCE, schema, table)
+            columns = every_column.get((schema, table), [])
             column = _partition_column(con, schema, table, columns, rows, plan.min_rows)
             if column is None:
                 con.execute(
                     f'create table {schema}."{table}" as '
                     f'select * from {SOURCE}.{schema}."{table}"'
                 )
-                freshness[name] = _latest_date(con, schema, table)
+                freshness[name] = _latest_date(con, schema, table, columns)
                 continue
             signature = json.dumps(columns)  # a change republishes the table
             partitions = _publish_partitions(
@@ -523,19 +524,19 @@ def _count(con: duckdb.DuckDBPyConnection, relation: str) -> int:
     return int(row[0]) if row else 0
 
 
-def _columns(
-    con: duckdb.DuckDBPyConnection, database: str, schema: str, table: str
-) -> list[tuple[str, str]]:
-    """Name and type of each column of a table, in order."""
-    return [
-        (str(n), str(t))
-        for n, t in con.execute(
-            "select column_name, data_type from duckdb_columns() where "
-            "database_name = ? and schema_name = ? and table_name = ? "
-            "order by column_index",
-            [database, schema, table],
-        ).fetchall()
-    ]
+def _all_columns(
+    con: duckdb.DuckDBPyConnection, database: str
+) -> dict[tuple[str, str], list[tuple[str, str]]]:
+    """Name and type of each column of every table of ``database``, in order, by
+    (schema, table): one catalog query per publish instead of one per table."""
+    found: dict[tuple[str, str], list[tuple[str, str]]] = {}
+    for schema, table, column, kind in con.execute(
+        "select schema_name, table_name, column_name, data_type from duckdb_columns() "
+        "where database_name = ? order by schema_name, table_name, column_index",
+        [database],
+    ).fetchall():
+        found.setdefault((str(schema), str(table)), []).append((str(column), str(kind)))
+    return found
 
 
 def _partition_column(
@@ -904,18 +905,16 @@ def remove_unreferenced_files(
 
 
 def _latest_date(
-    con: duckdb.DuckDBPyConnection, schema: str, table: str
+    con: duckdb.DuckDBPyConnection,
+    schema: str,
+    table: str,
+    columns: list[tuple[str, str]],
 ) -> date | None:
-    columns = {
-        str(r[0])
-        for r in con.execute(
-            "select column_name from duckdb_columns() where database_name = "
-            "current_database() and schema_name = ? and table_name = ?",
-            [schema, table],
-        ).fetchall()
-    }
+    """The latest value of the table's first :data:`FRESHNESS_COLUMNS` column
+    (``columns``: its names and types), or None without one."""
+    names = {name for name, _ in columns}
     for column in FRESHNESS_COLUMNS:
-        if column in columns:
+        if column in names:
             row = con.execute(
                 f'select max("{column}")::date from {schema}."{table}"'
             ).fetchone()
