@@ -310,7 +310,7 @@ class TunedCandidate:
     validation_score: float
     tried: list[tuple[dict[str, Any], float]]
     # the train rows the grid entries were ranked on (all of them unless sampled)
-    ranking_rows: int = 0
+    ranking_rows: int
 
 
 def fit_tuned(

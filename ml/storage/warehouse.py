@@ -55,10 +55,12 @@ def hold(path: Path, read_only: bool = False) -> Iterator[None]:
     Every :func:`connect` to the same file inside the block is then a cursor of
     that connection instead of a new database instance: opening one costs 20-40 ms
     here, and a pipeline step opens the warehouse up to eight times. For blocks
-    that write the warehouse anyway and open it through :func:`connect` only: a
-    direct ``duckdb.connect`` of the file with another configuration (dbt, the
-    publish's read-only holder) fails while it is held. Nested holds of the same
-    file share the outer one.
+    that open the warehouse through :func:`connect` only: a direct
+    ``duckdb.connect`` of the file with another configuration (dbt, the publish's
+    read-only holder) fails while it is held. A read-write hold is for blocks that
+    write the warehouse anyway; a ``read_only`` one (the demo report's valuation of
+    every night) leaves the file to other readers' configuration only. Nested holds
+    of the same file share the outer one, whatever it was opened as.
     """
     key = path.resolve()
     if key in _HELD:

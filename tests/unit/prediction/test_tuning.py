@@ -16,6 +16,7 @@ from ml.prediction.metrics import score_metric
 from ml.prediction.models import (
     BASELINE,
     GRADIENT_BOOSTING,
+    TunedCandidate,
     build_candidate,
     fit_tuned,
 )
@@ -66,11 +67,11 @@ def validation_auc(model: Any, x: pd.DataFrame, y: pd.Series) -> float:
     return score_metric("roc_auc", y, model.predict_proba(x)[:, 1])
 
 
-def test_ranked_on_a_sample_then_the_winner_fitted_on_every_row(data: Data) -> None:
+def tune(name: str, chosen: ModelConfig, data: Data) -> TunedCandidate:
+    """``fit_tuned`` of candidate ``name`` on the module's frames."""
     x_train, y_train, x_validation, y_validation = data
-    chosen = config(sample_rows=500)
-    result = fit_tuned(
-        GRADIENT_BOOSTING,
+    return fit_tuned(
+        name,
         NUMERIC,
         CATEGORICAL,
         chosen,
@@ -79,6 +80,12 @@ def test_ranked_on_a_sample_then_the_winner_fitted_on_every_row(data: Data) -> N
         x_validation,
         y_validation,
     )
+
+
+def test_ranked_on_a_sample_then_the_winner_fitted_on_every_row(data: Data) -> None:
+    x_train, y_train, x_validation, y_validation = data
+    chosen = config(sample_rows=500)
+    result = tune(GRADIENT_BOOSTING, chosen, data)
     assert result.ranking_rows == 500
     assert [overrides for overrides, _ in result.tried] == GRID
     # the winner is the best entry of the ranking on the sample
@@ -101,40 +108,21 @@ def test_ranked_on_a_sample_then_the_winner_fitted_on_every_row(data: Data) -> N
 
 
 def test_without_a_sample_every_entry_is_fitted_on_every_row(data: Data) -> None:
-    x_train, y_train, x_validation, y_validation = data
+    y_train = data[1]
     for sample_rows in (0, 10_000):  # off, or larger than the train window
-        result = fit_tuned(
-            GRADIENT_BOOSTING,
-            NUMERIC,
-            CATEGORICAL,
-            config(sample_rows),
-            x_train,
-            y_train,
-            x_validation,
-            y_validation,
-        )
+        result = tune(GRADIENT_BOOSTING, config(sample_rows), data)
         assert result.ranking_rows == len(y_train)
         assert result.validation_score == max(score for _, score in result.tried)
 
 
 def test_a_single_entry_is_never_sampled(data: Data) -> None:
-    x_train, y_train, x_validation, y_validation = data
-    result = fit_tuned(
-        GRADIENT_BOOSTING,
-        NUMERIC,
-        CATEGORICAL,
-        config(sample_rows=500, grid=[GRID[0]]),
-        x_train,
-        y_train,
-        x_validation,
-        y_validation,
-    )
+    y_train = data[1]
+    result = tune(GRADIENT_BOOSTING, config(sample_rows=500, grid=[GRID[0]]), data)
     assert result.ranking_rows == len(y_train)
     assert result.tried == [(GRID[0], result.validation_score)]
 
 
 def test_the_baseline_ranks_on_a_sample_of_its_capped_rows(data: Data) -> None:
-    x_train, y_train, x_validation, y_validation = data
     chosen = config(sample_rows=400)
     chosen = chosen.model_copy(
         update={
@@ -144,15 +132,6 @@ def test_the_baseline_ranks_on_a_sample_of_its_capped_rows(data: Data) -> None:
             ),
         }
     )
-    result = fit_tuned(
-        BASELINE,
-        NUMERIC,
-        CATEGORICAL,
-        chosen,
-        x_train,
-        y_train,
-        x_validation,
-        y_validation,
-    )
+    result = tune(BASELINE, chosen, data)
     assert result.ranking_rows == 400
     assert len(result.tried) == 2
