@@ -10,8 +10,10 @@ what the file configures (``config_hash``, ``policy_version``).
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import os
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -43,9 +45,18 @@ def content_hash(raw: bytes) -> str:
 
 
 def read_yaml(path: Path) -> tuple[dict[str, Any], str]:
-    """The mapping in a YAML file (empty when the file is empty) and its hash."""
+    """The mapping in a YAML file (empty when the file is empty) and its hash.
+
+    The file is read every time; parsing is done once per distinct content (every
+    step of a night loads the same configuration, and PyYAML parses in Python),
+    and each caller gets its own copy of the mapping."""
     raw = path.read_bytes()
-    data = yaml.safe_load(raw) or {}
+    data = _parse_yaml(raw)
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a mapping at the top level")
-    return data, content_hash(raw)
+    return copy.deepcopy(data), content_hash(raw)
+
+
+@lru_cache(maxsize=32)
+def _parse_yaml(raw: bytes) -> Any:
+    return yaml.safe_load(raw) or {}

@@ -596,4 +596,6 @@ BY_NAME: dict[str, WarehouseTable] = {t.name: t for t in PYTHON_TABLES}
 # The gates' and the runs' tables, created with the raw tables by
 # ml.storage.warehouse.ensure_schemas.
 OPS_DDL = ddl_script(VALIDATION_RESULTS, QUARANTINE, RUNS, ALERTS)
+# The tables OPS_DDL creates.
+OPS_TABLE_NAMES = tuple(t.name for t in (VALIDATION_RESULTS, QUARANTINE, RUNS, ALERTS))
 ALERTS_DDL = ddl_script(ALERTS)

@@ -230,7 +230,10 @@ def validate_landing(run_date: date, settings: Settings | None = None) -> StepSu
     from ml.data.validation import validate_landing as _validate
 
     settings = settings or get_settings()
-    with step_run(settings, run_date, "validate_landing"):
+    with (
+        hold(settings.warehouse_path),
+        step_run(settings, run_date, "validate_landing"),
+    ):
         try:
             report = _validate(settings, run_date, data_docs=False)
         except Exception:

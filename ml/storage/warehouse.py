@@ -23,7 +23,7 @@ import pyarrow as pa
 from ml.config.settings import DUCKDB_MEMORY_LIMIT, DUCKDB_MEMORY_LIMIT_ENV
 from ml.contract.schema import TABLES
 from ml.contract.tables import ALERTS_DDL as ALERTS_DDL
-from ml.contract.tables import OPS_DDL, raw_table_ddl
+from ml.contract.tables import OPS_DDL, OPS_TABLE_NAMES, raw_table_ddl
 from ml.contract.tables import duckdb_type as duckdb_type
 
 if TYPE_CHECKING:
@@ -92,8 +92,24 @@ def connect(path: Path, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConn
         con.close()
 
 
+# Every table ensure_schemas creates: (schema, table) pairs.
+_ENSURED_TABLES = frozenset(
+    tuple(name.split(".", 1))
+    for name in [*(f"raw.{c.name}" for c in TABLES.values()), *OPS_TABLE_NAMES]
+)
+
+
 def ensure_schemas(con: duckdb.DuckDBPyConnection) -> None:
-    """Create the ``raw`` and ``ops`` schemas and tables if they are missing."""
+    """Create the ``raw`` and ``ops`` schemas and tables if they are missing.
+
+    Every step records itself in ``ops.runs`` through this, so the common case
+    (every table exists) is one catalog query instead of one DDL per table."""
+    present = con.execute(
+        "select schema_name, table_name from duckdb_tables() "
+        "where database_name = current_database()"
+    ).fetchall()
+    if set(_ENSURED_TABLES) <= set(present):
+        return
     con.execute("create schema if not exists raw")
     for contract in TABLES.values():
         con.execute(raw_table_ddl(contract))

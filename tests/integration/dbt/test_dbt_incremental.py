@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+import shutil
+from datetime import date, timedelta
+from pathlib import Path
 
 import pytest
 
+import ml.data.dbt as dbt_module
+from ml.config.settings import Settings
+from ml.data.dbt import dbt_build, dbt_vars
 from ml.storage.warehouse import connect
 from tests.integration.dbt.conftest import (
     BUILD_END,
@@ -14,6 +19,7 @@ from tests.integration.dbt.conftest import (
     MARTS,
     NIGHTLY_START,
     BuiltWorld,
+    make_settings,
     read_rows,
     snapshot,
 )
@@ -149,14 +155,55 @@ def test_the_carried_state_equals_the_state_from_the_look_back(
     assert listed > 0 and counted > 0  # the lists and the first-arrival counts
 
 
-def test_only_the_last_week_of_states_is_kept(nightly: BuiltWorld) -> None:
-    with connect(nightly.settings.warehouse_path, read_only=True) as con:
-        kept = {
+def _state_dates(settings: Settings) -> set[date]:
+    with connect(settings.warehouse_path, read_only=True) as con:
+        return {
             row[0]
             for row in con.execute(
                 "select distinct state_date from intermediate.int_customer_states"
             ).fetchall()
         }
+
+
+def test_states_of_fewer_than_twice_the_kept_days_are_all_kept(
+    nightly: BuiltWorld,
+) -> None:
+    kept = _state_dates(nightly.settings)
     assert max(kept) == BUILD_END
-    assert min(kept) >= BUILD_END - timedelta(days=7)
-    assert NIGHTLY_START - timedelta(days=1) in kept  # the bulk build's last state
+    # six days of states (state_keep_days 7): none is old enough to be pruned
+    assert min(kept) == NIGHTLY_START - timedelta(days=1)  # the bulk build's last
+    assert len(kept) == (BUILD_END - NIGHTLY_START).days + 2
+
+
+def test_states_are_pruned_in_batches(
+    nightly: BuiltWorld, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With state_keep_days 2, a night deletes the states older than two days once
+    the oldest is more than four days old, and leaves them otherwise; the nights
+    after a prune still carry the state forward."""
+    home = tmp_path / "home"
+    shutil.copytree(nightly.settings.home, home)
+    settings = make_settings(home)
+    with_keep = {**dbt_vars(settings), "state_keep_days": 2}
+    monkeypatch.setattr(dbt_module, "dbt_vars", lambda _: with_keep)
+    kept: list[set[date]] = []
+    for offset in range(1, 5):
+        day = BUILD_END + timedelta(days=offset)
+        result = dbt_build(settings, day, day)
+        assert result.node("int_customer_states").status == "success"
+        kept.append(_state_dates(settings))
+    days = [BUILD_END + timedelta(days=i) for i in range(1, 5)]
+    # night 1 prunes (the oldest, 02-24, is more than four days old): 3 days left
+    assert kept[0] == {days[0] - timedelta(days=i) for i in range(3)}
+    # nights 2 and 3 add a day each and delete nothing
+    assert kept[1] == kept[0] | {days[1]}
+    assert kept[2] == kept[1] | {days[2]}
+    # night 4 prunes again, down to the last three days
+    assert kept[3] == {days[3] - timedelta(days=i) for i in range(3)}
+    with connect(settings.warehouse_path, read_only=True) as con:
+        counts = con.execute(
+            "select state_date, count(*) from intermediate.int_customer_states "
+            "group by state_date order by state_date"
+        ).fetchall()
+    # every kept night carries every known customer forward
+    assert len({n for _, n in counts}) == 1 and counts[0][1] > 20

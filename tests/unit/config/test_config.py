@@ -91,3 +91,23 @@ def test_every_landing_table_has_a_minimum_of_bad_rows(tmp_path: Path) -> None:
     typo.write_text("validation:\n  min_bad_rows:\n    customer: 1\n")
     with pytest.raises(ValidationError, match="customer"):
         load_business_config(typo)
+
+
+def test_a_config_file_is_parsed_once_per_content_and_read_every_time(
+    tmp_path: Path,
+) -> None:
+    from ml.config.files import read_yaml
+
+    path = tmp_path / "loopline.yml"
+    path.write_text("horizon_days: 30\nfeatures:\n  windows: [7, 30]\n")
+    first, first_hash = read_yaml(path)
+    first["features"]["windows"].append(90)  # a caller's copy is its own
+    again, again_hash = read_yaml(path)
+    assert again == {"horizon_days": 30, "features": {"windows": [7, 30]}}
+    assert again_hash == first_hash
+    path.write_text("horizon_days: 14\n")  # a changed file is read anew
+    changed, changed_hash = read_yaml(path)
+    assert changed == {"horizon_days": 14} and changed_hash != first_hash
+    path.write_text("- not\n- a mapping\n")
+    with pytest.raises(ValueError, match="expected a mapping"):
+        read_yaml(path)

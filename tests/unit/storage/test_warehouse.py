@@ -66,3 +66,30 @@ def test_a_read_only_hold_reads_through_one_instance_and_refuses_writes(
     with connect(path) as con:  # released: the file takes a writer again
         con.execute("insert into t values (2)")
         assert con.execute("select count(*) from t").fetchall() == [(2,)]
+
+
+def test_ensure_schemas_creates_a_missing_table_even_when_the_rest_exist(
+    tmp_path: Path,
+) -> None:
+    from ml.storage.warehouse import ensure_schemas
+
+    path = tmp_path / "warehouse.duckdb"
+    with connect(path) as con:
+        ensure_schemas(con)
+        con.execute(
+            "insert into ops.runs (run_date, step, status) values "
+            "('2026-01-01', 'dbt_build', 'success')"
+        )
+        ensure_schemas(con)  # everything there: nothing is recreated
+        assert con.execute("select count(*) from ops.runs").fetchone() == (1,)
+        con.execute("drop table raw.customers")
+        con.execute("drop table ops.alerts")
+        ensure_schemas(con)
+        tables = {
+            f"{s}.{t}"
+            for s, t in con.execute(
+                "select schema_name, table_name from duckdb_tables()"
+            ).fetchall()
+        }
+        assert {"raw.customers", "ops.alerts", "ops.runs"} <= tables
+        assert con.execute("select count(*) from ops.runs").fetchone() == (1,)
