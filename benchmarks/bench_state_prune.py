@@ -13,8 +13,11 @@ and prunes as that way does, in one transaction, as the dbt build does. Prints
 each way's seconds per night (statement and commit), their ratio, and the days
 of states each way ends with.
 
+``--copies K`` repeats every day's states K times under suffixed customer ids,
+for the cost at K times the customer base.
+
 Run: ``.venv/bin/python benchmarks/bench_state_prune.py --home DIR [--nights 21]
-[--rounds 2] [--keep 7]``.
+[--rounds 2] [--keep 7] [--copies 1]``.
 """
 
 from __future__ import annotations
@@ -35,15 +38,22 @@ from ml.storage.warehouse import duckdb_config
 TABLE = "intermediate.int_customer_states"
 
 
-def _scratch(warehouse: Path, directory: Path) -> Path:
-    """A file holding only the state table, in the warehouse's order."""
+def _scratch(warehouse: Path, directory: Path, copies: int) -> Path:
+    """A file holding only the state table, in the warehouse's order; with
+    ``copies`` above 1, every day's states repeated that many times under
+    suffixed customer ids (a customer base that many times as large)."""
     path = directory / "states.duckdb"
     path.unlink(missing_ok=True)
     con = duckdb.connect(str(path), config=duckdb_config())
     try:
         con.execute(f"attach '{warehouse}' as source (read_only)")
         con.execute("create schema intermediate")
-        con.execute(f"create table {TABLE} as select * from source.{TABLE}")
+        con.execute(
+            f"create table {TABLE} as select * replace (customer_id || '-' || copy "
+            f"as customer_id) from source.{TABLE}, range(?) as copies(copy) "
+            "order by state_date, copy",
+            [copies],
+        )
         con.execute("detach source")
         con.execute("checkpoint")
     finally:
@@ -94,13 +104,19 @@ def main() -> None:
     parser.add_argument("--nights", type=int, default=21)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--keep", type=int, default=7)
+    parser.add_argument(
+        "--copies",
+        type=int,
+        default=1,
+        help="repeat each day's states this many times (a larger customer base)",
+    )
     args = parser.parse_args()
     warehouse = Settings(home=args.home).warehouse_path
     ways = {"every night": False, "in batches": True}
     seconds: dict[str, list[float]] = {way: [] for way in ways}
     left: dict[str, int] = {}
     with tempfile.TemporaryDirectory() as scratch:
-        source = _scratch(warehouse, Path(scratch))
+        source = _scratch(warehouse, Path(scratch), args.copies)
         con = duckdb.connect(str(source), read_only=True)
         rows = con.execute(
             f"select count(*), count(distinct state_date) from {TABLE}"
