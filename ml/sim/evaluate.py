@@ -217,15 +217,18 @@ class ContactLog:
         ages = np.concatenate(
             [np.full(len(self.treated[d]), (run_date - d).days) for d in nights]
         )
-        summary = (
-            pd.DataFrame({"customer_id": ids, "age": ages})
-            .groupby("customer_id")["age"]
-            .agg(["min", "count"])
+        # one integer code per customer id over both arrays, then per-code minimum
+        # age and count (a pandas groupby over the ids took most of the report)
+        codes, uniques = pd.factorize(
+            np.concatenate([ids, np.asarray(customer_ids, dtype=object)])
         )
-        position = summary.index.get_indexer(pd.Index(customer_ids))
-        found = position >= 0
-        days_since[found] = summary["min"].to_numpy(np.float64)[position[found]]
-        contacts[found] = summary["count"].to_numpy(np.float64)[position[found]]
+        contacted, asked = codes[: len(ids)], codes[len(ids) :]
+        youngest = np.full(len(uniques), np.inf)
+        np.minimum.at(youngest, contacted, ages.astype(np.float64))
+        counts = np.bincount(contacted, minlength=len(uniques)).astype(np.float64)
+        found = counts[asked] > 0
+        days_since[found] = youngest[asked][found]
+        contacts[:] = counts[asked]
         return days_since, contacts
 
 
