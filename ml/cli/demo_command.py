@@ -13,7 +13,6 @@ HTML report and prints a one-screen summary.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -25,8 +24,6 @@ import typer
 from rich.table import Table
 
 from ml.config.settings import HOME_CONFIG, Settings, get_settings, load_business_config
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -51,53 +48,6 @@ class DemoPlan:
     @property
     def loop_end(self) -> date:
         return self.history_end + timedelta(days=self.loop_days)
-
-
-class HistoryCopy:
-    """The analyst copy of the rebuilt history, written in a background thread
-    while the first model trains.
-
-    Both only read the warehouse, and the first copy is the demo's largest
-    publish (every partition of the history); the first night's publish then
-    adds that night alone. :meth:`wait` must return before anything writes the
-    warehouse: a failure is only described (the first night's publish writes the
-    whole copy itself then).
-    """
-
-    def __init__(self, settings: Settings, run_date: date) -> None:
-        self._settings = settings
-        self._run_date = run_date
-        self.error: BaseException | None = None
-        self.seconds = 0.0
-        self._thread = threading.Thread(
-            target=self._run, name="loopline-history-copy", daemon=True
-        )
-        self._thread.start()
-
-    def _run(self) -> None:
-        from ml.analytics.publish import publish_analytics
-
-        began = time.perf_counter()
-        try:
-            publish_analytics(self._settings, self._run_date, published_by="rebuild")
-        except BaseException as exc:  # described by wait(); the first night redoes it
-            self.error = exc
-        finally:
-            self.seconds = time.perf_counter() - began
-
-    def wait(self) -> str:
-        """Block until the copy is written; say how it went."""
-        self._thread.join()
-        if self.error is not None:
-            log.warning("publishing the history failed: %r", self.error)
-            return (
-                f"publishing the history in the background failed ({self.error!r}); "
-                "the first night's publish writes it"
-            )
-        return (
-            "analyst copy of the history published in the background "
-            f"({self.seconds:.1f} s)"
-        )
 
 
 def _bootstrap_champion(settings: Settings, result: Any) -> str | None:
@@ -356,15 +306,12 @@ def run_demo(settings: Settings, plan: DemoPlan) -> bool:
     console.print(
         f"3/5 training the first model on labels matured by {plan.history_end}"
     )
-    history_copy = HistoryCopy(settings, plan.history_end)
     with console.status("training, calibrating, logging to MLflow, running the gate"):
         result = train(settings, plan.history_end)
     print_train_result(result)
     override = _bootstrap_champion(settings, result)
     if override:
         console.print(f"   [yellow]{override}[/yellow]")
-    with console.status("publishing the analyst copy of the history"):
-        console.print(f"   {history_copy.wait()}")
     drift_on = plan.history_end + timedelta(days=plan.drift_after)
     console.print(
         f"4/5 the closed loop, {plan.loop_start} → {plan.loop_end}: simulate the day "

@@ -93,25 +93,6 @@ def test_the_loop_ran_every_day_through_the_real_dags(
     assert "label horizon H = 7 days" in stdout
 
 
-def test_the_history_was_published_while_the_first_model_trained(
-    loop: tuple[Settings, str],
-) -> None:
-    """The analyst copy of the rebuilt history was written beside the first
-    training, so the first night's publish kept the history's partitions and
-    wrote only what that night changed."""
-    settings, stdout = loop
-    assert "analyst copy of the history published in the background" in stdout
-    with connect(settings.warehouse_path, read_only=True) as con:
-        detail = con.execute(
-            "select detail from ops.runs where step = 'publish' "
-            "order by run_date limit 1"
-        ).fetchone()
-    assert detail is not None
-    first_night = json.loads(detail[0])
-    assert "marts.customer_features" not in first_night["republished"]
-    assert first_night["partitions_kept"] > first_night["partitions_written"] > 0
-
-
 def test_a_breach_requested_a_retrain_that_went_through_the_gate(
     loop: tuple[Settings, str],
 ) -> None:
