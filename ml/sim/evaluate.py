@@ -218,7 +218,7 @@ class ContactLog:
             [np.full(len(self.treated[d]), (run_date - d).days) for d in nights]
         )
         # one integer code per customer id over both arrays, then per-code minimum
-        # age and count (a pandas groupby over the ids took most of the report)
+        # age and count (a pandas groupby over the ids took a fifth of the report)
         codes, uniques = pd.factorize(
             np.concatenate([ids, np.asarray(customer_ids, dtype=object)])
         )

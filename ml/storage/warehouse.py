@@ -108,7 +108,7 @@ def ensure_schemas(con: duckdb.DuckDBPyConnection) -> None:
         "select schema_name, table_name from duckdb_tables() "
         "where database_name = current_database()"
     ).fetchall()
-    if set(_ENSURED_TABLES) <= set(present):
+    if set(present) >= _ENSURED_TABLES:
         return
     con.execute("create schema if not exists raw")
     for contract in TABLES.values():

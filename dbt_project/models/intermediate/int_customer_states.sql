@@ -33,10 +33,11 @@
     Between state_keep_days and twice that many days of states are kept: older
     ones are never read again except by a rerun of an old night, which then
     computes its state from the look-back. They are pruned once the oldest is
-    more than twice state_keep_days old, not every night: a delete makes the
-    build's commit rewrite the table's partly deleted row groups, which measured
-    here cost about 0.5 s a night at 50,000 customers
-    (benchmarks/bench_state_prune.py).
+    more than twice state_keep_days old, not every night: when a day's states
+    fill only part of a row group, a delete makes the build's commit rewrite the
+    partly deleted row groups (about 0.4 s a night at 51,000 customers in
+    benchmarks/bench_state_prune.py; at a million customers a day fills whole
+    row groups and it makes no difference).
 -#}
 
 {%- set lookback_days = feature_lookback_days() -%}
