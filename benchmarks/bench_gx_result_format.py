@@ -28,12 +28,11 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-import duckdb
-
 import ml.data.validation.context as gx_context
 from ml.config.settings import Settings
 from ml.data.validation import validate_landing
 from ml.data.validation.marts_gate import validate_marts
+from ml.storage.warehouse import connect
 
 WAYS = {
     "BASIC": {"result_format": "BASIC", "partial_unexpected_count": 20},
@@ -53,7 +52,7 @@ def _scratch(home: Path, scratch: Path) -> Settings:
 
 def _results(settings: Settings, day: date) -> list[tuple[Any, ...]]:
     """The night's stored verdicts, as the gates wrote them."""
-    with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
+    with connect(settings.warehouse_path, read_only=True) as con:
         return con.execute(
             "select table_name, partition_date, expectation_type, column_name, "
             "success, element_count, unexpected_count, example_values, "

@@ -59,4 +59,5 @@ def read_yaml(path: Path) -> tuple[dict[str, Any], str]:
 
 @lru_cache(maxsize=32)
 def _parse_yaml(raw: bytes) -> Any:
+    """The YAML document in ``raw`` (``{}`` when empty); cached by content."""
     return yaml.safe_load(raw) or {}

@@ -595,7 +595,6 @@ BY_NAME: dict[str, WarehouseTable] = {t.name: t for t in PYTHON_TABLES}
 
 # The gates' and the runs' tables, created with the raw tables by
 # ml.storage.warehouse.ensure_schemas.
-OPS_DDL = ddl_script(VALIDATION_RESULTS, QUARANTINE, RUNS, ALERTS)
-# The tables OPS_DDL creates.
-OPS_TABLE_NAMES = tuple(t.name for t in (VALIDATION_RESULTS, QUARANTINE, RUNS, ALERTS))
+OPS_TABLES = (VALIDATION_RESULTS, QUARANTINE, RUNS, ALERTS)
+OPS_DDL = ddl_script(*OPS_TABLES)
 ALERTS_DDL = ddl_script(ALERTS)

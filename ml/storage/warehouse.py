@@ -23,7 +23,7 @@ import pyarrow as pa
 from ml.config.settings import DUCKDB_MEMORY_LIMIT, DUCKDB_MEMORY_LIMIT_ENV
 from ml.contract.schema import TABLES
 from ml.contract.tables import ALERTS_DDL as ALERTS_DDL
-from ml.contract.tables import OPS_DDL, OPS_TABLE_NAMES, raw_table_ddl
+from ml.contract.tables import OPS_DDL, OPS_TABLES, raw_table_ddl
 from ml.contract.tables import duckdb_type as duckdb_type
 
 if TYPE_CHECKING:
@@ -95,7 +95,10 @@ def connect(path: Path, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConn
 # Every table ensure_schemas creates: (schema, table) pairs.
 _ENSURED_TABLES = frozenset(
     tuple(name.split(".", 1))
-    for name in [*(f"raw.{c.name}" for c in TABLES.values()), *OPS_TABLE_NAMES]
+    for name in [
+        *(f"raw.{c.name}" for c in TABLES.values()),
+        *(t.name for t in OPS_TABLES),
+    ]
 )
 
 
