@@ -12,16 +12,18 @@ plus the ``reporting`` views, to ``$LOOPLINE_HOME/analytics.duckdb``.
 ``partition_min_rows`` rows is published as Parquet files, one directory per
 partition date, under ``$LOOPLINE_HOME/analytics_data/``; the catalog holds a view
 over exactly those files. Every other table (small ones, and current-state tables
-without a date) is copied into the catalog whole.
+without a date) is copied into the catalog whole. A view of those schemas (a dbt
+model materialised as a view, such as ``marts.training_examples``) is created in
+the catalog with its own definition, over the published tables.
 
 **Only what changed is written.** The catalog keeps a manifest
 (``ops.publication_files``): per partition its rows, a fingerprint (the sum of the
 row hashes) and its files. A publish for logical date ``d`` fingerprints only the
 partitions the pipeline's runs for ``d`` write (:func:`written_dates`): ``d`` itself
 (the nightly snapshot, scores, decisions, drift, the day's transactions) and
-``d - H`` (the labels, training examples and decision outcomes that mature on
-``d``). It writes a new file only for a partition whose fingerprint changed; every
-other partition keeps its files. A rerun or backfill of an earlier date publishes
+``d - H`` (the labels and decision outcomes that mature on ``d``). It writes a
+new file only for a partition whose fingerprint changed; every other partition
+keeps its files. A rerun or backfill of an earlier date publishes
 for that date, so its partitions are the ones fingerprinted. If the rows of the
 other partitions no longer add up to the table's row count (a rebuild, a catch-up,
 or a backfill changed history), or the table's columns changed, every partition of
@@ -501,12 +503,13 @@ def _write_catalog(temp: Path, plan: _Plan) -> _Written:
             manifest += [(name, column, signature, part) for part in partitions]
             written.files.update(files)
         written.data_bytes = sum(Path(f).stat().st_size for f in written.files)
+        marts_views = _copy_views(con)
         _retire(before, written, plan.keep_hours)
         _write_publication(
             con, plan.run_date, plan.published_by, written.tables, freshness
         )
         _write_manifest(con, manifest, written.retired)
-        written.views = _create_views(con)
+        written.views = marts_views + _create_views(con)
         con.execute(f"detach {SOURCE}")
         con.execute("checkpoint")
     finally:
@@ -937,6 +940,32 @@ def _write_publication(
             for name, rows in tables.items()
         ],
     )
+
+
+def _copy_views(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Create each view of the warehouse's published schemas (a dbt model
+    materialised as a view, such as ``marts.training_examples``) with its own
+    definition, over the tables just published. DuckDB keeps a view's SQL
+    without the catalog's name, so it reads the copy's tables, not the
+    warehouse's."""
+    placeholders = ", ".join("?" for _ in PUBLISHED_SCHEMAS)
+    views = con.execute(
+        "select schema_name, view_name, sql from duckdb_views() "
+        f"where database_name = ? and schema_name in ({placeholders}) "
+        "and not internal order by schema_name, view_name",
+        [SOURCE, *PUBLISHED_SCHEMAS],
+    ).fetchall()
+    created = []
+    for schema, name, sql in views:
+        try:
+            con.execute(str(sql))
+        except duckdb.Error as exc:
+            raise PublishError(
+                f"cannot publish the view {schema}.{name}: {exc}. "
+                "The analyst copy is unchanged."
+            ) from exc
+        created.append(f"{schema}.{name}")
+    return created
 
 
 def _create_views(con: duckdb.DuckDBPyConnection) -> list[str]:

@@ -1,33 +1,23 @@
-{{
-    config(
-        incremental_strategy='replace_range',
-        incremental_predicates=[
-            'as_of_date between __label_start_date__ and __label_end_date__',
-        ],
-    )
-}}
+{{ config(materialized='view') }}
 
-{#- A feature snapshot joins its label once the label exists (d + H in the run). -#}
-
-{%- set horizon_days = var('horizon_days') | int -%}
-{%- set label_start_date = shift_date(run_start_date(), -horizon_days) -%}
-{%- set label_end_date = shift_date(run_end_date(), -horizon_days) -%}
+{#-
+    A feature snapshot joined with its label once the label exists (d + H in the
+    run). A view, not a table: a stored copy would write the whole feature row of
+    d - H again every night. Readers filter by as_of_date, which DuckDB pushes
+    into both tables' scans.
+-#}
 
 with
 
 customer_features as (
 
     select * from {{ ref('customer_features') }}
-    where as_of_date between {{ date_literal(label_start_date) }}
-        and {{ date_literal(label_end_date) }}
 
 ),
 
 churn_labels as (
 
     select * from {{ ref('churn_labels') }}
-    where as_of_date between {{ date_literal(label_start_date) }}
-        and {{ date_literal(label_end_date) }}
 
 ),
 

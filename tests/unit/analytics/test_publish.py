@@ -158,6 +158,37 @@ def test_publish_copies_marts_ops_and_views_not_raw(settings: Settings) -> None:
     assert json.loads(recorded[1])["tables"]["marts.decisions"] == 40
 
 
+def test_a_marts_view_is_published_over_the_copys_tables(settings: Settings) -> None:
+    """A dbt model materialised as a view (marts.training_examples) reaches the
+    copy with its own definition, reading the copy's tables, also those
+    published as Parquet partitions."""
+    with connect(settings.warehouse_path) as con:
+        con.execute(
+            "create view marts.treated_decisions as select d.*, c.as_of_date "
+            "from marts.decisions d join marts.dim_customers c using (customer_id) "
+            "where d.arm = 'treated'"
+        )
+    summary = publish_analytics(settings, DAY, "publish", partition_min_rows=10)
+
+    assert "marts.treated_decisions" in summary.views
+    assert "marts.treated_decisions" not in summary.tables
+    with open_analytics(settings) as con:
+        assert con.execute(
+            "select count(*) from marts.treated_decisions"
+        ).fetchone() == (36,)
+        # the decisions are Parquet partitions in the copy, and the view reads them
+        plan = con.execute(
+            "explain select * from marts.treated_decisions"
+        ).fetchall()
+        assert "READ_PARQUET" in str(plan).upper()
+    with connect(settings.warehouse_path) as con:
+        con.execute("delete from marts.decisions")
+    with open_analytics(settings) as con:
+        assert con.execute(
+            "select count(*) from marts.treated_decisions"
+        ).fetchone() == (36,)
+
+
 def test_a_new_copy_replaces_the_file_and_an_open_reader_keeps_its_snapshot(
     settings: Settings,
 ) -> None:
