@@ -177,9 +177,7 @@ def test_a_marts_view_is_published_over_the_copys_tables(settings: Settings) -> 
             "select count(*) from marts.treated_decisions"
         ).fetchone() == (36,)
         # the decisions are Parquet partitions in the copy, and the view reads them
-        plan = con.execute(
-            "explain select * from marts.treated_decisions"
-        ).fetchall()
+        plan = con.execute("explain select * from marts.treated_decisions").fetchall()
         assert "READ_PARQUET" in str(plan).upper()
     with connect(settings.warehouse_path) as con:
         con.execute("delete from marts.decisions")
