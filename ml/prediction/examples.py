@@ -18,7 +18,6 @@ import logging
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
@@ -103,10 +102,11 @@ def backtest_windows(
     ]
 
 
-def thinning_predicate(every_days: int, spacing_days: int = 1) -> str:
+def thinning_predicate(every_days: int, spacing_days: int | str = 1) -> str:
     """SQL keeping one snapshot per customer every ``every_days`` days, for
     snapshots ``spacing_days`` apart (1 for nightly snapshots, 7 for a weekly
-    rebuild).
+    rebuild): a number, or a SQL expression giving each row's spacing (a column of
+    the days between its snapshot date and the one before).
 
     A snapshot is kept when its step number (days since 1970-01-01 divided by the
     spacing) plus the customer's phase is a multiple of every_days / spacing. The
@@ -115,34 +115,42 @@ def thinning_predicate(every_days: int, spacing_days: int = 1) -> str:
     every_days or more apart are all kept: thinning weekly snapshots by the day
     would keep only the customers whose phase matches the snapshots' weekday.
     """
-    steps = int(every_days) // max(1, int(spacing_days))
-    if steps <= 1:
+    every = int(every_days)
+    if every <= 1:
         return "true"
     phase = "('0x' || left(md5(customer_id), 8))::bigint"
-    step = f"datediff('day', date '1970-01-01', as_of_date) // {int(spacing_days)}"
-    return f"(({step}) + {phase}) % {steps} = 0"
+    day = "datediff('day', date '1970-01-01', as_of_date)"
+    if isinstance(spacing_days, int):
+        spacing = max(1, spacing_days)
+        steps = every // spacing
+        if steps <= 1:
+            return "true"
+        return f"((({day}) // {spacing}) + {phase}) % {steps} = 0"
+    spacing_sql = f"greatest(1, {spacing_days})"
+    steps_sql = f"({every} // {spacing_sql})"
+    return (
+        f"({steps_sql} <= 1 or "
+        f"((({day}) // {spacing_sql}) + {phase}) % {steps_sql} = 0)"
+    )
 
 
-def snapshot_spacing(con: Any, start: date, end: date) -> int:
-    """The usual number of days between consecutive snapshot dates of
-    ``marts.training_examples`` in ``[start, end]`` (1 when there are fewer than
-    two dates)."""
-    found = con.execute(
-        f"""
-        with dates as (
-            select distinct as_of_date from {TRAINING_TABLE}
-            where as_of_date between ? and ?
-        ),
-        gaps as (
-            select datediff('day', lag(as_of_date) over (order by as_of_date),
-                as_of_date) as gap
-            from dates
-        )
-        select mode(gap) from gaps where gap is not null
-        """,
-        [start, end],
-    ).fetchall()
-    return int(found[0][0]) if found and found[0][0] else 1
+SPACING_SQL = f"""
+    with snapshot_dates as (
+        select distinct as_of_date from {TRAINING_TABLE}
+        where as_of_date between $start and $end
+    )
+    -- each snapshot date's spacing: the days since the date before it (for the
+    -- first, until the date after it), so a weekly rebuild followed by nightly
+    -- runs is thinned by the week, then by the day
+    select
+        as_of_date,
+        coalesce(
+            datediff('day', lag(as_of_date) over (order by as_of_date), as_of_date),
+            datediff('day', as_of_date, lead(as_of_date) over (order by as_of_date)),
+            1
+        ) as spacing_days
+    from snapshot_dates
+"""
 
 
 def customer_sample_predicate(customers: int, max_customers: int) -> str:
@@ -169,7 +177,6 @@ def load_examples(
     ``[start, end]`` whose label had matured by ``as_of``, in a stable order; of
     a sample of ``split.max_customers`` customers when there are more."""
     with connect(warehouse, read_only=True) as con:
-        spacing = snapshot_spacing(con, start, end)
         found = con.execute(
             f"select count(distinct customer_id) from {TRAINING_TABLE} "
             "where as_of_date between ? and ?",
@@ -184,16 +191,24 @@ def load_examples(
                 config.split.max_customers,
                 customers,
             )
-        query = (
-            f"select * from {TRAINING_TABLE} "
-            "where as_of_date between ? and ? "
-            "and as_of_date <= ? "
-            f"and {thinning_predicate(config.thinning.every_days, spacing)} "
-            f"and {sample} "
-            "order by as_of_date, customer_id"
-        )
+        thinned = thinning_predicate(config.thinning.every_days, "spacing_days")
+        query = f"""
+            with spacing as ({SPACING_SQL})
+            select examples.* from {TRAINING_TABLE} as examples
+            join spacing using (as_of_date)
+            where as_of_date between $start and $end
+                and as_of_date <= $matured
+                and {thinned}
+                and {sample}
+            order by as_of_date, customer_id
+        """
         frame = con.execute(
-            query, [start, end, latest_matured_date(as_of, horizon_days)]
+            query,
+            {
+                "start": start,
+                "end": end,
+                "matured": latest_matured_date(as_of, horizon_days),
+            },
         ).df()
     if not frame.empty:
         frame["as_of_date"] = pd.to_datetime(frame["as_of_date"]).dt.date

@@ -116,6 +116,40 @@ def test_thinning_keeps_every_snapshot_of_a_weekly_rebuild(tmp_path: Path) -> No
     assert len(frame) == weekly[0][0] > 0
 
 
+def test_a_weekly_rebuild_followed_by_nightly_runs_is_thinned_by_each_part(
+    tmp_path: Path,
+) -> None:
+    # weekly snapshots up to a rebuild's end, then one a night: the weekly ones are
+    # all kept, the nightly ones thinned to one a customer every seven days
+    warehouse = tmp_path / "warehouse.duckdb"
+    write_synthetic_marts(warehouse, 300, date(2024, 1, 1), 120, seed=3)
+    nightly_from = date(2024, 3, 11)  # 70 days in: a weekly date, then nightly
+    with connect(warehouse) as con:
+        con.execute(
+            "delete from marts.training_examples where as_of_date < ? "
+            "and datediff('day', date '2024-01-01', as_of_date) % 7 <> 0",
+            [nightly_from],
+        )
+        weekly, nightly = con.execute(
+            "select count(*) filter (where as_of_date <= ?), "
+            "count(*) filter (where as_of_date > ?) from marts.training_examples",
+            [nightly_from, nightly_from],
+        ).fetchone()
+    config = ModelConfig()
+    config.thinning.every_days = 7
+    frame = load_examples(
+        warehouse, date(2023, 1, 1), date(2024, 6, 1), date(2024, 6, 1), 7, config
+    )
+    before = frame[frame["as_of_date"] <= nightly_from]
+    after = frame[frame["as_of_date"] > nightly_from]
+    assert len(before) == weekly > 0
+    assert 0.12 * nightly <= len(after) <= 0.16 * nightly  # about one in seven
+    for _, dates in after.groupby("customer_id")["as_of_date"]:
+        gaps = {(b - a).days for a, b in zip(dates, dates[1:], strict=False)}
+        assert gaps <= {7}
+    assert after["as_of_date"].map(lambda d: d.weekday()).nunique() == 7
+
+
 def test_label_and_key_columns_are_never_features(warehouse: Path) -> None:
     config = ModelConfig()
     frame = load_examples(
