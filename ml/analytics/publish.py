@@ -86,7 +86,7 @@ from ml.contract.tables import (
     ddl_script,
 )
 from ml.storage.procs import process_alive, safe_hostname
-from ml.storage.warehouse import duckdb_config
+from ml.storage.warehouse import duckdb_config, held_connection
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +101,7 @@ PARTITION_MIN_ROWS = 50_000
 KEEP_HOURS = 24.0
 # Aliases of the attached warehouse and previous copy while a catalog is written.
 SOURCE = "wh"
+TARGET = "new_copy"
 PREVIOUS = "previous_copy"
 # The date column that says how fresh a table is, first match wins.
 FRESHNESS_COLUMNS = (
@@ -411,6 +412,8 @@ class _Plan:
     checked: tuple[date, ...]  # the partition dates fingerprinted
     keep_hours: float
     batches: list[Path] = field(default_factory=list)
+    # the warehouse's catalog name on the publishing connection
+    catalog: str = SOURCE
 
 
 @dataclass(frozen=True)
@@ -441,21 +444,36 @@ class _Written:
 
 def _write_catalog(temp: Path, plan: _Plan) -> _Written:
     """Build the new catalog in ``temp``: small tables copied, partitioned tables
-    as views over their files, ``ops.publication``, the manifest and the views."""
-    con = duckdb.connect(str(temp), config=duckdb_config())
+    as views over their files, ``ops.publication``, the manifest and the views.
+
+    Inside :func:`ml.storage.warehouse.hold` of the warehouse (the in-process
+    closed loop holds it for a whole night), the file cannot be attached a second
+    time: the new catalog is then attached to a cursor of the held connection and
+    the warehouse is read through it, without writing to it."""
+    held = held_connection(plan.source)
+    if held is not None:
+        con = held.cursor()
+        row = con.execute("select current_database()").fetchone()
+        plan.catalog = str(row[0]) if row else SOURCE
+        con.execute(f"attach {_quote(temp)} as {TARGET}")
+        con.execute(f"use {TARGET}")
+    else:
+        con = duckdb.connect(str(temp), config=duckdb_config())
     try:
-        try:
-            con.execute(f"attach {_quote(plan.source)} as {SOURCE} (read_only)")
-        except duckdb.IOException as exc:
-            raise PublishError(
-                f"cannot read the warehouse {plan.source}: another process holds "
-                f"it (a pipeline task writing?). The analyst copy is unchanged. {exc}"
-            ) from exc
+        if held is None:
+            try:
+                con.execute(f"attach {_quote(plan.source)} as {SOURCE} (read_only)")
+            except duckdb.IOException as exc:
+                raise PublishError(
+                    f"cannot read the warehouse {plan.source}: another process "
+                    "holds it (a pipeline task writing?). The analyst copy is "
+                    f"unchanged. {exc}"
+                ) from exc
         before = _previous_copy(con, plan)
         previous = {} if plan.full else before.tables
         copied = [
             (schema, table)
-            for schema, table in published_tables(con, SOURCE)
+            for schema, table in published_tables(con, plan.catalog)
             if f"{schema}.{table}"
             not in (PUBLICATION_TABLE, FILES_TABLE, RETIRED_TABLE)
         ]
@@ -468,17 +486,19 @@ def _write_catalog(temp: Path, plan: _Plan) -> _Written:
         written = _Written()
         freshness: dict[str, date | None] = {}
         manifest: list[tuple[str, str, str, _Partition]] = []
-        every_column = _all_columns(con, SOURCE)
+        every_column = _all_columns(con, plan.catalog)
         for schema, table in copied:
             name = f"{schema}.{table}"
-            rows = _count(con, f'{SOURCE}.{schema}."{table}"')
+            rows = _count(con, f'{plan.catalog}.{schema}."{table}"')
             written.tables[name] = rows
             columns = every_column.get((schema, table), [])
-            column = _partition_column(con, schema, table, columns, rows, plan.min_rows)
+            column = _partition_column(
+                con, plan.catalog, schema, table, columns, rows, plan.min_rows
+            )
             if column is None:
                 con.execute(
                     f'create table {schema}."{table}" as '
-                    f'select * from {SOURCE}.{schema}."{table}"'
+                    f'select * from {plan.catalog}.{schema}."{table}"'
                 )
                 freshness[name] = _latest_date(con, schema, table, columns)
                 continue
@@ -503,16 +523,22 @@ def _write_catalog(temp: Path, plan: _Plan) -> _Written:
             manifest += [(name, column, signature, part) for part in partitions]
             written.files.update(files)
         written.data_bytes = sum(Path(f).stat().st_size for f in written.files)
-        marts_views = _copy_views(con)
+        marts_views = _copy_views(con, plan.catalog)
         _retire(before, written, plan.keep_hours)
         _write_publication(
             con, plan.run_date, plan.published_by, written.tables, freshness
         )
         _write_manifest(con, manifest, written.retired)
         written.views = marts_views + _create_views(con)
-        con.execute(f"detach {SOURCE}")
-        con.execute("checkpoint")
+        if held is None:
+            con.execute(f"detach {SOURCE}")
+            con.execute("checkpoint")
+        else:
+            con.execute(f"checkpoint {TARGET}")
     finally:
+        if held is not None:  # the held warehouse stays open; the copy is closed
+            con.execute(f"use {plan.catalog}")
+            con.execute(f"detach database if exists {TARGET}")
         con.close()
     return written
 
@@ -544,6 +570,7 @@ def _all_columns(
 
 def _partition_column(
     con: duckdb.DuckDBPyConnection,
+    source: str,
     schema: str,
     table: str,
     columns: list[tuple[str, str]],
@@ -559,12 +586,13 @@ def _partition_column(
     column = next((c for c in FRESHNESS_COLUMNS if c in types), None)
     if column is None or types[column] != "DATE":
         return None
-    nulls = _count(con, f'{SOURCE}.{schema}."{table}" where "{column}" is null')
+    nulls = _count(con, f'{source}.{schema}."{table}" where "{column}" is null')
     return column if nulls == 0 else None
 
 
 def _fingerprints(
     con: duckdb.DuckDBPyConnection,
+    source: str,
     schema: str,
     table: str,
     column: str,
@@ -574,7 +602,7 @@ def _fingerprints(
     where = "" if dates is None else f' where "{column}" in (select unnest(?::date[]))'
     rows = con.execute(
         f'select "{column}", count(*), sum(hash(t))::varchar '
-        f'from {SOURCE}.{schema}."{table}" t{where} group by 1',
+        f'from {source}.{schema}."{table}" t{where} group by 1',
         [] if dates is None else [list(dates)],
     ).fetchall()
     return {value: (int(n), str(h)) for value, n, h in rows}
@@ -602,7 +630,7 @@ def _publish_partitions(
     old = {p.value: p for p in (previous.partitions if previous else [])}
     checked = set(plan.checked)
     kept = [p for p in old.values() if p.value not in checked]
-    current = _fingerprints(con, schema, table, column, plan.checked)
+    current = _fingerprints(con, plan.catalog, schema, table, column, plan.checked)
     if (
         previous is None
         or sum(p.rows for p in kept) + sum(n for n, _ in current.values()) != rows
@@ -611,7 +639,7 @@ def _publish_partitions(
         # every partition is fingerprinted, and those that still match keep their
         # files
         kept = []
-        current = _fingerprints(con, schema, table, column, None)
+        current = _fingerprints(con, plan.catalog, schema, table, column, None)
         written.republished.append(name)
     unchanged = [
         old[value]
@@ -650,7 +678,7 @@ def _write_partitions(
     )
     batch.parent.mkdir(parents=True, exist_ok=True)
     plan.batches.append(batch)
-    _copy_partitions(con, schema, table, column, values, batch)
+    _copy_partitions(con, plan.catalog, schema, table, column, values, batch)
     files: dict[date, list[str]] = {}
     for path in sorted(batch.glob(f"{column}=*/*.parquet")):
         value = date.fromisoformat(path.parent.name.split("=", 1)[1])
@@ -665,6 +693,7 @@ def _write_partitions(
 
 def _copy_partitions(
     con: duckdb.DuckDBPyConnection,
+    source: str,
     schema: str,
     table: str,
     column: str,
@@ -673,7 +702,7 @@ def _copy_partitions(
 ) -> None:
     """One ``COPY … PARTITION_BY`` of the rows of ``values`` into ``batch``."""
     con.execute(
-        f'copy (select * from {SOURCE}.{schema}."{table}" '
+        f'copy (select * from {source}.{schema}."{table}" '
         f'where "{column}" in (select unnest(?::date[]))) to {_quote(batch)} '
         f'(format parquet, partition_by ("{column}"), write_partition_columns true, '
         "filename_pattern 'part_{i}')",
@@ -942,7 +971,7 @@ def _write_publication(
     )
 
 
-def _copy_views(con: duckdb.DuckDBPyConnection) -> list[str]:
+def _copy_views(con: duckdb.DuckDBPyConnection, source: str) -> list[str]:
     """Create each view of the warehouse's published schemas (a dbt model
     materialised as a view, such as ``marts.training_examples``) with its own
     definition, over the tables just published. DuckDB keeps a view's SQL
@@ -953,7 +982,7 @@ def _copy_views(con: duckdb.DuckDBPyConnection) -> list[str]:
         "select schema_name, view_name, sql from duckdb_views() "
         f"where database_name = ? and schema_name in ({placeholders}) "
         "and not internal order by schema_name, view_name",
-        [SOURCE, *PUBLISHED_SCHEMAS],
+        [source, *PUBLISHED_SCHEMAS],
     ).fetchall()
     created = []
     for schema, name, sql in views:

@@ -200,7 +200,7 @@ def rebuild(
 def _run_nightly(settings: Settings, days: list[date]) -> list[Any]:
     """Run the nightly DAG for each day in order; stop at the first day that did
     not run to its end (a failed task, or a run in which nothing ran)."""
-    from loopline_airflow.runner import configure, run_dag, send_logs_to
+    from loopline_airflow.runner import configure, hold_warehouse, run_dag, send_logs_to
 
     configure(settings)
     log = active_log()
@@ -217,8 +217,10 @@ def _run_nightly(settings: Settings, days: list[date]) -> list[Any]:
     with docs, _progress() as progress:
         task = progress.add_task("loopline_nightly", total=len(days))
         for day in days:
-            # a StartDateError (a date before the DAGs' start) stops the command
-            outcome = run_dag(settings, "loopline_nightly", day)
+            # a StartDateError (a date before the DAGs' start) stops the command;
+            # the night's tasks share one open warehouse (see hold_warehouse)
+            with hold_warehouse(settings):
+                outcome = run_dag(settings, "loopline_nightly", day)
             raise_if_stopped()  # a task run in-process swallows Ctrl-C and SIGTERM
             outcomes.append(outcome)
             status = "[green]ok" if outcome.ok else "[red]FAILED"

@@ -146,6 +146,8 @@ def write_synthetic_marts(
             f"create or replace table marts.customer_features as "
             f"select {features} from _synthetic"
         )
+        # a home dbt has built holds training_examples as a view over the two
+        con.execute("drop view if exists marts.training_examples")
         con.execute(
             "create or replace table marts.training_examples as "
             "select * from _synthetic where as_of_date <= ?",

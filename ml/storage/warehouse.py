@@ -75,6 +75,13 @@ def hold(path: Path, read_only: bool = False) -> Iterator[None]:
         con.close()
 
 
+def held_connection(path: Path) -> duckdb.DuckDBPyConnection | None:
+    """The connection :func:`hold` keeps open for ``path`` in this process, if any:
+    for code that must attach another file beside the held one (the publish),
+    since the held file cannot be opened a second time meanwhile."""
+    return _HELD.get(path.resolve()) if _HELD else None
+
+
 @contextmanager
 def connect(path: Path, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
     """Open the warehouse and close it on exit, whatever happens (inside

@@ -25,7 +25,12 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any, cast
 
-from loopline_airflow.runner import DagRunOutcome, ensure_metadata, run_dag
+from loopline_airflow.runner import (
+    DagRunOutcome,
+    ensure_metadata,
+    hold_warehouse,
+    run_dag,
+)
 from ml.config.settings import Settings
 
 RETRAIN_ASSET_NAME = "retrain_requested"
@@ -84,22 +89,23 @@ def run_day(settings: Settings, day: date, seen: int) -> tuple[LoopDay, int]:
     started = time.perf_counter()
     simulate_next_day(settings)
     seconds["simulate"] = time.perf_counter() - started
-    nightly = run_dag(settings, "loopline_nightly", day)
-    seconds["nightly"] = nightly.seconds
     outcomes = retrain = request = None
-    if nightly.ok:
-        outcomes = run_dag(settings, "loopline_outcomes", day)
-        seconds["outcomes"] = outcomes.seconds
-        fresh = retrain_requests(seen)
-        if fresh:
-            seen, request = fresh[-1]
-            retrain = run_dag(
-                settings,
-                "loopline_retrain",
-                day,
-                conf={"trigger": request, "as_of": request.get("day")},
-            )
-            seconds["retrain"] = retrain.seconds
+    with hold_warehouse(settings):
+        nightly = run_dag(settings, "loopline_nightly", day)
+        seconds["nightly"] = nightly.seconds
+        if nightly.ok:
+            outcomes = run_dag(settings, "loopline_outcomes", day)
+            seconds["outcomes"] = outcomes.seconds
+            fresh = retrain_requests(seen)
+            if fresh:
+                seen, request = fresh[-1]
+                retrain = run_dag(
+                    settings,
+                    "loopline_retrain",
+                    day,
+                    conf={"trigger": request, "as_of": request.get("day")},
+                )
+                seconds["retrain"] = retrain.seconds
     return LoopDay(day, seconds, nightly, outcomes, retrain, request), seen
 
 

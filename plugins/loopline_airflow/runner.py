@@ -313,6 +313,26 @@ class StartDateError(ValueError):
     """A logical date before the DAG's start_date: Airflow would run no task."""
 
 
+@contextmanager
+def hold_warehouse(settings: Settings) -> Iterator[None]:
+    """Keep the warehouse open for the DAG runs inside the block.
+
+    In-process, every task of a run opens the warehouse; each open costs a new
+    database instance, and each close a checkpoint of what the task wrote. Held,
+    every task's connection (dbt's too) is a cursor of one instance, which is
+    checkpointed once, when the block ends. This process is the only writer
+    meanwhile, as it is during any of its tasks (``ml.storage.warehouse.hold``).
+    A home without a warehouse yet is left as it is.
+    """
+    from ml.storage.warehouse import hold
+
+    if not settings.warehouse_path.is_file():
+        yield
+        return
+    with hold(settings.warehouse_path):
+        yield
+
+
 def run_dag(
     settings: Settings,
     dag_id: str,

@@ -2,7 +2,8 @@
 
 * ``bulk``: one full-refresh build of the whole range.
 * ``nightly``: a bulk build up to the day before ``NIGHTLY_START``, then one build
-  per night, then the last night again (a rerun).
+  per night (every other one inside a hold of the warehouse), then the last night
+  again (a rerun).
 * ``perturbed``: the bulk world plus rows after ``LEAKAGE_DAY`` (late arrivals and
   later events), built in bulk.
 
@@ -12,6 +13,7 @@ labels, churners and customers who fall out of the active set.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
@@ -20,7 +22,7 @@ import pytest
 
 from ml.config.settings import Settings
 from ml.data.dbt import DbtRunResult, dbt_build, rebuild
-from ml.storage.warehouse import connect
+from ml.storage.warehouse import connect, held_connection, hold
 from tests.integration.dbt.world import World, load_world, make_world
 
 FIRST_DAY = date(2024, 1, 1)
@@ -82,6 +84,10 @@ class BuiltWorld:
     # nightly only: run date -> latest labelled as_of_date after that night
     latest_label_after: dict[date, date | None] = field(default_factory=dict)
     before_rerun: dict[str, Rows] = field(default_factory=dict)
+    # nightly only: the nights built inside a hold, and the night's feature rows
+    # the held connection saw right after the build
+    held_nights: list[date] = field(default_factory=list)
+    rows_seen_held: dict[date, int] = field(default_factory=dict)
 
 
 @pytest.fixture(scope="session")
@@ -116,7 +122,20 @@ def nightly(tmp_path_factory: pytest.TempPathFactory, world: World) -> BuiltWorl
     )
     day = NIGHTLY_START
     while day <= BUILD_END:
-        built.results.append(dbt_build(settings, day, day))
+        # every other night inside a hold of the warehouse, as the closed loop
+        # runs its nights: dbt then shares the held database instance
+        held = (day - NIGHTLY_START).days % 2 == 1
+        with hold(settings.warehouse_path) if held else nullcontext():
+            built.results.append(dbt_build(settings, day, day))
+            if held:
+                built.held_nights.append(day)
+                held_con = held_connection(settings.warehouse_path)
+                assert held_con is not None
+                count = held_con.execute(
+                    "select count(*) from marts.customer_features where as_of_date = ?",
+                    [day],
+                ).fetchone()
+                built.rows_seen_held[day] = int(count[0]) if count else 0
         labels = read_rows(settings, "churn_labels")
         built.latest_label_after[day] = max((row[1] for row in labels), default=None)
         day += timedelta(days=1)

@@ -88,6 +88,20 @@ def test_labels_appear_only_once_the_horizon_has_passed(
     assert not labelled & {(row[0], row[1]) for row in features}
 
 
+def test_a_build_inside_a_hold_writes_through_the_held_instance(
+    nightly: BuiltWorld,
+) -> None:
+    """The nights built while the warehouse was held open (as the closed loop
+    holds it) are among those equal to the bulk build above; the held connection
+    saw each night's rows as soon as dbt had written them."""
+    assert len(nightly.held_nights) >= 2
+    features = nightly.before_rerun["customer_features"]
+    for day in nightly.held_nights:
+        written = sum(1 for row in features if row[1] == day)
+        assert written > 0
+        assert nightly.rows_seen_held[day] == written
+
+
 def test_rerunning_a_night_gives_identical_rows(nightly: BuiltWorld) -> None:
     assert snapshot(nightly.settings) == nightly.before_rerun
     rerun = nightly.results[-1]

@@ -35,7 +35,7 @@ from ml.analytics.publish import (
 from ml.cli.app import app
 from ml.config.settings import Settings
 from ml.ops.tasks import publish
-from ml.storage.warehouse import connect, ensure_schemas
+from ml.storage.warehouse import connect, ensure_schemas, held_connection, hold
 
 DAY = date(2025, 3, 1)
 
@@ -262,6 +262,87 @@ def test_a_failure_after_the_copy_leaves_no_temp_file(
     )
     with pytest.raises(duckdb.BinderException, match="no_such_column"):
         publish_analytics(settings, DAY, "publish")
+    assert _sha256(settings.analytics_path) == before
+    assert _temp_files(settings) == []
+    assert not list(settings.root.glob("*.tmp.wal"))
+
+
+def _attached(con: duckdb.DuckDBPyConnection) -> set[str]:
+    return {
+        str(r[0])
+        for r in con.execute(
+            "select database_name from duckdb_databases() where not internal"
+        ).fetchall()
+    }
+
+
+def _manifest(path: Path) -> list[tuple[object, ...]]:
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        return con.execute(
+            "select table_name, partition_value, row_count, fingerprint "
+            "from ops.publication_files order by all"
+        ).fetchall()
+    finally:
+        con.close()
+
+
+def test_a_publish_inside_a_hold_reads_the_warehouse_through_it(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """The closed loop holds the warehouse open for a whole night, so the file
+    cannot be attached a second time: the copy is then attached beside it, and
+    the result is the copy a publish outside the hold writes."""
+    outside = Settings(home=tmp_path / "outside")
+    _build_warehouse(outside, decisions=40)
+    for home in (settings, outside):
+        publish_analytics(home, DAY, "publish", partition_min_rows=10)
+        _build_warehouse(home, decisions=70)
+    publish_analytics(outside, DAY, "publish", partition_min_rows=10)
+
+    with hold(settings.warehouse_path):
+        held = held_connection(settings.warehouse_path)
+        assert held is not None
+        summary = publish_analytics(settings, DAY, "publish", partition_min_rows=10)
+        # the copy and the previous copy are detached again; the warehouse is
+        # still open, and writable
+        assert _attached(held) == {"warehouse"}
+        held.execute("insert into marts.dim_customers values ('late', ?)", [DAY])
+
+    assert summary.tables["marts.decisions"] == 70
+    assert summary.partitions_written == 1  # the changed day only
+    assert _manifest(settings.analytics_path) == _manifest(outside.analytics_path)
+    assert _counts(settings.analytics_path) == _counts(outside.analytics_path)
+    assert _temp_files(settings) == []
+    with open_analytics(settings) as con:
+        assert con.execute("select count(*) from marts.decisions").fetchone() == (70,)
+        assert con.execute(
+            "select count(*) from reporting.latest_queue"
+        ).fetchone() == (63,)
+        # the published dimension is the one before the held write
+        assert con.execute("select count(*) from marts.dim_customers").fetchone() == (
+            50,
+        )
+
+
+def test_a_failed_publish_inside_a_hold_leaves_the_hold_as_it_was(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    publish_analytics(settings, DAY, "publish")
+    before = _sha256(settings.analytics_path)
+    broken = publish_module.ReportingView(
+        "broken", ("marts.decisions",), "select no_such_column from marts.decisions"
+    )
+    monkeypatch.setattr(
+        publish_module, "REPORTING_VIEWS", (*publish_module.REPORTING_VIEWS, broken)
+    )
+    with hold(settings.warehouse_path):
+        held = held_connection(settings.warehouse_path)
+        assert held is not None
+        with pytest.raises(duckdb.BinderException, match="no_such_column"):
+            publish_analytics(settings, DAY, "publish")
+        assert _attached(held) == {"warehouse"}
+        held.execute("insert into marts.dim_customers values ('late', ?)", [DAY])
     assert _sha256(settings.analytics_path) == before
     assert _temp_files(settings) == []
     assert not list(settings.root.glob("*.tmp.wal"))
