@@ -961,14 +961,24 @@ def _write_publication(
     tables: dict[str, int],
     freshness: dict[str, date | None],
 ) -> None:
+    """``ops.publication``: one row per published table, inserted from Arrow in
+    one statement (``executemany`` costs a statement per table)."""
     con.execute(ddl_script(PUBLICATION))
-    con.executemany(
-        f"insert into {PUBLICATION_TABLE} values (?, ?, ?, ?, ?)",
-        [
-            [run_date, published_by, name, rows, freshness.get(name)]
-            for name, rows in tables.items()
-        ],
+    names = list(tables)
+    rows = pa.table(
+        {
+            "run_date": pa.array([run_date] * len(names), pa.date32()),
+            "published_by": pa.array([published_by] * len(names), pa.string()),
+            "table_name": pa.array(names, pa.string()),
+            "row_count": pa.array([tables[n] for n in names], pa.int64()),
+            "latest_date": pa.array([freshness.get(n) for n in names], pa.date32()),
+        }
     )
+    con.register("publication_rows", rows)
+    con.execute(
+        f"insert into {PUBLICATION_TABLE} by name select * from publication_rows"
+    )
+    con.unregister("publication_rows")
 
 
 def _copy_views(con: duckdb.DuckDBPyConnection, source: str) -> list[str]:
