@@ -80,14 +80,23 @@ def _plan(
 ) -> pd.DataFrame:
     names = np.array([*ACTIONS, None], dtype=object)[choice]
     treated = choice >= 0
+    index = candidates.index
+    # object columns as they are: inferring pandas' string dtype from them cost
+    # about half of building the plan, and a report builds six plans a night
     return pd.DataFrame(
         {
-            "customer_id": candidates["customer_id"].astype(str).to_numpy(),
-            "arm": np.where(treated, "treated", "none"),
-            "action": names,
+            "customer_id": pd.Series(
+                candidates["customer_id"].astype(str).to_numpy(dtype=object),
+                index=index,
+                dtype=object,
+            ),
+            "arm": pd.Series(
+                np.where(treated, "treated", "none"), index=index, dtype=object
+            ),
+            "action": pd.Series(names, index=index, dtype=object),
             "cost": np.where(treated, cost[np.maximum(choice, 0)], 0.0),
         },
-        index=candidates.index,
+        index=index,
     )
 
 

@@ -314,11 +314,12 @@ def _decision_plan(
     cost = np.zeros(len(ids), dtype=np.float64)
     for name, price in costs.items():
         cost[treated & (action == name)] = price
+    # object columns as they are (see ml.sim.baselines._plan)
     return pd.DataFrame(
         {
-            "customer_id": ids,
-            "arm": np.where(treated, "treated", "none"),
-            "action": chosen,
+            "customer_id": pd.Series(ids, dtype=object),
+            "arm": pd.Series(np.where(treated, "treated", "none"), dtype=object),
+            "action": pd.Series(chosen, dtype=object),
             "cost": cost,
         }
     )
