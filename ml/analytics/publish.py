@@ -289,8 +289,9 @@ def publish_analytics(
     republishes every table whole;
     ``partition_min_rows`` and ``keep_hours`` default to :data:`PARTITION_MIN_ROWS`
     and :data:`KEEP_HOURS`. The live warehouse is
-    only read (attached read-only), yet that makes a writer fail, so this runs in
-    the warehouse pool like every other task that opens the warehouse.
+    only read (attached read-only, or through the connection this process holds
+    it with: :func:`ml.storage.warehouse.hold`), yet that makes a writer fail, so
+    this runs in the warehouse pool like every other task that opens the warehouse.
     """
     source = settings.warehouse_path
     target = settings.analytics_path
@@ -455,12 +456,13 @@ def _write_catalog(temp: Path, plan: _Plan) -> _Written:
         con = held.cursor()
         row = con.execute("select current_database()").fetchone()
         plan.catalog = str(row[0]) if row else SOURCE
-        con.execute(f"attach {_quote(temp)} as {TARGET}")
-        con.execute(f"use {TARGET}")
     else:
         con = duckdb.connect(str(temp), config=duckdb_config())
     try:
-        if held is None:
+        if held is not None:
+            con.execute(f"attach {_quote(temp)} as {TARGET}")
+            con.execute(f"use {TARGET}")
+        else:
             try:
                 con.execute(f"attach {_quote(plan.source)} as {SOURCE} (read_only)")
             except duckdb.IOException as exc:

@@ -14,9 +14,18 @@ Only decisions of earlier run dates count: the nightly gate of day d runs before
 night's ``decide``, so the same rule gives the same verdict when the date is rerun after
 its decisions exist. The marts are only read here; :mod:`ml.decision.decide_step` owns
 them.
+
+Feedback answers recent decisions: the rows are looked up first among the decisions
+of the :data:`RECENT_DAYS` before their earliest day, a scan that follows that
+window instead of the whole history (the decisions are stored in run-date order,
+so DuckDB skips the older row groups). Only the rows not found there with their own
+customer (late feedback, unknown ids, mismatches) are looked up again among every
+earlier decision, so the verdicts are those of one lookup over all of them.
 """
 
 from __future__ import annotations
+
+from datetime import date, timedelta
 
 import duckdb
 import numpy as np
@@ -25,6 +34,9 @@ import pyarrow as pa
 
 from ml.contract.tables import DECISIONS_TABLE, REVIEW_QUEUE_TABLE
 from ml.storage.warehouse import table_exists
+
+# Days of decisions before the feedback's earliest day that the first lookup reads.
+RECENT_DAYS = 14
 
 # landing table -> (the table its decision_id refers to, which of its rows count)
 REFERENCES: dict[str, tuple[str, str]] = {
@@ -57,6 +69,7 @@ def check_references(
         unknown[present] = True
         return unknown, mismatch
     rows = np.flatnonzero(present)
+    row_days = days[rows].astype("datetime64[D]")
     staged = pa.table(
         {
             "_row": pa.array(rows, pa.int64()),
@@ -64,9 +77,38 @@ def check_references(
             "customer_id": pa.array(
                 customers.to_numpy(dtype=object)[rows], pa.string()
             ),
-            "day": pa.array(days[rows].astype("datetime64[D]"), pa.date32()),
+            "day": pa.array(row_days, pa.date32()),
         }
     )
+    earliest: date = row_days.min().astype(object)
+    since = earliest - timedelta(days=RECENT_DAYS)
+    recent_rows, recent_same = _matches(con, staged, target, which, since)
+    settled = recent_rows[recent_same]  # found, with their own customer
+    rest = staged.filter(pa.array(~np.isin(rows, settled)))
+    later_rows, later_same = (
+        _matches(con, rest, target, which, None)
+        if rest.num_rows
+        else (np.zeros(0, np.int64), np.zeros(0, bool))
+    )
+    matched = np.concatenate([settled, later_rows])
+    same = np.concatenate([np.ones(len(settled), bool), later_same])
+    unknown[rows] = True
+    unknown[matched] = False
+    mismatch[matched[~same]] = True
+    return unknown, mismatch
+
+
+def _matches(
+    con: duckdb.DuckDBPyConnection,
+    staged: pa.Table,
+    target: str,
+    which: str,
+    since: date | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The staged rows with a decision of ``target`` before their day (from
+    ``since`` on, when given), and whether one of those is their customer's."""
+    # a literal, so DuckDB can skip the row groups before it
+    window = "" if since is None else f"and d.run_date >= date '{since}'"
     con.register("_feedback_rows", staged)
     try:
         found = con.execute(
@@ -75,17 +117,16 @@ def check_references(
             from _feedback_rows c
             join {target} d
                 on d.decision_id = c.decision_id and d.run_date < c.day and {which}
+                {window}
             group by c._row
             """
         ).fetchnumpy()
     finally:
         con.unregister("_feedback_rows")
-    matched = np.asarray(found["_row"], dtype=np.int64)
-    same = np.asarray(found["same_customer"], dtype=bool)
-    unknown[rows] = True
-    unknown[matched] = False
-    mismatch[matched[~same]] = True
-    return unknown, mismatch
+    return (
+        np.asarray(found["_row"], dtype=np.int64),
+        np.asarray(found["same_customer"], dtype=bool),
+    )
 
 
 def inconsistent_new_action(frame: pd.DataFrame) -> np.ndarray:

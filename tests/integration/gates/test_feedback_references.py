@@ -184,3 +184,49 @@ def test_the_reference_rules_give_the_same_verdicts_when_rerun(
     validate_landing(known, DAY, data_docs=False)
     assert _rows(known, "select * from ops.quarantine order by all") == first
     assert [r[4] for r in first] == ["unknown_decision"]
+
+
+def test_late_feedback_is_judged_against_decisions_outside_the_recent_window(
+    known: Settings,
+) -> None:
+    """The first lookup reads only the decisions of the RECENT_DAYS before the
+    feedback; a row not settled there (a late result, an unknown id, another
+    customer's decision) is judged against every earlier decision, so a late
+    result of an old decision loads and an old decision's wrong customer is still
+    a mismatch."""
+    from ml.data.validation.references import RECENT_DAYS
+
+    old = DAY - timedelta(days=RECENT_DAYS + 20)
+    results = action_results(DAY, 3)
+    decided_before(known.warehouse_path, DAY, results, {})
+    _decision(known, "D-old", customer_id="C002", run_date=old)
+    _decision(known, "D-old-other", customer_id="C003", run_date=old)
+    _decision(known, "D-old-held", customer_id="C004", run_date=old, arm="holdout")
+    rows = {k: list(v) for k, v in results.items()}
+    for i, (decision_id, customer_id) in enumerate(
+        [("D-old", "C002"), ("D-old-other", "C001"), ("D-old-held", "C004")]
+    ):
+        rows["decision_id"].append(decision_id)
+        rows["customer_id"].append(customer_id)
+        rows["action"].append("email")
+        rows["channel"].append("email")
+        rows["result_at"].append(at(DAY, 14, i))
+        rows["status"].append("delivered")
+    rows["customer_id"][0] = "C005"  # a recent decision, someone else's customer
+    _land(known, "action_results", rows)
+
+    report = validate_landing(known, DAY, data_docs=False)
+
+    got = report.tables["action_results"]
+    assert got.quarantined == {"customer_mismatch": 2, "unknown_decision": 1}
+    assert got.rows_loaded == 3
+    assert _rows(
+        known,
+        "select record_key, reason from ops.quarantine "
+        "where table_name = 'action_results' order by record_key",
+    ) == [
+        ("D-old-held", "unknown_decision"),
+        ("D-old-other", "customer_mismatch"),
+        ("D0302-0", "customer_mismatch"),
+    ]
+    assert ("D-old",) in _rows(known, "select decision_id from raw.action_results")
