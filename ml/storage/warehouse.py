@@ -54,10 +54,12 @@ def hold(path: Path, read_only: bool = False) -> Iterator[None]:
 
     Every :func:`connect` to the same file inside the block is then a cursor of
     that connection instead of a new database instance: opening one costs 20-40 ms
-    here, and a pipeline step opens the warehouse up to eight times. For blocks
-    that open the warehouse through :func:`connect` only: a direct
-    ``duckdb.connect`` of the file with another configuration (dbt, the publish's
-    read-only holder) fails while it is held. A read-write hold is for blocks that
+    here, and a pipeline step opens the warehouse up to eight times; closing one
+    checkpoints what it wrote. Inside the block, a direct ``duckdb.connect`` of the
+    file shares the held instance when it asks for the same mode and configuration
+    (:func:`duckdb_config`; dbt's profile does) and fails with any other, and an
+    ``attach`` of the file fails (the publish attaches its copy to a cursor of
+    :func:`held_connection` instead). A read-write hold is for blocks that
     write the warehouse anyway; a ``read_only`` one (the demo report's valuation of
     every night) leaves the file to other readers' configuration only. Nested holds
     of the same file share the outer one, whatever it was opened as.
