@@ -535,6 +535,10 @@ def _node_results(result: Any) -> tuple[NodeResult, ...]:
     return tuple(nodes)
 
 
+# The first line dbt gives a node's error, naming the node and not the cause.
+_ERROR_HEADERS = ("Runtime Error in ", "Database Error in ", "Compilation Error in ")
+
+
 def _failure_message(
     start: date,
     end: date,
@@ -544,8 +548,13 @@ def _failure_message(
     """One readable message naming the failed nodes."""
     lines = [f"dbt build failed for {start.isoformat()}..{end.isoformat()}"]
     for node in failures:
-        detail = (node.message or "").strip().splitlines()
+        detail = [line.strip() for line in (node.message or "").splitlines()]
+        detail = [line for line in detail if line]
         first = detail[0] if detail else ""
+        # "Runtime Error in model x (path)" only names the node: the cause (a
+        # full disk, a bad cast) is the line after it
+        if first.startswith(_ERROR_HEADERS) and len(detail) > 1:
+            first = detail[1]
         lines.append(f"  {node.resource_type} {node.name}: {node.status}: {first}")
     if exception is not None:
         lines.append(f"  dbt stopped: {exception}")
