@@ -44,6 +44,8 @@ def _last_results(settings: Settings) -> tuple[date, pd.DataFrame]:
         [pd.read_parquet(path) for path in sorted(folder.glob("*.parquet"))],
         ignore_index=True,
     )
+    if frame.empty:
+        raise SystemExit(f"the action results of {day} have no rows: nothing to time")
     return day, frame
 
 

@@ -89,7 +89,7 @@ def connect(path: Path, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConn
     """Open the warehouse and close it on exit, whatever happens (inside
     :func:`hold` of the same file: a cursor of the held connection, which can
     write even when ``read_only`` is asked for)."""
-    held = _HELD.get(path.resolve()) if _HELD else None
+    held = held_connection(path)
     con = (
         held.cursor()
         if held is not None

@@ -50,6 +50,19 @@ def known(settings: Settings) -> Settings:
     return settings
 
 
+def _add_results(
+    rows: dict[str, list], answers: list[tuple[str, str]], hour: int
+) -> None:
+    """Append a delivered e-mail result of ``DAY`` for each (decision, customer)."""
+    for i, (decision_id, customer_id) in enumerate(answers):
+        rows["decision_id"].append(decision_id)
+        rows["customer_id"].append(customer_id)
+        rows["action"].append("email")
+        rows["channel"].append("email")
+        rows["result_at"].append(at(DAY, hour, i))
+        rows["status"].append("delivered")
+
+
 def _decision(settings: Settings, decision_id: str, **values: Any) -> None:
     row = {
         "decision_id": decision_id,
@@ -86,13 +99,7 @@ def test_action_results_must_answer_a_decision_we_exported(known: Settings) -> N
     }
     rows = {k: list(v) for k, v in results.items()}
     rows["customer_id"][1] = extra["D0302-1"]
-    for i, (decision_id, customer_id) in enumerate(list(extra.items())[1:]):
-        rows["decision_id"].append(decision_id)
-        rows["customer_id"].append(customer_id)
-        rows["action"].append("email")
-        rows["channel"].append("email")
-        rows["result_at"].append(at(DAY, 13, i))
-        rows["status"].append("delivered")
+    _add_results(rows, list(extra.items())[1:], hour=13)
     _land(known, "action_results", rows)
 
     report = validate_landing(known, DAY, data_docs=False)
@@ -203,15 +210,11 @@ def test_late_feedback_is_judged_against_decisions_outside_the_recent_window(
     _decision(known, "D-old-other", customer_id="C003", run_date=old)
     _decision(known, "D-old-held", customer_id="C004", run_date=old, arm="holdout")
     rows = {k: list(v) for k, v in results.items()}
-    for i, (decision_id, customer_id) in enumerate(
-        [("D-old", "C002"), ("D-old-other", "C001"), ("D-old-held", "C004")]
-    ):
-        rows["decision_id"].append(decision_id)
-        rows["customer_id"].append(customer_id)
-        rows["action"].append("email")
-        rows["channel"].append("email")
-        rows["result_at"].append(at(DAY, 14, i))
-        rows["status"].append("delivered")
+    _add_results(
+        rows,
+        [("D-old", "C002"), ("D-old-other", "C001"), ("D-old-held", "C004")],
+        hour=14,
+    )
     rows["customer_id"][0] = "C005"  # a recent decision, someone else's customer
     _land(known, "action_results", rows)
 

@@ -97,6 +97,16 @@ def _counts(path: Path) -> dict[str, int]:
         con.close()
 
 
+def _break_a_reporting_view(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reporting view that cannot bind: the publish fails after its copies."""
+    broken = publish_module.ReportingView(
+        "broken", ("marts.decisions",), "select no_such_column from marts.decisions"
+    )
+    monkeypatch.setattr(
+        publish_module, "REPORTING_VIEWS", (*publish_module.REPORTING_VIEWS, broken)
+    )
+
+
 @pytest.fixture()
 def settings(tmp_path: Path) -> Settings:
     settings = Settings(home=tmp_path / "home")
@@ -252,14 +262,7 @@ def test_a_failure_after_the_copy_leaves_no_temp_file(
 ) -> None:
     publish_analytics(settings, DAY, "publish")
     before = _sha256(settings.analytics_path)
-    broken = publish_module.ReportingView(
-        "broken", ("marts.decisions",), "select no_such_column from marts.decisions"
-    )
-    monkeypatch.setattr(
-        publish_module,
-        "REPORTING_VIEWS",
-        (*publish_module.REPORTING_VIEWS, broken),
-    )
+    _break_a_reporting_view(monkeypatch)
     with pytest.raises(duckdb.BinderException, match="no_such_column"):
         publish_analytics(settings, DAY, "publish")
     assert _sha256(settings.analytics_path) == before
@@ -330,12 +333,7 @@ def test_a_failed_publish_inside_a_hold_leaves_the_hold_as_it_was(
 ) -> None:
     publish_analytics(settings, DAY, "publish")
     before = _sha256(settings.analytics_path)
-    broken = publish_module.ReportingView(
-        "broken", ("marts.decisions",), "select no_such_column from marts.decisions"
-    )
-    monkeypatch.setattr(
-        publish_module, "REPORTING_VIEWS", (*publish_module.REPORTING_VIEWS, broken)
-    )
+    _break_a_reporting_view(monkeypatch)
     with hold(settings.warehouse_path):
         held = held_connection(settings.warehouse_path)
         assert held is not None
