@@ -29,12 +29,14 @@ DIR`` keeps the world for a second run, which then skips what it already built).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -54,20 +56,56 @@ class Step:
     name: str
     seconds: float
     max_rss_bytes: int
+    # the most bytes DuckDB's spill directory held while it ran (watched steps)
+    max_spill_bytes: int = 0
 
 
-def run_step(name: str, args: list[str], env: dict[str, str]) -> Step:
-    """Run one CLI command, stream its output, and measure it."""
+def directory_bytes(path: Path) -> int:
+    """Disk bytes allocated to the files directly in ``path`` (0 when it does not
+    exist): DuckDB's spill files can be sparse, and what fills a disk is what is
+    allocated."""
+    total = 0
+    try:
+        with os.scandir(path) as entries:
+            for entry in entries:
+                with contextlib.suppress(FileNotFoundError):
+                    total += entry.stat(follow_symlinks=False).st_blocks * 512
+    except FileNotFoundError:
+        return 0
+    return total
+
+
+def run_step(
+    name: str, args: list[str], env: dict[str, str], spill: Path | None = None
+) -> Step:
+    """Run one CLI command, stream its output, and measure it; with ``spill``,
+    also the peak size of that directory (DuckDB's spill files), sampled twice a
+    second."""
     print(f"\n$ loopline {' '.join(args)}", flush=True)
+    peak = [0]
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.wait(0.5):
+            peak[0] = max(peak[0], directory_bytes(spill))  # type: ignore[arg-type]
+
+    watcher = threading.Thread(target=watch, daemon=True) if spill else None
     began = time.perf_counter()
     process = subprocess.Popen([LOOPLINE, *args], env=env)
+    if watcher is not None:
+        watcher.start()
     _, status, usage = os.wait4(process.pid, 0)
     seconds = time.perf_counter() - began
+    done.set()
+    if watcher is not None:
+        watcher.join()
     process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode != 0:
+        if peak[0]:
+            print(f"{name}: DuckDB's spill files peaked at {peak[0] / GB:.2f} GB")
         sys.exit(f"{name} failed (exit {process.returncode}); see the output above")
     # ru_maxrss is in KiB on Linux
-    return Step(name, seconds, usage.ru_maxrss * 1024)
+    return Step(name, seconds, usage.ru_maxrss * 1024, peak[0])
 
 
 def drop_page_cache() -> bool:
@@ -234,6 +272,7 @@ def main() -> None:
                 "7",
             ],
             env,
+            spill=home / "warehouse.duckdb.tmp",
         )
         steps["train"] = run_step(
             "train", ["train", "--as-of", last_history.isoformat()], env
@@ -247,11 +286,14 @@ def main() -> None:
         )
         built = {
             "customers": args.customers,
-            "steps": {k: [v.seconds, v.max_rss_bytes] for k, v in steps.items()},
+            "steps": {
+                k: [v.seconds, v.max_rss_bytes, v.max_spill_bytes]
+                for k, v in steps.items()
+            },
         }
         marker.write_text(json.dumps(built))
     else:
-        steps = {k: Step(k, s, r) for k, (s, r) in built["steps"].items()}
+        steps = {k: Step(k, *figures) for k, figures in built["steps"].items()}
         print("world, history and model reused from an earlier run")
 
     warehouse = home / "warehouse.duckdb"
@@ -290,7 +332,14 @@ def main() -> None:
         if name in steps:
             step = steps[name]
             rss = step.max_rss_bytes / GB
-            print(f"  {name:<10} {step.seconds:8.1f} s   peak RSS {rss:5.2f} GB")
+            spilled = (
+                f"   peak spill {step.max_spill_bytes / GB:5.2f} GB"
+                if name == "rebuild"
+                else ""
+            )
+            print(
+                f"  {name:<10} {step.seconds:8.1f} s   peak RSS {rss:5.2f} GB{spilled}"
+            )
     print("\nnightly tasks (s)           warm      cold   in-process")
     for task in [*warm_tasks, *(t for t in in_process if t not in warm_tasks)]:
         print(

@@ -20,6 +20,13 @@
 {%- set windows = feature_windows() -%}
 {%- set earliest_date = shift_date(run_start_date(), -lookback_days) -%}
 
+{%- set every = run_every() -%}
+{%- set first_as_of_date = run_first_as_of_date() -%}
+{%- set last_as_of_date = shift_date(
+    first_as_of_date,
+    ((run_end_date() - first_as_of_date).days // every) * every
+) -%}
+
 {%- set summed = feature_sums() -%}
 {%- set offsets = feature_sum_offsets() -%}
 
@@ -245,20 +252,33 @@ day_events as (
 
     -- the events of each customer summed per as_of_date: an event counts from the
     -- first as_of_date on or after its day (a nightly build has one date, so the
-    -- running totals below have one row per customer)
+    -- running totals below have one row per customer). The as_of_dates are
+    -- first, first + every, ..., last, so that date is computed from the event's
+    -- day, and the events are summed as they stream from row_events: an ASOF join
+    -- with the dates sorts every event first (at a million customers, hundreds of
+    -- millions of wide rows, spilled to tens of GB).
     select
-        row_events.customer_id,
-        as_of_dates.as_of_date as event_date,
-        max(row_events.purchase_date) as purchase_date,
-        max(row_events.contact_date) as contact_date,
+        customer_id,
+        {{ add_days(date_literal(first_as_of_date), 'event_step * ' ~ every) }}
+            as event_date,
+        max(purchase_date) as purchase_date,
+        max(contact_date) as contact_date,
         {%- for name, value, lo, hi in summed %}
-        sum(row_events.{{ name }}) as {{ name }}{{ ',' if not loop.last }}
+        sum({{ name }}) as {{ name }}{{ ',' if not loop.last }}
         {%- endfor %}
 
-    from row_events
-    asof join as_of_dates
-        on row_events.event_date <= as_of_dates.as_of_date
-    group by row_events.customer_id, as_of_dates.as_of_date
+    from (
+        select
+            row_events.*,
+            greatest(
+                0,
+                ({{ dbt.datediff(date_literal(first_as_of_date), 'row_events.event_date', 'day') }}
+                    + {{ every - 1 }}) // {{ every }}
+            ) as event_step
+        from row_events
+        where row_events.event_date <= {{ date_literal(last_as_of_date) }}
+    ) as stepped_events
+    group by customer_id, event_step
 
 ),
 
