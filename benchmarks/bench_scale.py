@@ -85,11 +85,13 @@ def run_step(
     peak = [0]
     done = threading.Event()
 
-    def watch() -> None:
+    def watch(directory: Path) -> None:
         while not done.wait(0.5):
-            peak[0] = max(peak[0], directory_bytes(spill))  # type: ignore[arg-type]
+            peak[0] = max(peak[0], directory_bytes(directory))
 
-    watcher = threading.Thread(target=watch, daemon=True) if spill else None
+    watcher = (
+        threading.Thread(target=watch, args=(spill,), daemon=True) if spill else None
+    )
     began = time.perf_counter()
     process = subprocess.Popen([LOOPLINE, *args], env=env)
     if watcher is not None:

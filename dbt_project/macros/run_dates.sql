@@ -108,6 +108,14 @@
 {%- endmacro %}
 
 
+{% macro run_last_as_of_date() -%}
+    {#- the last as_of_date of the run: the last of first, first + every, ... <= end -#}
+    {%- set first = run_first_as_of_date() -%}
+    {%- set every = run_every() -%}
+    {{ return(shift_date(first, ((run_end_date() - first).days // every) * every)) }}
+{%- endmacro %}
+
+
 {% macro as_of_dates_spine() -%}
     {#- one row per as_of_date of the run: first, first + every, ... <= end -#}
     {%- set first = run_first_as_of_date() -%}
@@ -119,7 +127,7 @@
             ~ " (every " ~ every ~ " days from " ~ first ~ ")"
         ) }}
     {%- endif -%}
-    {%- set count = ((end - first).days // every) + 1 -%}
+    {%- set count = ((run_last_as_of_date() - first).days // every) + 1 -%}
     select cast(as_of_date as date) as as_of_date
     from (
         values

@@ -22,10 +22,7 @@
 
 {%- set every = run_every() -%}
 {%- set first_as_of_date = run_first_as_of_date() -%}
-{%- set last_as_of_date = shift_date(
-    first_as_of_date,
-    ((run_end_date() - first_as_of_date).days // every) * every
-) -%}
+{%- set last_as_of_date = run_last_as_of_date() -%}
 
 {%- set summed = feature_sums() -%}
 {%- set offsets = feature_sum_offsets() -%}
