@@ -8,7 +8,8 @@ CDNOW log). DuckDB's CSV sniffer gives up on some of these (mixed line endings),
 given encoding (a byte order mark is honoured and dropped), every line ending turned
 into LF, and, for ``whitespace``, each line's runs of spaces and tabs turned into one
 tab. The delimiter is detected from the first lines unless it is given. The copy is
-what DuckDB reads, with the delimiter fixed, so nothing is left to its sniffer.
+what DuckDB reads, with the delimiter fixed, so nothing is left to its sniffer; a
+file that already is UTF-8 with LF line endings is read as it is, without a copy.
 
 Everything that makes a file unreadable raises :class:`DialectError` with one short
 message: which file, what was detected, and which option to try.
@@ -43,6 +44,7 @@ DELIMITER_NAMES = {
 }
 SAMPLE_LINES = 200
 CHUNK_CHARS = 1 << 20
+CHECK_BYTES = 1 << 24
 _WHITESPACE_RUN = re.compile(r"[ \t]+")
 
 
@@ -116,11 +118,14 @@ def prepare_csv(
     *,
     delimiter: str | None = None,
     encoding: str = "utf-8",
-) -> Dialect:
+) -> tuple[Dialect, Path]:
     """Write a UTF-8, LF-only copy of the text file ``path`` to ``target``.
 
     ``delimiter`` is one character or :data:`WHITESPACE`; when None it is detected.
-    ``.gz`` files are decompressed. Returns how the file was read.
+    ``.gz`` files are decompressed. Returns how the file was read and the file to
+    read: ``path`` itself, with no copy written, when it already is what the copy
+    would be (uncompressed UTF-8 without a byte order mark, no CR anywhere, a
+    one-character delimiter: one pass over its bytes checks it), else ``target``.
 
     Raises:
         DialectError: the file cannot be decoded, decompressed, or split.
@@ -132,7 +137,9 @@ def prepare_csv(
         raise DialectError(f"{path.name}: not a valid gzip file ({exc})") from exc
 
 
-def _prepare(path: Path, target: Path, delimiter: str | None, codec: str) -> Dialect:
+def _prepare(
+    path: Path, target: Path, delimiter: str | None, codec: str
+) -> tuple[Dialect, Path]:
     with _open_binary(path) as raw:
         codec, bom = _bom_codec(raw.read(4), codec)
     with _open_binary(path) as raw:
@@ -151,6 +158,8 @@ def _prepare(path: Path, target: Path, delimiter: str | None, codec: str) -> Dia
             detected=delimiter is None,
             header=_header(sample, chosen),
         )
+        if _is_normalised(path, codec, bom, chosen):
+            return dialect, path
         with target.open("w", encoding="utf-8", newline="") as out:
             if chosen == WHITESPACE:
                 _write_whitespace(out, first, chunks)
@@ -158,7 +167,33 @@ def _prepare(path: Path, target: Path, delimiter: str | None, codec: str) -> Dia
                 out.write(first)
                 for chunk, _ in chunks:
                     out.write(chunk)
-    return dialect
+    return dialect, target
+
+
+def _is_normalised(path: Path, codec: str, bom: bool, delimiter: str) -> bool:
+    """Whether the file is byte for byte what its normalised copy would be:
+    uncompressed, UTF-8 without a byte order mark, no CR, and a delimiter that is
+    not :data:`WHITESPACE` (whose copy rewrites every line)."""
+    if path.suffix.lower() == ".gz" or codec != "utf-8" or bom:
+        return False
+    if delimiter == WHITESPACE:
+        return False
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    with path.open("rb") as raw:
+        while block := raw.read(CHECK_BYTES):
+            if b"\r" in block:
+                return False
+            if block.isascii() and not decoder.getstate()[0]:
+                continue
+            try:
+                decoder.decode(block)
+            except UnicodeDecodeError:
+                return False  # the copy reports where, with a hint
+    try:
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _open_binary(path: Path) -> IO[bytes]:

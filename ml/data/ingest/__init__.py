@@ -26,7 +26,7 @@ This package holds the steps; :func:`import_transactions` runs them in order:
   DuckDB temp table, the named columns found;
 - :mod:`~ml.data.ingest.value_sql`: SQL that reads one value as its contract type;
 - :mod:`~ml.data.ingest.transaction_rows`: the log mapped onto the contract,
-  rejection reasons, transaction ids;
+  rejection reasons and transaction ids, in one pass;
 - :mod:`~ml.data.ingest.rejects`: the rejects files;
 - :mod:`~ml.data.ingest.customer_rows`: the customers file or derived customers;
 - :mod:`~ml.data.ingest.day_partitions`: writing the day partitions;
@@ -65,7 +65,6 @@ from ml.data.ingest.source_reading import (
 )
 from ml.data.ingest.sql_text import fetch_count
 from ml.data.ingest.transaction_rows import (
-    assign_transaction_ids,
     check_dates_parse,
     parse_transactions,
     rows_per_day,
@@ -188,12 +187,14 @@ def import_transactions(
             discount_col=col.get("discount_col"),
             options=options,
         )
-        check_dates_parse(con, path, col["date_col"], date_format)
-        assign_transaction_ids(con)
+        check_dates_parse(con, source, path, col["date_col"], date_format)
         bar.advance(task)
 
         rejected_path = rejected_file(landing, path)
         rejected = write_rejected(con, source, "tx_parsed", rejected_path)
+        # the rejects were the last use of the source rows: free their memory
+        # before the partitions are sorted and written
+        con.execute(f"drop table {source.table}")
         written = fetch_count(con, "select count(*) from tx_good")
         if written == 0:
             raise ImportInputError(

@@ -127,7 +127,8 @@ def load_source(
     """Load a CSV (every column as text) or Parquet file into a temp table.
 
     A text file is first normalised (:func:`ml.data.dialect.prepare_csv`): decoded,
-    LF line endings, its delimiter detected or given. Column names lose surrounding
+    LF line endings, its delimiter detected or given (a file that already is UTF-8
+    with LF line endings is read in place). Column names lose surrounding
     spaces. Each row gets its 1-based record number (its position in the file). CSV
     lines that do not split into the header's columns are skipped by the reader and
     kept in the ``<table>_rejects`` table.
@@ -139,7 +140,7 @@ def load_source(
     if kind == "csv":
         copy = workdir / f"{table}.csv"
         try:
-            dialect = prepare_csv(
+            dialect, copy = prepare_csv(
                 path, copy, delimiter=options.delimiter, encoding=options.encoding
             )
         except DialectError as exc:

@@ -1,11 +1,11 @@
 """The transaction log's columns mapped onto the landing contract.
 
 :func:`parse_transactions` types the named columns (:mod:`ml.data.ingest.value_sql`)
-into ``tx_parsed`` with a rejection reason per row (a missing or unreadable
-customer, date or amount, a negative amount, a repeated transaction id);
-:func:`check_dates_parse` stops when not one date parses. :func:`assign_transaction_ids`
-keeps the good rows in ``tx_good`` with stable ids, and :func:`rows_per_day` and
-:func:`sorted_transactions` hand them to the partition writer.
+into ``tx_parsed``, in one pass, with a rejection reason per row (a missing or
+unreadable customer, date or amount, a negative amount, a repeated transaction id)
+and a stable transaction id per good row; the view ``tx_good`` holds the good rows.
+:func:`check_dates_parse` stops when not one date parses, and :func:`rows_per_day`
+hands the days to the partition writer.
 """
 
 from __future__ import annotations
@@ -43,7 +43,14 @@ def parse_transactions(
     discount_col: str | None,
     options: ReadOptions,
 ) -> None:
-    """Create ``tx_parsed``: typed contract columns plus a rejection reason."""
+    """Create ``tx_parsed`` (typed contract columns, a rejection reason, and the
+    transaction id of each good row) and the view ``tx_good`` of its good rows.
+
+    The id is the id column's value when there is one; else a hash of the
+    purchase and its occurrence number among identical purchases, so two
+    identical rows stay two purchases and the same file gets the same ids on
+    every import.
+    """
     cols = source.columns
     zone = options.timezone
     other_mark = "," if options.decimal == "." else "."
@@ -82,9 +89,41 @@ def parse_transactions(
         if id_col is not None
         else ""
     )
+    amount_key = "printf('%.6f', amount)"
+    if id_col is not None:
+        transaction_id = "source_id"
+        numbered = "select * from reasoned"
+    else:
+        # Without an id column the id hashes the purchase and its occurrence number
+        # among identical purchases, so two identical rows stay two purchases, and
+        # the same file gets the same ids on every import. A rejected row has no
+        # amount key, so it never shares a partition with a good one.
+        transaction_id = f"""{lit(TRANSACTION_ID_PREFIX)} || left(md5(concat_ws('|',
+                    customer_id,
+                    strftime(transaction_at, '%Y-%m-%dT%H:%M:%S.%f'),
+                    amount_key,
+                    cast(occurrence as varchar)
+                )), 24)"""
+        numbered = f"""
+            select
+                *,
+                row_number() over (
+                    partition by customer_id, transaction_at, amount_key
+                    order by category, is_discounted, {RECORD}
+                ) as occurrence
+            from (
+                select
+                    *,
+                    case when reason is null then {amount_key} end as amount_key
+                from reasoned
+            )"""
+    # A table of the import's own in-memory database, not a temp table, so the
+    # cursors that write the day partitions side by side see it (and tx_good).
+    # One statement types, reasons and numbers the rows: each extra copy of tens
+    # of millions of rows would spill.
     con.execute(
         f"""
-        create temp table tx_parsed as
+        create table tx_parsed as
         with typed as (
             select
                 {RECORD},
@@ -98,31 +137,53 @@ def parse_transactions(
                 {text_expr(when)} as raw_date,
                 {text_expr(amount)} as raw_amount
             from {source.table}
-        )
+        ),
+        reasoned as (
+            select
+                {RECORD},
+                customer_id,
+                transaction_at,
+                amount,
+                category,
+                is_discounted,
+                source_id,
+                raw_date is not null as has_date,
+                nullif(concat_ws('; ',
+                    case when customer_id is null then 'customer is missing' end,
+                    case
+                        when raw_date is null then 'date is missing'
+                        when transaction_at is null
+                            then 'date ' || {quoted("raw_date")} || {lit(date_hint)}
+                    end,
+                    case
+                        when raw_amount is null then 'amount is missing'
+                        when amount is null
+                            then 'amount ' || {quoted("raw_amount")}
+                                || ' is not a number' || {amount_hint}
+                        when not isfinite(amount)
+                            then 'amount ' || {quoted("raw_amount")}
+                                || ' is not a finite number'
+                        when amount < 0
+                            then 'amount ' || {quoted("raw_amount")}
+                                || ' is negative (a refund is not a purchase)'
+                    end,
+                    {id_missing}
+                ), '') as reason
+            from typed
+        ),
+        numbered as ({numbered})
         select
-            *,
-            nullif(concat_ws('; ',
-                case when customer_id is null then 'customer is missing' end,
-                case
-                    when raw_date is null then 'date is missing'
-                    when transaction_at is null
-                        then 'date ' || {quoted("raw_date")} || {lit(date_hint)}
-                end,
-                case
-                    when raw_amount is null then 'amount is missing'
-                    when amount is null
-                        then 'amount ' || {quoted("raw_amount")} || ' is not a number'
-                            || {amount_hint}
-                    when not isfinite(amount)
-                        then 'amount ' || {quoted("raw_amount")}
-                            || ' is not a finite number'
-                    when amount < 0
-                        then 'amount ' || {quoted("raw_amount")}
-                            || ' is negative (a refund is not a purchase)'
-                end,
-                {id_missing}
-            ), '') as reason
-        from typed
+            {RECORD},
+            customer_id,
+            transaction_at,
+            amount,
+            category,
+            is_discounted,
+            source_id,
+            has_date,
+            reason,
+            case when reason is null then {transaction_id} end as transaction_id
+        from numbered
         """
     )
     if id_col is not None:
@@ -145,20 +206,41 @@ def parse_transactions(
                 and dup.record <> dup.first_record
             """
         )
+    con.execute(
+        f"""
+        create view tx_good as
+        select
+            transaction_id,
+            customer_id,
+            transaction_at,
+            amount,
+            category,
+            is_discounted,
+            {RECORD}
+        from tx_parsed
+        where reason is null
+        """
+    )
 
 
 def check_dates_parse(
-    con: duckdb.DuckDBPyConnection, path: Path, date_col: str, date_format: str | None
+    con: duckdb.DuckDBPyConnection,
+    source: Source,
+    path: Path,
+    date_col: str,
+    date_format: str | None,
 ) -> None:
     """Stop early when not a single date parses: the format is surely wrong."""
     parsed = fetch_count(con, "select count(transaction_at) from tx_parsed")
-    present = fetch_count(con, "select count(raw_date) from tx_parsed")
+    present = fetch_count(con, "select count(*) from tx_parsed where has_date")
     if present == 0 or parsed > 0:
         return
+    raw_date = text_expr(ident(date_col))
     examples = [
         str(row[0])
         for row in con.execute(
-            "select raw_date from tx_parsed where raw_date is not null limit 3"
+            f"select {raw_date} from {source.table} where {raw_date} is not null "
+            f"order by {RECORD} limit 3"
         ).fetchall()
     ]
     how = (
@@ -169,53 +251,6 @@ def check_dates_parse(
     raise ImportInputError(
         f"none of the {present:,} values of column {date_col!r} in {path.name} "
         f"could be read {how} (examples: {', '.join(map(repr, examples))})"
-    )
-
-
-def assign_transaction_ids(con: duckdb.DuckDBPyConnection) -> None:
-    """Create ``tx_good`` with the contract columns and a stable transaction id.
-
-    Without an id column the id hashes the purchase and its occurrence number among
-    identical purchases, so two identical rows stay two purchases, and the same file
-    gets the same ids on every import.
-    """
-    # a table of the import's own in-memory database, not a temp table, so the
-    # cursors that write the day partitions side by side see it
-    con.execute(
-        f"""
-        create table tx_good as
-        with valid as (
-            select *, printf('%.6f', amount) as amount_key
-            from tx_parsed
-            where reason is null
-        ),
-        numbered as (
-            select
-                *,
-                row_number() over (
-                    partition by customer_id, transaction_at, amount_key
-                    order by category, is_discounted, {RECORD}
-                ) as occurrence
-            from valid
-        )
-        select
-            coalesce(
-                source_id,
-                {lit(TRANSACTION_ID_PREFIX)} || left(md5(concat_ws('|',
-                    customer_id,
-                    strftime(transaction_at, '%Y-%m-%dT%H:%M:%S.%f'),
-                    amount_key,
-                    cast(occurrence as varchar)
-                )), 24)
-            ) as transaction_id,
-            customer_id,
-            transaction_at,
-            amount,
-            category,
-            is_discounted,
-            {RECORD}
-        from numbered
-        """
     )
 
 

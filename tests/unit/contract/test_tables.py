@@ -52,7 +52,7 @@ ALLOWED_CREATES = {
     ("ml/analytics/publish.py", '{schema}."{table}"'),
     # The import's own in-memory database, never the warehouse: a table, not a
     # temp table, so the cursors that write its day spans side by side see it.
-    ("ml/data/ingest/transaction_rows.py", "tx_good"),
+    ("ml/data/ingest/transaction_rows.py", "tx_parsed"),
 }
 
 
