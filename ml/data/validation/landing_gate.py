@@ -412,16 +412,31 @@ def _registry(
     start: date,
     end: date,
 ) -> CustomerRegistry:
-    """Customers known to rows of this call (raw plus customers landed so far)."""
+    """Customers known to rows of this call (raw plus customers landed so far),
+    looked up for the ids those rows refer to only."""
+    referred = pa.chunked_array(
+        [
+            run.batch.data.column("customer_id").cast(pa.string())
+            for table, run in runs.items()
+            if table != "customers"
+            and run.batch.data is not None
+            and "customer_id" in run.batch.data.column_names
+        ],
+        type=pa.string(),
+    )
     customers = runs.get("customers")
     if customers is not None:
         return customer_registry(
-            con, sorted(customers.batch.partitions), customers.batch, customers.verdicts
+            con,
+            sorted(customers.batch.partitions),
+            customers.batch,
+            customers.verdicts,
+            referred,
         )
     # customers is not validated in this call: raw.customers stays as it is, and
     # the customers landed by each day still count.
     landed = read_landing(settings.landing_dir, "customers", start, end)
-    return customer_registry(con, [], landed, None)
+    return customer_registry(con, [], landed, None, referred)
 
 
 def _row_examples(

@@ -68,7 +68,8 @@ class RowVerdicts:
 class CustomerRegistry:
     """The customer ids a row may refer to.
 
-    ``in_raw``: ids in ``raw.customers`` outside the partitions being replaced.
+    ``in_raw``: ids in ``raw.customers`` outside the partitions being replaced
+    (only those among the ids the run's rows refer to, when those are given).
     ``first_day``: for ids landed in this run, the first partition day with a good
     row (a row of day d may only refer to customers known by d).
     """
@@ -100,14 +101,29 @@ def customer_registry(
     replaced_days: Sequence[date],
     customers: LandingBatch | None,
     verdicts: RowVerdicts | None,
+    referred: pa.Array | pa.ChunkedArray | None = None,
 ) -> CustomerRegistry:
-    """Known customers: raw outside ``replaced_days``, plus the run's good rows."""
+    """Known customers: raw outside ``replaced_days``, plus the run's good rows.
+
+    ``referred``: every customer id the rows to be checked refer to. When given,
+    only those are looked up in ``raw.customers`` (a join in DuckDB), so a night
+    costs what its rows cost, not what the whole customer base does; when None,
+    every customer in raw is loaded.
+    """
     con.register("_replaced_days", _days_table(replaced_days))
-    in_raw = con.execute(
+    query = (
         "select distinct customer_id from raw.customers where customer_id is not null "
         "and partition_date not in (select partition_date from _replaced_days)"
-    ).fetchnumpy()["customer_id"]
-    con.unregister("_replaced_days")
+    )
+    if referred is not None:
+        con.register("_referred_ids", pa.table({"customer_id": referred}))
+        query += " and customer_id in (select customer_id from _referred_ids)"
+    try:
+        in_raw = con.execute(query).fetchnumpy()["customer_id"]
+    finally:
+        con.unregister("_replaced_days")
+        if referred is not None:
+            con.unregister("_referred_ids")
     in_raw_index = pd.Index(np.asarray(in_raw, dtype=object))
     first_day = pd.Series(dtype="datetime64[us]")
     if customers is not None and customers.data is not None:
