@@ -223,6 +223,18 @@ def table_columns(con: duckdb.DuckDBPyConnection, table: str) -> list[str]:
     ]
 
 
+def staged_frame(frame: pd.DataFrame) -> pa.Table | pd.DataFrame:
+    """``frame`` as an Arrow table for DuckDB to read: DuckDB scans a pandas
+    frame's text (object) columns one Python object at a time, and an Arrow
+    table as it is (at a million customers a night's decisions insert in about
+    two thirds of the time, ``benchmarks/bench_replace_run_date.py``). A frame
+    Arrow cannot type (a column of mixed objects) is handed over as it is."""
+    try:
+        return pa.Table.from_pandas(frame, preserve_index=False)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        return frame
+
+
 def replace_run_date(
     con: duckdb.DuckDBPyConnection,
     table: str,
@@ -237,7 +249,9 @@ def replace_run_date(
     con.execute(f"delete from {table} where {key} = ?", [run_date])
     if frame.empty:
         return
-    con.register("_staged_run_date", frame.drop(columns=[key], errors="ignore"))
+    con.register(
+        "_staged_run_date", staged_frame(frame.drop(columns=[key], errors="ignore"))
+    )
     try:
         con.execute(
             f"insert into {table} by name select *, $d as {key} from _staged_run_date",
