@@ -223,7 +223,7 @@ def table_columns(con: duckdb.DuckDBPyConnection, table: str) -> list[str]:
     ]
 
 
-def staged_frame(frame: pd.DataFrame) -> pa.Table | pd.DataFrame:
+def _staged_frame(frame: pd.DataFrame) -> pa.Table | pd.DataFrame:
     """``frame`` as an Arrow table for DuckDB to read: DuckDB inserts an Arrow
     table faster than it reads a pandas frame's text columns (a night's
     decisions at a million customers, ``benchmarks/bench_replace_run_date.py``).
@@ -250,7 +250,7 @@ def replace_run_date(
     if frame.empty:
         return
     con.register(
-        "_staged_run_date", staged_frame(frame.drop(columns=[key], errors="ignore"))
+        "_staged_run_date", _staged_frame(frame.drop(columns=[key], errors="ignore"))
     )
     try:
         con.execute(

@@ -89,15 +89,12 @@ def parse_transactions(
         if id_col is not None
         else ""
     )
-    amount_key = "printf('%.6f', amount)"
     if id_col is not None:
         transaction_id = "source_id"
         numbered = "select * from reasoned"
     else:
-        # Without an id column the id hashes the purchase and its occurrence number
-        # among identical purchases, so two identical rows stay two purchases, and
-        # the same file gets the same ids on every import. A rejected row has no
-        # amount key, so it never shares a partition with a good one.
+        # A rejected row has no amount key, so it never shares an occurrence
+        # partition with a good one.
         transaction_id = f"""{lit(TRANSACTION_ID_PREFIX)} || left(md5(concat_ws('|',
                     customer_id,
                     strftime(transaction_at, '%Y-%m-%dT%H:%M:%S.%f'),
@@ -114,7 +111,8 @@ def parse_transactions(
             from (
                 select
                     *,
-                    case when reason is null then {amount_key} end as amount_key
+                    case when reason is null then printf('%.6f', amount) end
+                        as amount_key
                 from reasoned
             )"""
     # A table of the import's own in-memory database, not a temp table, so the
@@ -140,13 +138,7 @@ def parse_transactions(
         ),
         reasoned as (
             select
-                {RECORD},
-                customer_id,
-                transaction_at,
-                amount,
-                category,
-                is_discounted,
-                source_id,
+                * exclude (raw_date, raw_amount),
                 raw_date is not null as has_date,
                 nullif(concat_ws('; ',
                     case when customer_id is null then 'customer is missing' end,
