@@ -430,7 +430,7 @@ def main() -> None:
     finalised), then standard output and error are flushed. What is skipped is
     only the teardown after that: freeing, module by module, the million or so
     objects of a process that has loaded Airflow, dbt, GX and MLflow, which took
-    about 1.2 s after every ``loopline run`` (``benchmarks/bench_cli_exit.py``).
+    about 1.3 s after every ``loopline run`` (``benchmarks/bench_cli_exit.py``).
     Nothing of Loopline's is written then. The exit code is the command's own.
 
     Tests call ``app`` itself (typer's runner), never this.
