@@ -11,7 +11,8 @@ Builds a small world through the CLI (``loopline simulate``, ``rebuild``,
 night (``loopline run --date``, a rerun: the night is replaced each time) both
 ways, alternating, ``--repeats`` times each. Prints each process's wall time,
 the time from its last line of output to its exit, the best of each way and the
-difference, and checks both ways give the same exit code and summary line.
+difference, and checks both ways give the same exit code and summary line
+(the line that starts with the night's date) and that every night ran ok.
 
 Run: ``.venv/bin/python benchmarks/bench_cli_exit.py [--customers 2000]
 [--home DIR] [--repeats 3]``.
@@ -66,21 +67,25 @@ def build_world(home: Path, customers: int, env: dict[str, str]) -> date:
     return night
 
 
-def timed(command: list[str], env: dict[str, str]) -> tuple[float, float, int, str]:
+def timed(
+    command: list[str], env: dict[str, str], night: str
+) -> tuple[float, float, int, str]:
     """Wall seconds, seconds from the last output line to exit, exit code, and
-    the last line of output."""
+    the night's summary line (the one that starts with its date)."""
     began = time.perf_counter()
     process = subprocess.Popen(
         command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
     assert process.stdout is not None
-    last_line, last_at = "", began
+    summary, last_at = "", began
     for line in process.stdout:
         if line.strip():
-            last_line, last_at = line.strip(), time.perf_counter()
+            last_at = time.perf_counter()
+            if line.startswith(night):
+                summary = line.strip()
     code = process.wait()
     ended = time.perf_counter()
-    return ended - began, ended - last_at, code, last_line
+    return ended - began, ended - last_at, code, summary
 
 
 def main() -> None:
@@ -102,7 +107,7 @@ def main() -> None:
     print(f"{'way':16} {'wall s':>8} {'after last line s':>18}  exit")
     for _ in range(args.repeats):
         for way, argv in ways.items():
-            wall, tail, code, line = timed(argv, env)
+            wall, tail, code, line = timed(argv, env, night.isoformat())
             walls[way].append(wall)
             tails[way].append(tail)
             # the summary line without its seconds, which differ run to run
@@ -115,8 +120,15 @@ def main() -> None:
     print(f"after the last line: {tail_fast:.2f} s against {tail_plain:.2f} s")
     same = outcomes["console script"] == outcomes["app() alone"]
     single = len(outcomes["console script"]) == 1
+    # a night that failed or ran nothing times nothing worth comparing
+    ran = all(
+        code == 0 and line.endswith(" ok")
+        for found in outcomes.values()
+        for code, line in found
+    )
     print(f"same exit code and summary both ways: {'yes' if same else 'NO'}")
-    if not (same and single):
+    print(f"every night ran ok: {'yes' if ran else 'NO'}")
+    if not (same and single and ran):
         print(f"outcomes: {outcomes}")
         sys.exit(1)
 

@@ -119,7 +119,8 @@ def prepare_csv(
     delimiter: str | None = None,
     encoding: str = "utf-8",
 ) -> tuple[Dialect, Path]:
-    """Write a UTF-8, LF-only copy of the text file ``path`` to ``target``.
+    """Make the text file ``path`` readable as UTF-8 with LF line endings: a
+    normalised copy at ``target``, unless ``path`` already is that.
 
     ``delimiter`` is one character or :data:`WHITESPACE`; when None it is detected.
     ``.gz`` files are decompressed. Returns how the file was read and the file to
@@ -174,6 +175,7 @@ def _is_normalised(path: Path, codec: str, bom: bool, delimiter: str) -> bool:
     """Whether the file is byte for byte what its normalised copy would be:
     uncompressed, UTF-8 without a byte order mark, no CR, and a delimiter that is
     not :data:`WHITESPACE` (whose copy rewrites every line)."""
+    # codec is canonical (check_encoding): "UTF8" and "utf_8" arrive as "utf-8"
     if path.suffix.lower() == ".gz" or codec != "utf-8" or bom:
         return False
     if delimiter == WHITESPACE:

@@ -26,10 +26,11 @@ def _prepared(path: Path, tmp_path: Path, **options: str) -> tuple[Path, Path]:
     return read, target
 
 
-def test_a_utf8_lf_file_is_read_in_place(tmp_path: Path) -> None:
+@pytest.mark.parametrize("encoding", ["utf-8", "UTF8", "utf_8"])
+def test_a_utf8_lf_file_is_read_in_place(tmp_path: Path, encoding: str) -> None:
     path = tmp_path / "log.csv"
     path.write_text(HEADER + ROW * 10 + "C2,2024-03-02,7 €\n", encoding="utf-8")
-    read, target = _prepared(path, tmp_path)
+    read, target = _prepared(path, tmp_path, encoding=encoding)
     assert read == path
     assert not target.exists()
 
