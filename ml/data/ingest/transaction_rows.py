@@ -2,8 +2,8 @@
 
 :func:`parse_transactions` types the named columns (:mod:`ml.data.ingest.value_sql`)
 into ``tx_parsed``, in one pass, with a rejection reason per row (a missing or
-unreadable customer, date or amount, a negative amount, a repeated transaction id)
-and a stable transaction id per good row; the view ``tx_good`` holds the good rows.
+unreadable customer, date or amount, a negative amount, a repeated transaction id);
+the view ``tx_good`` holds the good rows with a stable transaction id each.
 :func:`check_dates_parse` stops when not one date parses, and :func:`rows_per_day`
 hands the days to the partition writer.
 """
@@ -43,8 +43,8 @@ def parse_transactions(
     discount_col: str | None,
     options: ReadOptions,
 ) -> None:
-    """Create ``tx_parsed`` (typed contract columns, a rejection reason, and the
-    transaction id of each good row) and the view ``tx_good`` of its good rows.
+    """Create ``tx_parsed`` (typed contract columns and a rejection reason per
+    row) and the view ``tx_good`` of its good rows with their transaction ids.
 
     The id is the id column's value when there is one; else a hash of the
     purchase and its occurrence number among identical purchases, so two
@@ -89,36 +89,19 @@ def parse_transactions(
         if id_col is not None
         else ""
     )
-    if id_col is not None:
-        transaction_id = "source_id"
-        numbered = "select * from reasoned"
-    else:
-        # A rejected row has no amount key, so it never shares an occurrence
-        # partition with a good one.
-        transaction_id = f"""{lit(TRANSACTION_ID_PREFIX)} || left(md5(concat_ws('|',
-                    customer_id,
-                    strftime(transaction_at, '%Y-%m-%dT%H:%M:%S.%f'),
-                    amount_key,
-                    cast(occurrence as varchar)
-                )), 24)"""
-        numbered = f"""
-            select
-                *,
-                row_number() over (
-                    partition by customer_id, transaction_at, amount_key
-                    order by category, is_discounted, {RECORD}
-                ) as occurrence
-            from (
-                select
-                    *,
-                    case when reason is null then printf('%.6f', amount) end
-                        as amount_key
-                from reasoned
-            )"""
+    # The rows are held in memory (and spilled above the memory limit) until the
+    # partitions are written, so they are held narrow: the category as an enum
+    # (its labels in text order, so it sorts as the text does), the source id only
+    # when there is an id column, and a hashed id as the 12 bytes its 24 hex
+    # digits spell (stored inline, where the text would take a heap string per
+    # row; the bytes sort as the digits do). tx_good spells the id out.
+    category_type = "enum(" + ", ".join(lit(c) for c in sorted(CATEGORIES)) + ")"
+    source_id_column = "source_id," if id_col is not None else ""
+    digest = "cast(null as blob)" if id_col is not None else id_digest_sql("1")
     # A table of the import's own in-memory database, not a temp table, so the
     # cursors that write the day partitions side by side see it (and tx_good).
-    # One statement types, reasons and numbers the rows: each extra copy of tens
-    # of millions of rows would spill.
+    # One statement types and reasons the rows: each extra copy of tens of
+    # millions of rows would spill.
     con.execute(
         f"""
         create table tx_parsed as
@@ -162,23 +145,23 @@ def parse_transactions(
                     {id_missing}
                 ), '') as reason
             from typed
-        ),
-        numbered as ({numbered})
+        )
         select
             {RECORD},
             customer_id,
             transaction_at,
             amount,
-            category,
+            cast(category as {category_type}) as category,
             is_discounted,
-            source_id,
+            {source_id_column}
             has_date,
             reason,
-            case when reason is null then {transaction_id} end as transaction_id
-        from numbered
+            case when reason is null then {digest} end as id_digest
+        from reasoned
         """
     )
     if id_col is not None:
+        transaction_id = "source_id"
         con.execute(
             f"""
             update tx_parsed
@@ -198,21 +181,84 @@ def parse_transactions(
                 and dup.record <> dup.first_record
             """
         )
+    else:
+        transaction_id = f"{lit(TRANSACTION_ID_PREFIX)} || lower(hex(id_digest))"
+        number_repeated_purchases(con)
     con.execute(
         f"""
         create view tx_good as
         select
-            transaction_id,
+            {transaction_id} as transaction_id,
             customer_id,
             transaction_at,
             amount,
-            category,
+            cast(category as varchar) as category,
             is_discounted,
             {RECORD}
         from tx_parsed
         where reason is null
         """
     )
+
+
+def id_digest_sql(occurrence: str) -> str:
+    """The 12 bytes of a hashed transaction id: the first 24 hex digits of the
+    md5 of customer, time, amount and ``occurrence`` (SQL of a good row)."""
+    return f"""unhex(left(md5(concat_ws('|',
+        customer_id,
+        strftime(transaction_at, '%Y-%m-%dT%H:%M:%S.%f'),
+        printf('%.6f', amount),
+        cast({occurrence} as varchar)
+    )), 24))"""
+
+
+def number_repeated_purchases(con: duckdb.DuckDBPyConnection) -> None:
+    """Give the 2nd, 3rd, ... of identical good rows of ``tx_parsed`` (in the
+    order of category, discount and record) the id of that occurrence, so two
+    identical purchases get two ids.
+
+    Every good row starts with the id of occurrence 1. Only rows whose customer
+    and time hash the same as another good row's can share a purchase with it,
+    so the numbering's window runs over those alone, not over the whole log: in
+    most logs they are few.
+    """
+    con.execute(
+        f"""
+        create temp table tx_repeated as
+        select record, {id_digest_sql("occurrence")} as id_digest from (
+            select
+                {RECORD} as record,
+                customer_id,
+                transaction_at,
+                amount,
+                row_number() over (
+                    partition by customer_id, transaction_at, printf('%.6f', amount)
+                    order by category, is_discounted, {RECORD}
+                ) as occurrence
+            from tx_parsed
+            where reason is null and hash(customer_id, transaction_at) in (
+                select key from (
+                    select hash(customer_id, transaction_at) as key
+                    from tx_parsed
+                    where reason is null
+                )
+                group by key
+                having count(*) > 1
+            )
+        )
+        where occurrence > 1
+        """
+    )
+    if fetch_count(con, "select count(*) from tx_repeated"):
+        con.execute(
+            f"""
+            update tx_parsed
+            set id_digest = tx_repeated.id_digest
+            from tx_repeated
+            where tx_parsed.{RECORD} = tx_repeated.record
+            """
+        )
+    con.execute("drop table tx_repeated")
 
 
 def check_dates_parse(

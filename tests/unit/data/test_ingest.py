@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import hashlib
 import random
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -234,6 +235,49 @@ def test_ids_are_deterministic_and_stable_on_reimport(tmp_path: Path) -> None:
     other = _settings(tmp_path / "other")
     _import(other, shuffled)
     assert _read_table(other, "transactions").equals(first)
+
+
+def _expected_id(customer: str, at: datetime, amount: float, occurrence: int) -> str:
+    """The documented hashed id, computed here without DuckDB."""
+    moment = at.strftime("%Y-%m-%dT%H:%M:%S.%f")
+    key = f"{customer}|{moment}|{amount:.6f}|{occurrence}"
+    return "tx_" + hashlib.md5(key.encode()).hexdigest()[:24]
+
+
+def test_hashed_ids_number_identical_purchases_by_category_and_record(
+    tmp_path: Path,
+) -> None:
+    """Identical purchases are numbered 1, 2, ... in the order of category, then
+    record; a purchase that shares only the customer and the time (another
+    amount) is occurrence 1 of its own; the ids are md5 of the documented key."""
+    log = tmp_path / "repeats.csv"
+    log.write_text(
+        "client,purchased,total,kind\n"
+        "C1,2024-01-05 12:00:00,10.5,home\n"
+        "C1,2024-01-05 12:00:00,10.5,grocery\n"
+        "C1,2024-01-05 12:00:00,10.5,home\n"
+        "C1,2024-01-05 12:00:00,11,home\n"
+        "C2,2024-01-06 08:30:00.250000,3,beauty\n"
+        "C2,2024-01-06 08:30:00.250000,not a number,beauty\n"
+    )
+    settings = _settings(tmp_path / "home")
+    summary = _import(settings, log, date_format=None)
+    assert (summary.rows_written, summary.rejected) == (5, 1)
+    noon = datetime(2024, 1, 5, 12)
+    morning = datetime(2024, 1, 6, 8, 30, 0, 250000)
+    expected = {
+        # (C1, noon, 10.5): grocery (record 2) first, then home by record (1, 3)
+        _expected_id("C1", noon, 10.5, 1): "grocery",
+        _expected_id("C1", noon, 10.5, 2): "home",
+        _expected_id("C1", noon, 10.5, 3): "home",
+        _expected_id("C1", noon, 11.0, 1): "home",
+        _expected_id("C2", morning, 3.0, 1): "beauty",
+    }
+    got = {
+        row["transaction_id"]: row["category"]
+        for row in _read_table(settings, "transactions").to_pylist()
+    }
+    assert got == expected
 
 
 def test_id_column_is_used_when_given(settings: Settings) -> None:
