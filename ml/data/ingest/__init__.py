@@ -23,7 +23,7 @@ replaced and the ids are content hashes.
 This package holds the steps; :func:`import_transactions` runs them in order:
 
 - :mod:`~ml.data.ingest.source_reading`: options, files and dialects into a
-  DuckDB temp table, the named columns found;
+  DuckDB view with record numbers, the named columns found;
 - :mod:`~ml.data.ingest.value_sql`: SQL that reads one value as its contract type;
 - :mod:`~ml.data.ingest.transaction_rows`: the log mapped onto the contract,
   rejection reasons and transaction ids, in one pass;
@@ -58,6 +58,7 @@ from ml.data.ingest.import_result import ImportInputError, ImportSummary
 from ml.data.ingest.rejects import REJECTED_DIR, rejected_file, write_rejected
 from ml.data.ingest.source_reading import (
     ReadOptions,
+    drop_source,
     load_source,
     read_options,
     require_columns,
@@ -194,7 +195,7 @@ def import_transactions(
         rejected = write_rejected(con, source, "tx_parsed", rejected_path)
         # the rejects were the last use of the source rows: free their memory
         # before the partitions are sorted and written
-        con.execute(f"drop table {source.table}")
+        drop_source(con, source)
         written = fetch_count(con, "select count(*) from tx_good")
         if written == 0:
             raise ImportInputError(

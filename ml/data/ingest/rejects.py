@@ -12,7 +12,7 @@ from pathlib import Path
 
 import duckdb
 
-from ml.data.ingest.source_reading import RECORD, Source, import_name
+from ml.data.ingest.source_reading import RECORD, Source, import_name, rows_table
 from ml.data.ingest.sql_text import fetch_count, ident, lit
 
 REJECTED_DIR = "_rejected"
@@ -50,12 +50,14 @@ def write_rejected(
     parts = [
         f"""
         select
-            s.{RECORD} as record,
+            p.{RECORD} as record,
             cast(null as bigint) as line,
             p.reason,
             {source_cols}
         from {parsed} as p
-        inner join {source.table} as s using ({RECORD})
+        -- a record is its row's id plus one (source_reading.load_source): the
+        -- join on the row id fetches the few rejected rows alone
+        inner join {rows_table(source.table)} as s on s.rowid = p.{RECORD} - 1
         where p.reason is not null
         """
     ]

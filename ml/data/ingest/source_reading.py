@@ -1,4 +1,4 @@
-"""Read an input file, of whatever dialect, into a DuckDB temp table.
+"""Read an input file, of whatever dialect, into DuckDB.
 
 The reading options are checked first (:func:`read_options`, :func:`set_timezone`).
 A CSV file (``.csv``, ``.tsv``, ``.txt``, optionally ``.gz``) is normalised by
@@ -54,7 +54,8 @@ class ReadOptions:
 
 @dataclass(frozen=True)
 class Source:
-    """A source file loaded into a DuckDB temp table with a record number."""
+    """A source file loaded into DuckDB: ``table`` is a view of its rows with a
+    record number each."""
 
     table: str
     columns: dict[str, str]  # name -> DuckDB type
@@ -124,7 +125,8 @@ def load_source(
     options: ReadOptions,
     workdir: Path,
 ) -> Source:
-    """Load a CSV (every column as text) or Parquet file into a temp table.
+    """Load a CSV (every column as text) or Parquet file into a temp view
+    ``table`` (over the table :func:`rows_table` names).
 
     A text file is first normalised (:func:`ml.data.dialect.prepare_csv`): decoded,
     LF line endings, its delimiter detected or given (a file that already is UTF-8
@@ -164,16 +166,26 @@ def load_source(
     except duckdb.Error as exc:
         raise ImportInputError(_read_error(path, dialect, exc)) from exc
     columns = _clean_names([(str(row[0]), str(row[1])) for row in described])
-    aliases = ", ".join([*(ident(c) for c in columns), RECORD])
+    aliases = ", ".join(ident(c) for c in columns)
+    # The rows are stored in the file's order (insertion order is preserved), so
+    # a row's record number is its row id plus one. Numbering them as they are
+    # read (``with ordinality``) gives the same numbers but doubles the read.
+    con.execute("set preserve_insertion_order = true")
     try:
         con.execute(
             f"""
-            create temp table {table} as
-            select * from {reader} with ordinality as src({aliases})
+            create temp table {rows_table(table)} as
+            select * from {reader} as src({aliases})
             """
         )
     except duckdb.Error as exc:
         raise ImportInputError(_read_error(path, dialect, exc)) from exc
+    con.execute(
+        f"""
+        create temp view {table} as
+        select *, rowid + 1 as {RECORD} from {rows_table(table)}
+        """
+    )
     records = fetch_count(con, f"select count(*) from {table}")
     malformed = 0
     if kind == "csv":
@@ -187,6 +199,17 @@ def load_source(
         malformed=malformed,
         dialect=dialect,
     )
+
+
+def rows_table(table: str) -> str:
+    """The temp table that holds the rows of the source view ``table``."""
+    return f"{table}_rows"
+
+
+def drop_source(con: duckdb.DuckDBPyConnection, source: Source) -> None:
+    """Free the memory of a loaded source: its view and its rows."""
+    con.execute(f"drop view {source.table}")
+    con.execute(f"drop table {rows_table(source.table)}")
 
 
 def _read_error(path: Path, dialect: Dialect | None, exc: duckdb.Error) -> str:

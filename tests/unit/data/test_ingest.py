@@ -699,6 +699,39 @@ def test_a_large_log_in_another_order_gives_the_same_files(tmp_path: Path) -> No
             assert keys == sorted(keys), day
 
 
+def test_record_numbers_are_file_positions_in_a_large_log(tmp_path: Path) -> None:
+    """A rejected row's record is its position in the file, also in a log that
+    DuckDB reads in parallel (about 28 MB, so many buffers of its reader)."""
+    import duckdb
+
+    log = tmp_path / "large.csv"
+    bad = [1, 2, 99_999, 250_001, 512_345, 799_998, 800_000]
+    with duckdb.connect() as con:
+        con.execute(
+            f"""
+            copy (
+                select
+                    'C' || lpad(cast(i % 20000 as varchar), 6, '0') as client,
+                    strftime(timestamp '2024-01-01' + to_minutes(i * 7 % 525600),
+                        '%d/%m/%Y %H:%M') as purchased,
+                    case when i + 1 in ({", ".join(map(str, bad))}) then 'bad'
+                        else cast(round(5 + (i * 37 % 12000) / 100.0, 2) as varchar)
+                    end as total,
+                    'record ' || (i + 1) as kind
+                from range(800000) as t(i)
+                order by i
+            ) to '{log}' (header, delimiter ',')
+            """
+        )
+    settings = _settings(tmp_path / "home")
+    summary = _import(settings, log)
+    assert summary.rejected == len(bad)
+    assert summary.rejected_path is not None
+    rows = _rejected_rows(summary.rejected_path)
+    assert [int(r["record"]) for r in rows] == bad
+    assert [r["kind"] for r in rows] == [f"record {n}" for n in bad]
+
+
 def test_the_import_runs_within_the_warehouse_memory_limit(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
