@@ -23,6 +23,7 @@ import pyarrow.compute as pc
 from ml.contract.schema import TABLES
 from ml.contract.tables import duckdb_type
 from ml.data.ingest.sql_text import ident, lit
+from ml.data.ingest.transaction_rows import TRANSACTION_ID_MACRO
 from ml.storage.landing_files import (
     move_into_partition,
     partition_dir,
@@ -58,9 +59,20 @@ def write_transaction_days(
     # an import killed mid-write (kill -9) left its staging folder behind
     remove_stale_staging_dirs(root, STAGING_PREFIX)
     staging = staging_dir(root, STAGING_PREFIX, uuid.uuid4().hex[:8])
-    columns = ", ".join(
-        f"cast({ident(field.name)} as {duckdb_type(field.type)}) as {ident(field.name)}"
+
+    def typed(field: pa.Field) -> str:
+        value = (
+            f"{TRANSACTION_ID_MACRO}(id_key)"
+            if field.name == "transaction_id"
+            else ident(field.name)
+        )
+        return f"cast({value} as {duckdb_type(field.type)}) as {ident(field.name)}"
+
+    columns = ", ".join(typed(field) for field in TABLES["transactions"].schema)
+    others = ", ".join(
+        ident(field.name)
         for field in TABLES["transactions"].schema
+        if field.name != "transaction_id"
     )
     # DuckDB keeps the ORDER BY inside each partition of a PARTITION_BY copy only
     # when one thread writes it: with more, rows of a day interleave differently
@@ -77,10 +89,14 @@ def write_transaction_days(
             cursor.execute(
                 f"""
                 copy (
-                    select {columns}, cast(transaction_at as date) as dt
-                    from tx_good
-                    where cast(transaction_at as date) between ? and ?
-                    order by transaction_at, customer_id, transaction_id
+                    -- the sort carries the id's short key; it is spelled after
+                    select {columns}, dt
+                    from (
+                        select id_key, {others}, cast(transaction_at as date) as dt
+                        from tx_good
+                        where cast(transaction_at as date) between ? and ?
+                        order by transaction_at, customer_id, id_key
+                    )
                 ) to {lit(str(staging))} (
                     -- the spans share the staging folder, never a day folder
                     format parquet, partition_by (dt), filename_pattern 'part-{{i}}',

@@ -28,6 +28,8 @@ from ml.data.ingest.value_sql import (
 )
 
 TRANSACTION_ID_PREFIX = "tx_"
+# The SQL macro that spells a row's ``id_key`` of ``tx_good`` as its transaction id.
+TRANSACTION_ID_MACRO = "tx_transaction_id"
 
 
 def parse_transactions(
@@ -44,7 +46,9 @@ def parse_transactions(
     options: ReadOptions,
 ) -> None:
     """Create ``tx_parsed`` (typed contract columns and a rejection reason per
-    row) and the view ``tx_good`` of its good rows with their transaction ids.
+    row) and the view ``tx_good`` of its good rows with their transaction ids
+    (and ``id_key``, which sorts as the id does and which the macro
+    :data:`TRANSACTION_ID_MACRO` spells as the id).
 
     The id is the id column's value when there is one; else a hash of the
     purchase and its occurrence number among identical purchases, so two
@@ -161,7 +165,7 @@ def parse_transactions(
         """
     )
     if id_col is not None:
-        transaction_id = "source_id"
+        id_key, spelled = "source_id", "key"
         con.execute(
             f"""
             update tx_parsed
@@ -182,13 +186,18 @@ def parse_transactions(
             """
         )
     else:
-        transaction_id = f"{lit(TRANSACTION_ID_PREFIX)} || lower(hex(id_digest))"
+        id_key = "id_digest"
+        spelled = f"{lit(TRANSACTION_ID_PREFIX)} || lower(hex(key))"
         number_repeated_purchases(con)
+    # tx_good's id_key sorts as its transaction_id does; the macro spells a key
+    # out, so a sort can carry the short key and spell it afterwards
+    con.execute(f"create macro {TRANSACTION_ID_MACRO}(key) as {spelled}")
     con.execute(
         f"""
         create view tx_good as
         select
-            {transaction_id} as transaction_id,
+            {TRANSACTION_ID_MACRO}({id_key}) as transaction_id,
+            {id_key} as id_key,
             customer_id,
             transaction_at,
             amount,
