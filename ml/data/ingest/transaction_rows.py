@@ -96,12 +96,15 @@ def parse_transactions(
     # The rows are held in memory (and spilled above the memory limit) until the
     # partitions are written, so they are held narrow: the category as an enum
     # (its labels in text order, so it sorts as the text does), the source id only
-    # when there is an id column, and a hashed id as the 12 bytes its 24 hex
+    # when there is an id column, else a hashed id as the 12 bytes its 24 hex
     # digits spell (stored inline, where the text would take a heap string per
     # row; the bytes sort as the digits do). tx_good spells the id out.
     category_type = "enum(" + ", ".join(lit(c) for c in sorted(CATEGORIES)) + ")"
-    source_id_column = "source_id," if id_col is not None else ""
-    digest = "cast(null as blob)" if id_col is not None else id_digest_sql("1")
+    id_column = (
+        "source_id"
+        if id_col is not None
+        else f"case when reason is null then {id_digest_sql('1')} end as id_digest"
+    )
     # A table of the import's own in-memory database, not a temp table, so the
     # cursors that write the day partitions side by side see it (and tx_good).
     # One statement types and reasons the rows: each extra copy of tens of
@@ -157,10 +160,9 @@ def parse_transactions(
             amount,
             cast(category as {category_type}) as category,
             is_discounted,
-            {source_id_column}
+            {id_column},
             has_date,
-            reason,
-            case when reason is null then {digest} end as id_digest
+            reason
         from reasoned
         """
     )
