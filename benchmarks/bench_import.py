@@ -12,17 +12,22 @@ Each is timed warm (page cache as left by the previous step) and cold (page cach
 dropped first, when this runs as root), and the ratio import / DuckDB alone is
 printed against the target of at most 2x.
 
-Run: ``.venv/bin/python benchmarks/bench_import.py --rows 5000000``.
+Run: ``.venv/bin/python benchmarks/bench_import.py --rows 5000000`` (``--stages``
+also prints the wall of each step of the warm import).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
+from typing import Any
 
 import duckdb
 
@@ -82,8 +87,55 @@ def duckdb_alone(path: Path, out: Path) -> float:
     return time.perf_counter() - began
 
 
-def loopline_import(path: Path, home: Path) -> tuple[float, int, int]:
-    """``import_transactions`` into a fresh home: seconds, rows written, rejected."""
+# The steps of import_transactions, as ml.data.ingest names them, timed by --stages.
+STAGES = (
+    "load_source",
+    "parse_transactions",
+    "check_dates_parse",
+    "write_rejected",
+    "drop_source",
+    "load_customers",
+    "rows_per_day",
+    "register_known_customers",
+    "collect_customer_rows",
+    "write_transaction_days",
+    "write_customer_partitions",
+)
+
+
+@contextmanager
+def timed_stages(walls: dict[str, float]) -> Iterator[None]:
+    """Time each step that ``import_transactions`` calls (by the names it calls
+    them under in ``ml.data.ingest``) into ``walls``; restore them after."""
+    import ml.data.ingest as ingest
+
+    originals = {name: getattr(ingest, name) for name in STAGES}
+
+    def timed(name: str, step: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(step)
+        def run(*args: Any, **kwargs: Any) -> Any:
+            began = time.perf_counter()
+            try:
+                return step(*args, **kwargs)
+            finally:
+                walls[name] = walls.get(name, 0.0) + time.perf_counter() - began
+
+        return run
+
+    for name, step in originals.items():
+        setattr(ingest, name, timed(name, step))
+    try:
+        yield
+    finally:
+        for name, step in originals.items():
+            setattr(ingest, name, step)
+
+
+def loopline_import(
+    path: Path, home: Path, walls: dict[str, float] | None = None
+) -> tuple[float, int, int]:
+    """``import_transactions`` into a fresh home: seconds, rows written, rejected.
+    With ``walls``, each step's wall is added to it."""
     shutil.rmtree(home, ignore_errors=True)
     os.environ["LOOPLINE_HOME"] = str(home)
     from ml.config.settings import get_settings
@@ -91,17 +143,19 @@ def loopline_import(path: Path, home: Path) -> tuple[float, int, int]:
 
     settings = get_settings()
     settings.ensure_dirs()
-    began = time.perf_counter()
-    summary = import_transactions(
-        settings,
-        path,
-        customer_col="customer_id",
-        date_col="purchased_at",
-        amount_col="amount",
-        category_col="category",
-        progress=False,
-    )
-    return time.perf_counter() - began, summary.rows_written, summary.rejected
+    with timed_stages(walls) if walls is not None else nullcontext():
+        began = time.perf_counter()
+        summary = import_transactions(
+            settings,
+            path,
+            customer_col="customer_id",
+            date_col="purchased_at",
+            amount_col="amount",
+            category_col="category",
+            progress=False,
+        )
+        seconds = time.perf_counter() - began
+    return seconds, summary.rows_written, summary.rejected
 
 
 def main() -> None:
@@ -110,6 +164,11 @@ def main() -> None:
     parser.add_argument("--customers", type=int, help="default rows / 25")
     parser.add_argument("--days", type=int, default=730)
     parser.add_argument("--dir", type=Path, help="work folder (default: a temp one)")
+    parser.add_argument(
+        "--stages",
+        action="store_true",
+        help="also print the wall of each step of the warm import",
+    )
     args = parser.parse_args()
     customers = args.customers or max(1, args.rows // 25)
 
@@ -122,6 +181,7 @@ def main() -> None:
     print(f"{log}: {log.stat().st_size / 2**20:,.0f} MiB")
 
     figures: dict[str, dict[str, float]] = {"warm": {}, "cold": {}}
+    stage_walls: dict[str, float] = {}
     can_drop = drop_page_cache()
     for mode in ("cold", "warm"):
         if mode == "cold" and not can_drop:
@@ -131,7 +191,10 @@ def main() -> None:
         figures[mode]["duckdb"] = duckdb_alone(log, work / "duckdb_out")
         if mode == "cold":
             drop_page_cache()
-        seconds, written, rejected = loopline_import(log, work / "home")
+        walls: dict[str, float] | None = (
+            stage_walls if args.stages and mode == "warm" else None
+        )
+        seconds, written, rejected = loopline_import(log, work / "home", walls)
         figures[mode]["import"] = seconds
         print(
             f"{mode}: DuckDB alone {figures[mode]['duckdb']:.1f} s, import "
@@ -150,6 +213,12 @@ def main() -> None:
             f"{mode:<8}{got['duckdb']:>12.1f} s{got['import']:>8.1f} s{ratio:>7.2f}x"
             f"  <= {TARGET:.1f}x {met}"
         )
+    if stage_walls:
+        print("\nsteps of the warm import (seconds)")
+        for name, wall in sorted(stage_walls.items(), key=lambda kv: -kv[1]):
+            print(f"  {name:<28}{wall:>8.2f}")
+        rest = figures["warm"]["import"] - sum(stage_walls.values())
+        print(f"  {'(the rest)':<28}{rest:>8.2f}")
     if args.dir is None:
         shutil.rmtree(work, ignore_errors=True)
 
