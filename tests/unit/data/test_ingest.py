@@ -6,6 +6,7 @@ import csv
 import gzip
 import hashlib
 import random
+from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
@@ -646,12 +647,19 @@ def test_an_import_removes_the_staging_folder_a_killed_import_left(
     assert written == GOOD_DAYS
 
 
-def _write_large_log(path: Path, shuffled: bool = False) -> None:
-    """400,000 purchases of 20,000 customers over a year, in the fixture's shape;
-    large enough that DuckDB reads and writes it with several threads."""
+def _write_large_log(
+    path: Path, shuffled: bool = False, rows: int = 400_000, bad: Sequence[int] = ()
+) -> None:
+    """``rows`` purchases of 20,000 customers over a year, in the fixture's shape
+    (400,000 by default); large enough that DuckDB reads and writes it with
+    several threads. Records (1-based) in ``bad`` have the total ``bad``."""
     import duckdb
 
-    order = "order by hash(i)" if shuffled else ""
+    order = "order by hash(i)" if shuffled else "order by i"
+    total = "cast(round(5 + (i * 37 % 12000) / 100.0, 2) as varchar)"
+    if bad:
+        listed = ", ".join(map(str, bad))
+        total = f"case when i + 1 in ({listed}) then 'bad' else {total} end"
     with duckdb.connect() as con:
         con.execute(
             f"""
@@ -660,10 +668,10 @@ def _write_large_log(path: Path, shuffled: bool = False) -> None:
                     'C' || lpad(cast(i % 20000 as varchar), 6, '0') as client,
                     strftime(timestamp '2024-01-01' + to_minutes(i * 7 % 525600),
                         '%d/%m/%Y %H:%M') as purchased,
-                    cast(round(5 + (i * 37 % 12000) / 100.0, 2) as varchar) as total,
+                    {total} as total,
                     (['grocery', 'home', 'fashion'])[1 + cast(i % 3 as integer)]
                         as kind
-                from range(400000) as t(i)
+                from range({rows}) as t(i)
                 {order}
             ) to '{path}' (header, delimiter ',')
             """
@@ -700,36 +708,29 @@ def test_a_large_log_in_another_order_gives_the_same_files(tmp_path: Path) -> No
 
 
 def test_record_numbers_are_file_positions_in_a_large_log(tmp_path: Path) -> None:
-    """A rejected row's record is its position in the file, also in a log that
-    DuckDB reads in parallel (about 28 MB, so many buffers of its reader)."""
-    import duckdb
-
+    """A rejected row's record is its position in the file, and its source
+    columns are that row's, also in a log that DuckDB reads in parallel (about
+    28 MB, so many buffers of its reader)."""
     log = tmp_path / "large.csv"
     bad = [1, 2, 99_999, 250_001, 512_345, 799_998, 800_000]
-    with duckdb.connect() as con:
-        con.execute(
-            f"""
-            copy (
-                select
-                    'C' || lpad(cast(i % 20000 as varchar), 6, '0') as client,
-                    strftime(timestamp '2024-01-01' + to_minutes(i * 7 % 525600),
-                        '%d/%m/%Y %H:%M') as purchased,
-                    case when i + 1 in ({", ".join(map(str, bad))}) then 'bad'
-                        else cast(round(5 + (i * 37 % 12000) / 100.0, 2) as varchar)
-                    end as total,
-                    'record ' || (i + 1) as kind
-                from range(800000) as t(i)
-                order by i
-            ) to '{log}' (header, delimiter ',')
-            """
-        )
+    _write_large_log(log, rows=800_000, bad=bad)
     settings = _settings(tmp_path / "home")
     summary = _import(settings, log)
     assert summary.rejected == len(bad)
     assert summary.rejected_path is not None
     rows = _rejected_rows(summary.rejected_path)
     assert [int(r["record"]) for r in rows] == bad
-    assert [r["kind"] for r in rows] == [f"record {n}" for n in bad]
+    # the row written at position i + 1 (no two rows of the log share both)
+    expected = [
+        (
+            f"C{(n - 1) % 20000:06d}",
+            (datetime(2024, 1, 1) + timedelta(minutes=(n - 1) * 7 % 525600)).strftime(
+                DATE_FORMAT
+            ),
+        )
+        for n in bad
+    ]
+    assert [(r["client"], r["purchased"]) for r in rows] == expected
 
 
 def test_the_import_runs_within_the_warehouse_memory_limit(
